@@ -1,0 +1,89 @@
+"""What an instruction handler may touch of the guest: one vCPU's registers and memory.
+
+Handlers see only this interface, so the same model serves the unicorn
+emulator, trace replay and the tests.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+MASK64 = (1 << 64) - 1
+
+
+class Guest(Protocol):
+    problem_state: bool
+
+    def gpr(self, r: int) -> int: ...
+
+    def set_gpr(self, r: int, value: int) -> None: ...
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        """Absolute guest memory; None where the range is not all present (addressing)."""
+
+    def write(self, addr: int, data: bytes) -> bool:
+        """False (and nothing written) where the range is not all present."""
+
+
+class SimpleGuest:
+    """A flat guest: 16 GPRs and ``size`` bytes of memory from address 0."""
+
+    __slots__ = ("gprs", "mem", "problem_state")
+
+    def __init__(self, size: int = 1 << 20, gprs=None, problem_state: bool = False):
+        self.mem = bytearray(size)
+        self.gprs = list(gprs) if gprs is not None else [0] * 16
+        self.problem_state = problem_state
+
+    def gpr(self, r: int) -> int:
+        return self.gprs[r]
+
+    def set_gpr(self, r: int, value: int) -> None:
+        self.gprs[r] = value & MASK64
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        if addr < 0 or size < 0 or addr + size > len(self.mem):
+            return None
+        return bytes(self.mem[addr:addr + size])
+
+    def write(self, addr: int, data: bytes) -> bool:
+        if addr < 0 or addr + len(data) > len(self.mem):
+            return False
+        self.mem[addr:addr + len(data)] = data
+        return True
+
+    def snapshot(self) -> tuple:
+        """Everything the guest can observe, for transparency comparisons."""
+        return (tuple(self.gprs), bytes(self.mem), self.problem_state)
+
+
+class RecordingGuest:
+    """Wraps a Guest and logs the memory an instruction read and wrote (for traces)."""
+
+    __slots__ = ("inner", "reads", "writes")
+
+    def __init__(self, inner: Guest):
+        self.inner = inner
+        self.reads: list[tuple[int, bytes]] = []
+        self.writes: list[tuple[int, bytes]] = []
+
+    @property
+    def problem_state(self) -> bool:
+        return self.inner.problem_state
+
+    def gpr(self, r: int) -> int:
+        return self.inner.gpr(r)
+
+    def set_gpr(self, r: int, value: int) -> None:
+        self.inner.set_gpr(r, value)
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        data = self.inner.read(addr, size)
+        if data is not None:
+            self.reads.append((addr, data))
+        return data
+
+    def write(self, addr: int, data: bytes) -> bool:
+        ok = self.inner.write(addr, data)
+        if ok:
+            self.writes.append((addr, bytes(data)))
+        return ok
