@@ -19,6 +19,9 @@ _start:
 2:      # program-check new PSW (lowcore 0x1d0): 64-bit, everything disabled
         larl    %r1,pgm_new_psw
         mvc     0x1d0(16,%r0),0(%r1)
+        # SVC new PSW (lowcore 0x1c0): the way back from problem state
+        larl    %r1,svc_new_psw
+        mvc     0x1c0(16,%r0),0(%r1)
         brasl   %r14,main
         # fall through: main returned
         .globl  qemu_exit
@@ -56,8 +59,27 @@ pgm_handler:
         brasl   %r14,pgm_fatal          # does not return
         j       qemu_exit
 
+# to_problem_state(): return to the caller in problem state (PSW bit 15),
+# everything else as before.  to_supervisor_state(): SVC 0, whose handler
+# clears the problem-state bit of the SVC old PSW and resumes there.
+        .globl  to_problem_state, to_supervisor_state
+to_problem_state:
+        larl    %r1,problem_psw
+        stg     %r14,8(%r1)
+        lpswe   0(%r1)
+to_supervisor_state:
+        svc     0
+        br      %r14
+svc_handler:
+        ni      0x141,0xfe              # SVC old PSW: clear bit 15 (problem state)
+        lpswe   0x140
+
         .section .data
         .align  8
+svc_new_psw:
+        .quad   0x0000000180000000, svc_handler
+problem_psw:
+        .quad   0x0001000180000000, 0
 pgm_new_psw:
         .quad   0x0000000180000000, pgm_handler
 exit_psw:

@@ -1,0 +1,320 @@
+/*
+ * The per-instruction trap path of `zpci-emu boot`.
+ *
+ * The guest runs under unicorn in problem state, so every privileged
+ * instruction (the zPCI family included) raises a program exception that
+ * unicorn reports as UC_HOOK_INTR intno 3 with the PC at the instruction and
+ * nothing executed.  This hook decodes the instruction, hands it to Python
+ * once with the GPRs already read, and applies what Python decided.  Unicorn
+ * is reached through the libunicorn the Python binding already loaded
+ * (dlopen RTLD_NOLOAD), so building this file needs no unicorn headers.
+ */
+#include <dlfcn.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "decode.h"
+#include "trap_api.h"
+
+/* The slice of unicorn.h 2.1 this file relies on (stable ABI values). */
+enum {
+    UCH_INTR = 1 << 0,
+    UCH_BLOCK = 1 << 3,
+    UCH_MEM_UNMAPPED = (1 << 4) | (1 << 5) | (1 << 6),
+};
+enum { REG_R0 = 1, REG_PC = 65, REG_PSWM = 66 };
+enum { EXCP_PGM = 3 };
+
+#define PSW_MASK_CC 0x0000300000000000ULL
+
+typedef int (*uc_reg_read_fn)(void *, int, void *);
+typedef int (*uc_reg_write_fn)(void *, int, const void *);
+typedef int (*uc_reg_batch_fn)(void *, int const *, void **, int);
+typedef int (*uc_mem_read_fn)(void *, uint64_t, void *, uint64_t);
+typedef int (*uc_mem_write_fn)(void *, uint64_t, const void *, uint64_t);
+typedef int (*uc_emu_start_fn)(void *, uint64_t, uint64_t, uint64_t, size_t);
+typedef int (*uc_emu_stop_fn)(void *);
+typedef int (*uc_hook_add_fn)(void *, size_t *, int, void *, void *, uint64_t, uint64_t, ...);
+typedef int (*uc_hook_del_fn)(void *, size_t);
+
+static struct {
+    uc_reg_read_fn reg_read;
+    uc_reg_write_fn reg_write;
+    uc_reg_batch_fn reg_read_batch;
+    uc_mem_read_fn mem_read;
+    uc_mem_write_fn mem_write;
+    uc_emu_start_fn emu_start;
+    uc_emu_stop_fn emu_stop;
+    uc_hook_add_fn hook_add;
+    uc_hook_del_fn hook_del;
+    bool bound;
+} U;
+
+static char last_error[256];
+
+const char *trap_last_error(void)
+{
+    return last_error;
+}
+
+int trap_bind(const char *libpath)
+{
+    if (U.bound)
+        return 0;
+    /* RTLD_NOLOAD: the very copy the binding uses, or nothing; a second copy
+     * would have its own engines and crash on the binding's handles. */
+    void *h = dlopen(libpath, RTLD_NOW | RTLD_NOLOAD);
+    if (!h) {
+        snprintf(last_error, sizeof last_error, "%s is not loaded: %s", libpath, dlerror());
+        return -1;
+    }
+    struct { const char *name; void **slot; } syms[] = {
+        { "uc_reg_read", (void **)&U.reg_read },
+        { "uc_reg_write", (void **)&U.reg_write },
+        { "uc_reg_read_batch", (void **)&U.reg_read_batch },
+        { "uc_mem_read", (void **)&U.mem_read },
+        { "uc_mem_write", (void **)&U.mem_write },
+        { "uc_emu_start", (void **)&U.emu_start },
+        { "uc_emu_stop", (void **)&U.emu_stop },
+        { "uc_hook_add", (void **)&U.hook_add },
+        { "uc_hook_del", (void **)&U.hook_del },
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        void *p = dlsym(h, syms[i].name);
+        if (!p) {
+            snprintf(last_error, sizeof last_error, "%s has no %s", libpath, syms[i].name);
+            return -1;
+        }
+        *syms[i].slot = p;
+    }
+    U.bound = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------ counting */
+
+/* Instructions per block, direct-mapped by address: the block hook runs on
+ * every block execution, so it must not re-read guest code each time. */
+#define BLOCK_CACHE 4096
+static struct { uint64_t addr; uint32_t size; uint32_t insns; } block_cache[BLOCK_CACHE];
+
+static uint32_t insns_in(void *uc, uint64_t addr, uint32_t size)
+{
+    uint8_t buf[4096];
+    if (size == 0)
+        return 0;
+    if (size > sizeof buf)
+        size = sizeof buf;
+    if (U.mem_read(uc, addr, buf, size) != 0)
+        return 1;
+    uint64_t stop;
+    return (uint32_t)zpci_count_insns(buf, size, 0, size, NULL, &stop);
+}
+
+static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
+{
+    trap_state *t = ud;
+    uint32_t slot = (uint32_t)(addr >> 1) & (BLOCK_CACHE - 1);
+    uint32_t n;
+    if (block_cache[slot].addr == addr && block_cache[slot].size == size && size) {
+        n = block_cache[slot].insns;
+    } else {
+        n = insns_in(uc, addr, size);
+        block_cache[slot].addr = addr;
+        block_cache[slot].size = size;
+        block_cache[slot].insns = n;
+    }
+    t->cur_block = addr;
+    t->cur_block_size = size;
+    t->cur_block_insns = n;
+    t->insns += n;
+    t->blocks++;
+    if (t->tracing && t->on_block)
+        t->on_block(t, addr, size);
+    if (t->insns >= t->insn_limit && t->stop == TRAP_STOP_NONE) {
+        t->stop = TRAP_STOP_LIMIT;
+        U.emu_stop(uc);
+    }
+}
+
+/* The block hook counted the whole block; a trap inside it means the rest of
+ * the block did not run. */
+static void uncount_rest_of_block(trap_state *t)
+{
+    if (t->pc < t->cur_block || t->pc >= t->cur_block + t->cur_block_size)
+        return;
+    uint32_t before = insns_in(t->uc, t->cur_block, (uint32_t)(t->pc - t->cur_block));
+    t->insns -= t->cur_block_insns;
+    t->insns += before;
+    t->cur_block_size = 0;   /* counted once */
+}
+
+/* ------------------------------------------------------------ the hook */
+
+static const int gpr_ids[16] = {
+    REG_R0 + 0, REG_R0 + 1, REG_R0 + 2, REG_R0 + 3, REG_R0 + 4, REG_R0 + 5, REG_R0 + 6, REG_R0 + 7,
+    REG_R0 + 8, REG_R0 + 9, REG_R0 + 10, REG_R0 + 11, REG_R0 + 12, REG_R0 + 13, REG_R0 + 14, REG_R0 + 15,
+};
+
+static void hook_intr(void *uc, uint32_t intno, void *ud)
+{
+    trap_state *t = ud;
+    uint64_t before[16];
+    void *ptrs[16];
+
+    U.reg_read(uc, REG_PC, &t->pc);
+    t->intno = intno;
+    if (t->counting)
+        uncount_rest_of_block(t);
+
+    /* Up to 6 bytes; near the end of memory fewer are readable. */
+    t->nbytes = 0;
+    for (uint32_t n = 6; n >= 2; n -= 2) {
+        if (U.mem_read(uc, t->pc, t->bytes, n) == 0) {
+            t->nbytes = n;
+            break;
+        }
+    }
+    memset(&t->d, 0, sizeof t->d);
+    t->d.index = ZPCI_INDEX_NONE;
+    t->d.addr = t->pc;
+    if (intno == EXCP_PGM && t->nbytes)
+        zpci_decode_one(t->bytes, t->nbytes, t->pc, &t->d);
+    /* A cut instruction is no zPCI instruction to the model. */
+    if (t->d.flags & ZPCI_DEC_TRUNCATED)
+        t->d.index = ZPCI_INDEX_NONE;
+
+    for (int i = 0; i < 16; i++)
+        ptrs[i] = &t->gpr[i];
+    U.reg_read_batch(uc, gpr_ids, ptrs, 16);
+    memcpy(before, t->gpr, sizeof before);
+    U.reg_read(uc, REG_PSWM, &t->pswm);
+    t->cc = -1;
+    t->set_pswm = 0;
+    t->next_pc = t->pc + (t->d.index != ZPCI_INDEX_NONE ? t->d.ilen : 0);
+
+    int rc;
+    if (t->d.index != ZPCI_INDEX_NONE) {
+        t->zpci_traps++;
+        rc = t->on_zpci(t);
+    } else {
+        t->other_traps++;
+        rc = t->on_other ? t->on_other(t) : 1;
+    }
+
+    for (int i = 0; i < 16; i++)
+        if (t->gpr[i] != before[i])
+            U.reg_write(uc, REG_R0 + i, &t->gpr[i]);
+    uint64_t mask = t->set_pswm ? t->new_pswm : t->pswm;
+    if (t->cc >= 0)
+        mask = (mask & ~PSW_MASK_CC) | ((uint64_t)(t->cc & 3) << 44);
+    /* The PSW mask must be in place before the PC write ends the block. */
+    if (mask != t->pswm)
+        U.reg_write(uc, REG_PSWM, &mask);
+    if (rc == 0) {
+        if (t->counting)
+            t->insns++;
+        U.reg_write(uc, REG_PC, &t->next_pc);
+    } else {
+        /* Leave PC at the next address too, so a driver can resume there. */
+        U.reg_write(uc, REG_PC, &t->next_pc);
+        if (t->stop == TRAP_STOP_NONE)
+            t->stop = TRAP_STOP_PYTHON;
+        U.emu_stop(uc);
+    }
+}
+
+static bool hook_unmapped(void *uc, int type, uint64_t addr, int size, int64_t value, void *ud)
+{
+    (void)size;
+    (void)value;
+    trap_state *t = ud;
+    t->fault_type = type;
+    t->fault_addr = addr;
+    U.reg_read(uc, REG_PC, &t->fault_pc);
+    if (t->stop == TRAP_STOP_NONE)
+        t->stop = TRAP_STOP_UNMAPPED;
+    return false;
+}
+
+int trap_install(trap_state *t, uintptr_t uch, int count, int trace,
+                 trap_insn_cb zpci, trap_insn_cb other, trap_block_cb block)
+{
+    if (!U.bound) {
+        snprintf(last_error, sizeof last_error, "trap_bind was not called");
+        return -1;
+    }
+    void *uc = (void *)uch;
+    t->uc = uc;
+    t->on_zpci = zpci;
+    t->on_other = other;
+    t->on_block = block;
+    t->counting = count || trace;
+    t->tracing = trace;
+    memset(t->hooks, 0, sizeof t->hooks);
+    memset(block_cache, 0, sizeof block_cache);
+    size_t h;
+    int err = U.hook_add(uc, &h, UCH_INTR, (void *)hook_intr, t, 1, 0);
+    if (err) {
+        snprintf(last_error, sizeof last_error, "uc_hook_add(INTR) failed: %d", err);
+        return -1;
+    }
+    t->hooks[0] = h;
+    err = U.hook_add(uc, &h, UCH_MEM_UNMAPPED, (void *)hook_unmapped, t, 1, 0);
+    if (err) {
+        snprintf(last_error, sizeof last_error, "uc_hook_add(MEM_UNMAPPED) failed: %d", err);
+        return -1;
+    }
+    t->hooks[1] = h;
+    if (t->counting) {
+        err = U.hook_add(uc, &h, UCH_BLOCK, (void *)hook_block, t, 1, 0);
+        if (err) {
+            snprintf(last_error, sizeof last_error, "uc_hook_add(BLOCK) failed: %d", err);
+            return -1;
+        }
+        t->hooks[2] = h;
+    }
+    return 0;
+}
+
+int trap_uninstall(trap_state *t)
+{
+    for (int i = 0; i < 4; i++) {
+        if (t->hooks[i])
+            U.hook_del(t->uc, t->hooks[i]);
+        t->hooks[i] = 0;
+    }
+    return 0;
+}
+
+int trap_run(trap_state *t, uint64_t begin)
+{
+    t->stop = TRAP_STOP_NONE;
+    t->cur_block_size = 0;
+    /* The end address 1 is odd, so no instruction ever starts there. */
+    t->uc_err = U.emu_start(t->uc, begin, 1, 0, 0);
+    return t->uc_err;
+}
+
+int trap_mem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n)
+{
+    return U.mem_read(t->uc, addr, out, n);
+}
+
+int trap_mem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n)
+{
+    return U.mem_write(t->uc, addr, data, n);
+}
+
+int trap_reg_read(trap_state *t, int regid, uint64_t *value)
+{
+    return U.reg_read(t->uc, regid, value);
+}
+
+int trap_reg_write(trap_state *t, int regid, uint64_t value)
+{
+    return U.reg_write(t->uc, regid, &value);
+}

@@ -1,0 +1,82 @@
+/*
+ * cdef of the unicorn trap path (cbits/trap.c).  This file is read as a cffi
+ * cdef and also compiled as C, so it stays plain: no includes, no
+ * conditionals, integer #defines only.  Includers provide <stdint.h>.
+ *
+ * One trap_state per unicorn engine.  The C hook fills it, calls Python once
+ * (the zpci callback for a zPCI instruction, the other one for anything else)
+ * and applies what Python left in it: changed GPRs, the CC, the PSW mask and
+ * the next address.
+ *
+ * The callbacks are ffi.callback function pointers: extern "Python" cannot be
+ * declared in a header that is also C.  Needs decode_api.h (zpci_decoded)
+ * first, which build_native.py's part order gives.
+ */
+
+struct trap_state;
+/* zpci/other callbacks return 0 to resume at next_pc, 1 to stop the run. */
+typedef int (*trap_insn_cb)(struct trap_state *);
+typedef void (*trap_block_cb)(struct trap_state *, uint64_t, uint32_t);
+
+typedef struct trap_state {
+    void *uc;                 /* uc_engine * */
+    uint64_t gpr[16];         /* in: GPRs at the trap; out: new values */
+    uint64_t pc;              /* address of the trapping instruction */
+    uint64_t pswm;            /* unicorn's PSW mask at the trap (problem state set) */
+    uint64_t next_pc;         /* out: where to continue */
+    uint64_t new_pswm;        /* out: written when set_pswm */
+    int32_t set_pswm;
+    int32_t cc;               /* out: -1 keeps the condition code */
+    uint32_t intno;           /* unicorn's exception number (3 = program) */
+    uint32_t nbytes;          /* readable instruction bytes at pc (0..6) */
+    uint8_t bytes[6];
+    zpci_decoded d;           /* the decoder's view of the instruction at pc */
+
+    /* run control and accounting */
+    uint64_t insns;           /* guest instructions executed (when counting) */
+    uint64_t insn_limit;      /* stop once insns reaches it (when counting) */
+    uint64_t zpci_traps;
+    uint64_t other_traps;
+    uint64_t blocks;          /* block executions seen by the block hook */
+    int32_t stop;             /* why the last trap_run returned: TRAP_STOP_* */
+    int32_t counting;         /* block hook installed */
+    int32_t tracing;          /* block hook reports blocks to Python */
+    int32_t fault_type;       /* uc_mem_type of an unmapped access */
+    uint64_t fault_addr;      /* its address (TRAP_STOP_UNMAPPED) */
+    uint64_t fault_pc;        /* PC unicorn reported for it */
+    uint64_t cur_block;       /* start, size, instructions of the running block */
+    uint32_t cur_block_size;
+    uint32_t cur_block_insns;
+    int32_t uc_err;           /* uc_emu_start's result */
+
+    trap_insn_cb on_zpci;
+    trap_insn_cb on_other;
+    trap_block_cb on_block;
+    uintptr_t hooks[4];       /* uc_hook handles */
+} trap_state;
+
+/* stop reasons */
+#define TRAP_STOP_NONE 0
+#define TRAP_STOP_PYTHON 1
+#define TRAP_STOP_LIMIT 2
+#define TRAP_STOP_UNMAPPED 3
+
+/* Binds the libunicorn the Python binding already loaded (dlopen RTLD_NOLOAD).
+ * Returns 0, or -1 with the reason in trap_last_error(). */
+int trap_bind(const char *libpath);
+const char *trap_last_error(void);
+
+/* Hooks the engine `uch` (the binding's uc_engine pointer).  `count` adds the
+ * block hook that counts instructions; `trace` makes it report each block. */
+int trap_install(trap_state *t, uintptr_t uch, int count, int trace,
+                 trap_insn_cb zpci, trap_insn_cb other, trap_block_cb block);
+int trap_uninstall(trap_state *t);
+
+/* uc_emu_start(begin, no end address) from C; returns uc_err, sets t->stop. */
+int trap_run(trap_state *t, uint64_t begin);
+
+/* Cheap guest access for the Python side: 0 on success. */
+int trap_mem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n);
+int trap_mem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n);
+int trap_reg_read(trap_state *t, int regid, uint64_t *value);
+int trap_reg_write(trap_state *t, int regid, uint64_t value);

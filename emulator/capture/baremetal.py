@@ -1,0 +1,51 @@
+"""Capture a bare-metal guest ELF (traces/guests) under QEMU: seconds, no download."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emulator.capture import runner
+from emulator.capture.sites import scan_elf
+from emulator.errors import UserError
+
+PROGRAMS_JSON = Path(__file__).resolve().parents[2] / "traces" / "guests" / "programs.json"
+DEFAULT_DEVICES = ["-device", "zpci,uid=1,fid=1,target=r0", "-device", "virtio-rng-pci,id=r0"]
+MEMORY_MB = 256
+
+
+def devices_for(elf: Path) -> list[str]:
+    """Device arguments of the guest program (programs.json), else one virtio-rng."""
+    try:
+        progs = json.loads(PROGRAMS_JSON.read_text())
+    except (OSError, ValueError):
+        progs = {}
+    return list(progs.get(elf.stem, DEFAULT_DEVICES))
+
+
+def qemu_args(elf: Path, devices: list[str] | None = None) -> list[str]:
+    return ["-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
+            "-cpu", "qemu", "-m", str(MEMORY_MB),
+            "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
+            *(devices if devices is not None else devices_for(elf)), "-kernel", str(elf)]
+
+
+def capture(elf: Path, out: Path, *, jsonl: Path | None = None, timeout: float = 120,
+            devices: list[str] | None = None, log=print) -> dict:
+    elf = Path(elf)
+    if not elf.exists():
+        raise UserError("no such file", where=str(elf))
+    sites = scan_elf(elf)
+    if not sites:
+        raise UserError("no zPCI instruction in the executable sections", where=str(elf))
+    out = Path(out)
+    jsonl = Path(jsonl) if jsonl else out.with_name(out.name + ".jsonl")
+    log(f"{elf.name}: {len(sites)} zPCI sites")
+    res = runner.run(qemu_args(elf, devices), sites, jsonl, timeout=timeout)
+    if res.qemu_rc != 0:
+        tail = " | ".join(l for _, l in res.console[-2:])
+        raise UserError(f"guest did not exit cleanly (qemu status {res.qemu_rc}): {tail}",
+                        where=str(elf))
+    from emulator.trace.importer import import_jsonl
+    n = import_jsonl(jsonl, out, memory=MEMORY_MB << 20, workload=elf.stem)
+    return {"events": n, "seconds": res.seconds, "jsonl": str(jsonl),
+            "console": [l for _, l in res.console]}

@@ -1,0 +1,270 @@
+"""Capture a Debian s390x Linux guest: kernel, initramfs, QEMU run, checks.
+
+Cache layout (under ``cache_root()``, i.e. ``$XDG_CACHE_HOME/zpci-emu``):
+``apt/`` the private apt state and the downloaded .debs; ``kernel/<pkg>_<ver>/``
+the unpacked kernel package plus ``sites.json`` (sites and the symbols the
+recorder needs, found once per kernel).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from emulator.capture import kernel as K
+from emulator.capture import runner
+from emulator.capture.apt import PrivateApt, cache_root, extract_deb
+from emulator.capture.initramfs import Cpio
+from emulator.capture.sites import Site, scan_kernel
+from emulator.capture.workloads import (BLK_IMAGE_MB, MARK_MAGIC, PHASES, WORKLOADS,
+                                        init_script, parse_stats)
+from emulator.errors import UserError
+
+DEFAULT_KERNEL = "linux-image-6.1.0-50-s390x"
+MEMORY_MB = 1024
+MARK_SYMBOL = "__s390x_sys_kill"
+# struct pt_regs: args[1], psw (16 bytes), gprs[16] at +24, orig_gpr2 at +152
+# (measured: the pid of ``kill -0 MAGIC`` sits at +152, its signal 0 at +48)
+PT_REGS_ORIG_GPR2 = 24 + 16 * 8
+PT_REGS_GPR3 = 24 + 3 * 8
+# FMB counters of the statistics file and the instruction each one counts
+FMB_COUNTERS = {"Load operations": "PCILG", "Store operations": "PCISTG",
+                "Store block operations": "PCISTB", "Refresh operations": "RPCIT"}
+
+
+@dataclass
+class KernelBundle:
+    package: str
+    version: str
+    root: Path
+    vmlinuz: Path
+    release: str
+    sites: list[Site]
+    mark_addr: int
+
+    @property
+    def modules_dir(self) -> Path:
+        return self.root / "lib/modules" / self.release
+
+
+def prepare_kernel(package: str = DEFAULT_KERNEL, apt: PrivateApt | None = None) -> KernelBundle:
+    apt = apt or PrivateApt()
+    deb = apt.download(package)
+    version = apt.version(package)
+    root = extract_deb(deb, cache_root() / "kernel" / f"{package}_{version}")
+    vml = sorted((root / "boot").glob("vmlinuz-*"))
+    if not vml:
+        raise UserError(f"{package} has no /boot/vmlinuz-*", where=str(deb))
+    release = vml[0].name[len("vmlinuz-"):]
+    config = root / "boot" / f"config-{release}"
+    if config.exists():
+        cfg = config.read_text()
+        for opt in ("CONFIG_PCI=y", "CONFIG_S390_IOMMU=y", "CONFIG_DEBUG_FS=y"):
+            if opt not in cfg:
+                raise UserError(f"kernel {release} lacks {opt} (no zPCI support to capture); "
+                                f"use a Debian s390x kernel such as {DEFAULT_KERNEL}")
+    cache = root / "sites.json"
+    if cache.exists():
+        d = json.loads(cache.read_text())
+    else:
+        img = K.extract_image(vml[0].read_bytes(), where=str(vml[0]))
+        syms = K.kallsyms(img)
+        sites = scan_kernel(img, syms, K.IMAGE_BASE)
+        if not any(s.mnemonic == "PCILG" for s in sites):
+            raise UserError(f"kernel {release} has no PCILG instruction: no zPCI support")
+        mark = [s.addr for s in syms if s.name == MARK_SYMBOL]
+        if not mark:
+            raise UserError(f"kernel {release} has no {MARK_SYMBOL} symbol")
+        d = {"sites": [s.to_json() for s in sites], "mark_addr": mark[0]}
+        cache.write_text(json.dumps(d, indent=1))
+    return KernelBundle(package=package, version=version, root=root, vmlinuz=vml[0],
+                        release=release, sites=[Site(**s) for s in d["sites"]],
+                        mark_addr=d["mark_addr"])
+
+
+def module_order(kb: KernelBundle, wanted: list[str]) -> list[Path]:
+    """Module files for ``wanted`` and their dependencies, dependencies first."""
+    files = {p.name[:-3].replace("-", "_"): p for p in kb.modules_dir.rglob("*.ko")}
+    order: list[Path] = []
+
+    def visit(name, stack=()):
+        key = name.replace("-", "_")
+        if key not in files:
+            raise UserError(f"module {name} not in {kb.package}")
+        p = files[key]
+        if p in order or key in stack:
+            return
+        for dep in K.read_modules_deps(p.read_bytes()):
+            visit(dep, stack + (key,))
+        order.append(p)
+
+    for m in wanted:
+        visit(m)
+    return order
+
+
+def build_initrd(kb: KernelBundle, busybox: Path, workload, dest: Path) -> Path:
+    mods = module_order(kb, workload.modules)
+    c = Cpio()
+    for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "mnt", "lib", "lib/modules", "etc"):
+        c.dir(d)
+    c.chardev("dev/console", 5, 1)
+    c.chardev("dev/null", 1, 3, 0o666)
+    c.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for m in mods:
+        c.file(f"lib/modules/{m.name}", m.read_bytes())
+    c.file("init", init_script(workload, [m.name for m in mods]).encode(), 0o755)
+    return c.write_gz(dest)
+
+
+def qemu_args(kb: KernelBundle, initrd: Path, workload, image: Path | None) -> list[str]:
+    # rng_core.default_quality=0: no khwrngd refilling the entropy pool from
+    # virtio-rng behind the workload's back (it would touch the function
+    # during the quiesce phase, after the guest's last counter update)
+    append = " ".join(x for x in ("console=ttysclp0 nokaslr quiet loglevel=4 rdinit=/init "
+                                  "rng_core.default_quality=0",
+                                  workload.append) if x)
+    return ["-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
+            "-cpu", "qemu", "-m", str(MEMORY_MB), "-smp", "1",
+            "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
+            "-kernel", str(kb.vmlinuz), "-initrd", str(initrd), "-append", append,
+            "-no-reboot", *workload.qemu_devices(str(image) if image else None)]
+
+
+# -- statistics cross-check ------------------------------------------------------
+
+def _fh_of(rec) -> int | None:
+    """The function handle an event addresses (without the enable bit)."""
+    ops, gr = rec["operands"], [int(x, 16) for x in rec["gr_before"]]
+    insn = rec["insn"]
+    if insn in ("PCILG", "PCISTG"):
+        return (gr[ops["r2"]] >> 32) & 0x7FFFFFFF
+    if insn in ("RPCIT", "MPCIFC", "PCISTB", "STPCIFC"):
+        return (gr[ops["r1"]] >> 32) & 0x7FFFFFFF
+    return None
+
+
+def _fmb_addr(rec) -> int | None:
+    mb = rec.get("mem_before")
+    if rec["insn"] != "MPCIFC" or not mb or len(mb) < 2 * 72:
+        return None
+    gr = [int(x, 16) for x in rec["gr_before"]]
+    if gr[rec["operands"]["r1"]] & 0xFF != 0x0A:       # set measurement parameters
+        return None
+    return int(mb[128:144], 16)
+
+
+def crosscheck(records: list[dict], stats: dict[str, dict[str, int]],
+               functions: list[str]) -> list[dict]:
+    """Compare the trace's counts with the guest's FMB counters, per function.
+
+    Window: from the MPCIFC that freed the function's measurement block in the
+    ``stats-reset`` phase (QEMU zeroes its counters there) to the
+    ``stats-read`` mark; counted: the function's PCILG/PCISTG/PCISTB/RPCIT
+    that completed with cc 0 (QEMU counts only those).
+    """
+    phase = None
+    resets: list[tuple[int, int]] = []          # (index in records, fh)
+    read_at = None
+    for i, r in enumerate(records):
+        if r.get("kind") == "mark":
+            phase = r["label"]
+            if phase == "stats-read":
+                read_at = i
+        elif "insn" in r and phase == "stats-reset" and _fmb_addr(r) == 0 and r["cc"] == 0:
+            resets.append((i, _fh_of(r)))
+    rows = []
+    for k, fn in enumerate(functions):
+        guest = stats.get(fn)
+        if guest is None or k >= len(resets) or read_at is None:
+            rows.append({"function": fn, "ok": False,
+                         "reason": "no statistics / reset / read mark recorded"})
+            continue
+        start, fh = resets[k]
+        counts = Counter()
+        for r in records[start + 1:read_at]:
+            if "insn" in r and r["cc"] == 0 and "pgm" not in r and _fh_of(r) == fh:
+                counts[r["insn"]] += 1
+        cmp = {name: {"trace": counts.get(insn, 0), "guest": guest.get(name)}
+               for name, insn in FMB_COUNTERS.items()}
+        ok = all(v["guest"] is not None and v["trace"] == v["guest"] for v in cmp.values())
+        rows.append({"function": fn, "fh": "%x" % fh, "ok": ok, "counters": cmp,
+                     "update_interval_ms": guest.get("Update interval"),
+                     "samples": guest.get("Samples")})
+    return rows
+
+
+# -- the capture ---------------------------------------------------------------------
+
+def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
+            jsonl: Path | None = None, timeout: float = 900, log=print) -> dict:
+    if workload_name not in WORKLOADS:
+        raise UserError(f"unknown workload {workload_name!r} (one of {', '.join(WORKLOADS)})")
+    w = WORKLOADS[workload_name]
+    runner.need_tool("qemu-system-s390x", "qemu-system-misc")
+    runner.need_tool("gdb-multiarch", "gdb-multiarch")
+    apt = PrivateApt()
+    log(f"kernel: {package} (private apt state in {apt.root})")
+    kb = prepare_kernel(package, apt)
+    bb_root = extract_deb(apt.download("busybox-static"), cache_root() / "busybox-static")
+    busybox = bb_root / "bin/busybox"
+    log(f"kernel {kb.release} ({kb.version}): {len(kb.sites)} zPCI sites")
+    out = Path(out)
+    jsonl = Path(jsonl) if jsonl else out.with_name(out.name + ".jsonl")
+    with tempfile.TemporaryDirectory(prefix="zpci-linux-") as tmp:
+        tmp = Path(tmp)
+        initrd = build_initrd(kb, busybox, w, tmp / "initrd.gz")
+        image = None
+        if w.blk_image:
+            image = tmp / "disk.raw"
+            with open(image, "wb") as f:
+                f.truncate(BLK_IMAGE_MB << 20)
+        args = qemu_args(kb, initrd, w, image)
+        mark = {"addr": kb.mark_addr, "magic": MARK_MAGIC, "labels": PHASES,
+                "pid_offset": PT_REGS_ORIG_GPR2, "sig_offset": PT_REGS_GPR3}
+        log(f"running {w.name}: qemu-system-s390x {' '.join(args)}")
+        res = runner.run(args, kb.sites, jsonl, mark=mark, timeout=timeout,
+                         console_log=jsonl.with_name(jsonl.name + ".console"))
+    records = list(runner.read_jsonl(jsonl))
+    console = [l for _, l in res.console]
+    stats = parse_stats(console)
+    rows = crosscheck(records, stats, w.functions)
+    with open(jsonl, "a") as f:
+        for fn, st in stats.items():
+            f.write(json.dumps({"kind": "fmb_stats", "function": fn, "counters": st}) + "\n")
+        for row in rows:
+            f.write(json.dumps({"kind": "fmb_crosscheck", **row}) + "\n")
+        f.write(json.dumps({"kind": "capture_info", "workload": w.name, "kernel_package": package,
+                            "kernel_version": kb.version, "qemu": qemu_version(),
+                            "qemu_args": " ".join(_public_args(args)),
+                            "seconds": round(res.seconds, 1)}) + "\n")
+    events = sum(1 for r in records if "insn" in r)
+    from emulator.trace.importer import import_jsonl
+    import_jsonl(jsonl, out, memory=0, workload=f"linux-{w.name}")
+    return {"events": events, "crosscheck": rows, "seconds": res.seconds, "jsonl": str(jsonl),
+            "marks": [r["label"] for r in records if r.get("kind") == "mark"],
+            "qemu_rc": res.qemu_rc}
+
+
+def _public_args(args: list[str]) -> list[str]:
+    """QEMU arguments with the cache/temporary paths reduced to file names."""
+    out = []
+    for a in args:
+        if os.sep in a:
+            a = ",".join((os.path.basename(p.split("=", 1)[1]) and p.split("=", 1)[0] + "="
+                          + os.path.basename(p.split("=", 1)[1])) if "=" in p and os.sep in p
+                         else (os.path.basename(p) if os.sep in p else p) for p in a.split(","))
+        out.append(a)
+    return out
+
+
+def qemu_version() -> str:
+    try:
+        p = subprocess.run(["qemu-system-s390x", "--version"], capture_output=True, text=True)
+        return p.stdout.splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "unknown"

@@ -1,0 +1,62 @@
+"""``zpci-emu capture``: record a guest's zPCI instructions under QEMU into a trace.
+
+    zpci-emu capture --workload rng -o rng.zpt        # Debian s390x Linux guest
+    zpci-emu capture --elf traces/guests/build/probe.elf -o probe.zpt   # bare metal
+
+Needs qemu-system-s390x and gdb-multiarch; the Linux workloads also need
+network access to deb.debian.org once (packages are cached under
+$XDG_CACHE_HOME/zpci-emu, default ~/.cache/zpci-emu).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from emulator.errors import UserError
+
+
+def register(sub) -> None:
+    from emulator.capture.workloads import WORKLOADS
+
+    p = sub.add_parser("capture", help="record a guest's zPCI instructions under QEMU (gdbstub)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--workload", choices=sorted(WORKLOADS),
+                   help="Linux workload: " + "; ".join(f"{w.name}: {w.summary}"
+                                                       for w in WORKLOADS.values()))
+    g.add_argument("--elf", help="bare-metal guest ELF to run instead of Linux")
+    p.add_argument("-o", "--output", required=True, help="trace file to write (.zpt)")
+    p.add_argument("--jsonl", help="where to keep the recorder's JSONL (default: OUTPUT.jsonl)")
+    p.add_argument("--kernel-package", default=None,
+                   help="Debian s390x kernel package (default linux-image-6.1.0-50-s390x)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    def log(msg):
+        print(msg, file=sys.stderr)
+
+    out = Path(args.output)
+    if not out.parent.exists():
+        raise UserError("output folder does not exist", where=str(out))
+    if args.elf:
+        from emulator.capture import baremetal
+        r = baremetal.capture(Path(args.elf), out, jsonl=args.jsonl,
+                              timeout=args.timeout or 120, log=log)
+        print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s")
+        return 0
+    from emulator.capture import linux
+    r = linux.capture(args.workload, out, package=args.kernel_package or linux.DEFAULT_KERNEL,
+                      jsonl=args.jsonl, timeout=args.timeout or 900, log=log)
+    print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s; phases: {', '.join(r['marks'])}")
+    bad = 0
+    for row in r["crosscheck"]:
+        if "counters" in row:
+            detail = ", ".join(f"{k.split()[0].lower()} {v['trace']}/{v['guest']}"
+                               for k, v in row["counters"].items())
+        else:
+            detail = row.get("reason", "")
+        print(f"  statistics {row['function']}: {'match' if row['ok'] else 'MISMATCH'} "
+              f"(trace/guest: {detail})")
+        bad += not row["ok"]
+    return 1 if bad else 0

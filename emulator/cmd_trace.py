@@ -1,0 +1,48 @@
+"""``zpci-emu trace show|stats TRACE``: look inside a trace file."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("trace", help="show a trace's events or count them")
+    tsub = p.add_subparsers(dest="trace_cmd", metavar="ACTION", required=True)
+    s = tsub.add_parser("show", help="print the events readably")
+    s.add_argument("trace")
+    s.add_argument("-v", "--verbose", action="store_true", help="also dump memory contents")
+    s.add_argument("-n", "--limit", type=int, help="stop after N events")
+    s.set_defaults(func=run_show)
+    t = tsub.add_parser("stats", help="print counts")
+    t.add_argument("trace", nargs="+")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=run_stats)
+
+
+def run_show(args) -> int:
+    from emulator.trace.text import show
+    show(args.trace, sys.stdout, verbose=args.verbose, limit=args.limit)
+    return 0
+
+
+def run_stats(args) -> int:
+    from emulator.trace.text import stats
+    results = [stats(p) for p in args.trace]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for st in results:
+        print(f"{st['file']}: {st['source']} trace ({st['stream']}), workload {st['workload'] or '-'}, "
+              f"{'zstd' if st['compressed'] else 'uncompressed'}")
+        print(f"  functions {st['functions']}, events {st['events']}, marks {st['marks']}, notes {st['notes']}")
+        if st["stream"] == "full":
+            print(f"  blocks {st['blocks']}, block executions {st['block_executions']}, "
+                  f"instructions {st['instructions']}")
+        for m, n in st["by_mnemonic"].items():
+            print(f"  {m:8} {n}")
+        if st["by_cc"]:
+            print("  by cc: " + ", ".join(f"{k}:{v}" for k, v in st["by_cc"].items()))
+        for k in ("incomplete", "pgm-unknown", "program-exceptions"):
+            if st.get(k):
+                print(f"  {k}: {st[k]}")
+    return 0

@@ -1,0 +1,107 @@
+"""The lowcore and PSW rules the emulated CPU follows (z/Architecture, as QEMU 7.2).
+
+Interruptions swap PSWs through fixed real addresses (PoP "Assigned Storage
+Locations"); QEMU's do_program_interrupt and do_svc_interrupt write the same
+fields, so these offsets are what a guest reads back.
+"""
+from __future__ import annotations
+
+# PSW mask bits (bit n of the PoP is 1 << (63 - n))
+PSW_MASK_PER = 1 << 62          # bit 1
+PSW_MASK_DAT = 1 << 58          # bit 5
+PSW_MASK_IO = 1 << 57           # bit 6
+PSW_MASK_EXT = 1 << 56          # bit 7
+PSW_MASK_KEY = 0xF << 52        # bits 8-11
+PSW_MASK_MCHECK = 1 << 50       # bit 13
+PSW_MASK_WAIT = 1 << 49         # bit 14
+PSW_MASK_PSTATE = 1 << 48       # bit 15
+PSW_MASK_ASC = 3 << 46          # bits 16-17
+PSW_MASK_CC = 3 << 44           # bits 18-19
+PSW_MASK_PM = 0xF << 40         # bits 20-23
+PSW_MASK_RI = 1 << 39           # bit 24
+PSW_MASK_64 = 1 << 32           # bit 31 (EA)
+PSW_MASK_32 = 1 << 31           # bit 32 (BA)
+PSW_MASK_INTERRUPTS = PSW_MASK_IO | PSW_MASK_EXT | PSW_MASK_MCHECK
+
+# QEMU's -kernel start state (hw/s390x/ipl.c IPL_PSW_MASK): EA|BA, all else 0
+IPL_PSW_MASK = PSW_MASK_64 | PSW_MASK_32
+
+# Bits a valid z/Architecture PSW must have zero (PoP "Program-Status Word":
+# bits 0, 2-4, 12 (must be 0 in z/Arch format), 25-30, 33-63 of the mask).
+PSW_MASK_RESERVED = ((1 << 63) | (0x7 << 59) | (1 << 51) | (0x3F << 33) | 0x7FFFFFFF)
+
+# Reset values of the control registers (QEMU target/s390x/cpu.h CR0_RESET, CR14_RESET)
+CR0_RESET = 0xE0
+CR14_RESET = 0xC2000000
+
+# Assigned storage locations (real addresses)
+EXT_PARAMS = 0x80               # u32 external-interruption parameter
+CPU_ADDR = 0x84                 # u16 CPU address of the interrupted CPU
+EXT_INT_CODE = 0x86             # u16 external-interruption code
+SVC_ILEN = 0x88                 # u16 ILC of SVC
+SVC_CODE = 0x8A                 # u16 SVC number
+PGM_ILEN = 0x8C                 # u16 ILC of the program interruption
+PGM_CODE = 0x8E                 # u16 program-interruption code
+DATA_EXC_CODE = 0x90            # u32 DXC
+STFL_FAC_LIST = 0xC8            # u32 facility bits 0-31 stored by STFL
+BREAKING_EVENT_ADDR = 0x110     # u64 PER breaking-event address
+EXT_OLD_PSW = 0x130
+SVC_OLD_PSW = 0x140
+PROGRAM_OLD_PSW = 0x150
+MCHK_OLD_PSW = 0x160
+IO_OLD_PSW = 0x170
+EXT_NEW_PSW = 0x1B0
+SVC_NEW_PSW = 0x1C0
+PROGRAM_NEW_PSW = 0x1D0
+MCHK_NEW_PSW = 0x1E0
+IO_NEW_PSW = 0x1F0
+LOWCORE_SIZE = 0x2000
+
+# Program-interruption codes
+PGM_OPERATION = 0x01
+PGM_PRIVILEGED = 0x02
+PGM_EXECUTE = 0x03
+PGM_PROTECTION = 0x04
+PGM_ADDRESSING = 0x05
+PGM_SPECIFICATION = 0x06
+PGM_DATA = 0x07
+PGM_FIXPT_OVERFLOW = 0x08
+PGM_FIXPT_DIVIDE = 0x09
+PGM_OPERAND = 0x15
+PGM_SPECIAL_OP = 0x13
+PGM_MONITOR = 0x40
+
+# QEMU 7.2 do_program_interrupt advances the old PSW past the instruction for
+# these codes ("not nullifying"); translation exceptions and the like keep it.
+ADVANCING_PGM = frozenset({
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E,
+    0x0F, 0x12, 0x13, 0x15, 0x1D, 0x1F, 0x30, 0x40,
+})
+
+# External-interruption codes
+EXT_SERVICE = 0x2401
+CR0_SERVICE_SC = 1 << 9         # CR0 bit 54: service-signal subclass mask
+
+
+def ilen_of(first_byte: int) -> int:
+    """Instruction length from the ILC bits of the first byte."""
+    top = first_byte >> 6
+    return 2 if top == 0 else 6 if top == 3 else 4
+
+
+def psw_valid(mask: int, addr: int) -> bool:
+    """The checks QEMU/the PoP make when a PSW is loaded (LPSWE, interruptions)."""
+    if mask & PSW_MASK_RESERVED:
+        return False
+    ea, ba = bool(mask & PSW_MASK_64), bool(mask & PSW_MASK_32)
+    if ea and not ba:
+        return False
+    if not ea:
+        limit = (1 << 31) if ba else (1 << 24)
+        if addr >= limit:
+            return False
+    return not (addr & 1)
+
+
+def psw_bytes(mask: int, addr: int) -> bytes:
+    return mask.to_bytes(8, "big") + addr.to_bytes(8, "big")

@@ -1,0 +1,355 @@
+"""One s390x CPU and its memory under unicorn, with the trap path of cbits/trap.c.
+
+The guest runs in problem state so that every privileged instruction, the
+zPCI family included, raises a program exception (UC_HOOK_INTR intno 3)
+instead of running as unicorn's silent no-op.  The C hook hands each one to
+Python once: zPCI instructions go to the firmware model, the privileged
+instructions of a bare-metal guest to emulator.privileged.  Everything the
+guest can observe of the PSW is kept here as the guest's view; unicorn's copy
+differs only by the problem-state bit and the interruption masks, which the
+guest never sees (stored PSWs, STOSM/STNSM and EPSW show the guest's view).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc
+from unicorn import s390x_const as sc
+
+from emulator import lowcore as lc
+from emulator.errors import UserError
+from emulator._native import ffi, lib
+from firmware_model.guest import MASK64
+from firmware_model.insns import TABLE
+
+EXCP_SVC = 2
+EXCP_PGM = 3
+REG_CR0 = sc.UC_S390X_REG_CR0
+REG_PSWM = sc.UC_S390X_REG_PSWM
+REG_PC = sc.UC_S390X_REG_PC
+# bits of the guest PSW that unicorn never gets
+HIDDEN = lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT | lc.PSW_MASK_PSTATE
+
+DEFAULT_MAX_INSNS = 2_000_000_000
+
+
+def _unicorn_library() -> str:
+    """Path of the libunicorn the Python binding has loaded."""
+    try:
+        from unicorn.unicorn_py3 import unicorn as binding
+        name = getattr(binding.uclib, "_name", None)
+        if name:
+            return name
+    except (ImportError, AttributeError):
+        pass
+    import unicorn
+    return str(Path(unicorn.__file__).parent / "lib" / "libunicorn.so.2")
+
+
+def _engine_handle(uc: Uc) -> int:
+    h = getattr(uc, "_uch", None)
+    value = getattr(h, "value", None)
+    if not value:
+        raise RuntimeError("cannot reach the unicorn engine handle (unicorn binding changed?)")
+    return int(value)
+
+
+class Halt(Exception):
+    """Ends a run: the guest quiesced, stopped, or did what we cannot emulate."""
+
+    def __init__(self, exit_code: int, message: str | None):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+
+
+class UcGuest:
+    """firmware_model.guest.Guest over the trap context: GPRs and absolute memory."""
+
+    __slots__ = ("gprs", "problem_state", "_t", "_size")
+
+    def __init__(self, t, size: int):
+        self._t = t
+        self.gprs = t.gpr
+        self._size = size
+        self.problem_state = False
+
+    def gpr(self, r: int) -> int:
+        return self.gprs[r]
+
+    def set_gpr(self, r: int, value: int) -> None:
+        self.gprs[r] = value & MASK64
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        if addr < 0 or size < 0 or addr + size > self._size:
+            return None
+        buf = ffi.new("uint8_t[]", size)
+        if size and lib.trap_mem_read(self._t, addr, buf, size):
+            return None
+        return ffi.buffer(buf, size)[:]
+
+    def write(self, addr: int, data: bytes) -> bool:
+        n = len(data)
+        if addr < 0 or addr + n > self._size:
+            return False
+        if n and lib.trap_mem_write(self._t, addr, bytes(data), n):
+            return False
+        return True
+
+
+@dataclass
+class RunStats:
+    insns: int = 0
+    zpci: list = field(default_factory=lambda: [0] * len(TABLE))
+    privileged: dict = field(default_factory=dict)      # mnemonic -> count
+    program_interruptions: dict = field(default_factory=dict)   # code -> count
+    blocks: int = 0
+
+
+class UcMachine:
+    """The CPU, its memory and the trap path; ``run()`` boots an image."""
+
+    def __init__(self, memory_size: int, zpci_handler, console_out, *, console: bool = True,
+                 count: bool = True, block_hook=None, max_insns: int = DEFAULT_MAX_INSNS,
+                 pci_configure=None, pci_deconfigure=None):
+        from emulator.sclp import Sclp
+        from emulator import privileged
+
+        if lib.trap_bind(_unicorn_library().encode()) != 0:
+            raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
+        self.memory_size = memory_size
+        self.uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+        self.uc.mem_map(0, memory_size, UC_PROT_ALL)
+        self.t = ffi.new("trap_state *")
+        self.t.insn_limit = max_insns
+        self.max_insns = max_insns
+        self.guest = UcGuest(self.t, memory_size)
+        self.zpci_handler = zpci_handler
+        self.privileged = privileged.Privileged(self)
+        self.sclp = Sclp(console_out, memory_size, console=console,
+                         pci_configure=pci_configure, pci_deconfigure=pci_deconfigure)
+        self.stats = RunStats()
+        self.prefix = 0
+        self.psw_hidden = 0          # guest's I/O, external, machine-check mask bits
+        self.pstate = False          # the guest's own problem-state bit
+        self.halted: Halt | None = None
+        self._error = None
+        self._block_hook = block_hook
+        self._cb_zpci = ffi.callback("int(trap_state *)", self._on_zpci, onerror=self._on_error)
+        self._cb_other = ffi.callback("int(trap_state *)", self._on_other, onerror=self._on_error)
+        self._cb_block = ffi.callback("void(trap_state *, uint64_t, uint32_t)", self._on_block,
+                                      onerror=self._on_error_void)
+        rc = lib.trap_install(self.t, _engine_handle(self.uc), 1 if count else 0,
+                              1 if block_hook else 0, self._cb_zpci, self._cb_other,
+                              self._cb_block)
+        if rc != 0:
+            raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
+        self.counting = bool(count or block_hook)
+        # QEMU's initial CPU reset values of the control registers
+        for i in range(16):
+            self.uc.reg_write(REG_CR0 + i, 0)
+        self.uc.reg_write(REG_CR0, lc.CR0_RESET)
+        self.uc.reg_write(REG_CR0 + 14, lc.CR14_RESET)
+
+    # --- memory ----------------------------------------------------------------
+    def load(self, image) -> None:
+        for seg in image.segments:
+            if seg.data:
+                self.uc.mem_write(seg.addr, seg.data)
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        return self.guest.read(addr, size)
+
+    def write(self, addr: int, data: bytes) -> bool:
+        return self.guest.write(addr, data)
+
+    def real_to_abs(self, addr: int) -> int:
+        """Prefixing: the lowcore pages of the CPU swap with the prefix area."""
+        p = self.prefix
+        if addr < lc.LOWCORE_SIZE:
+            return addr + p
+        if p <= addr < p + lc.LOWCORE_SIZE:
+            return addr - p
+        return addr
+
+    def read_real(self, addr: int, size: int) -> bytes | None:
+        return self.read(self.real_to_abs(addr), size)
+
+    def write_real(self, addr: int, data: bytes) -> bool:
+        return self.write(self.real_to_abs(addr), data)
+
+    # --- PSW -------------------------------------------------------------------
+    def guest_mask(self, uc_mask: int) -> int:
+        """The PSW mask as the guest knows it, from unicorn's."""
+        m = (uc_mask & ~HIDDEN) | self.psw_hidden
+        return m | lc.PSW_MASK_PSTATE if self.pstate else m
+
+    def uc_mask(self, guest_mask: int) -> int:
+        """Unicorn's PSW mask for a guest PSW mask, remembering the hidden bits."""
+        self.psw_hidden = guest_mask & (lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT)
+        self.pstate = bool(guest_mask & lc.PSW_MASK_PSTATE)
+        return (guest_mask & ~HIDDEN) | lc.PSW_MASK_PSTATE
+
+    def current_mask(self, t) -> int:
+        """Guest PSW mask at the trap, with the CC Python may have set already."""
+        m = self.guest_mask(t.new_pswm if t.set_pswm else t.pswm)
+        if t.cc >= 0:
+            m = (m & ~lc.PSW_MASK_CC) | (t.cc << 44)
+        return m
+
+    def set_psw(self, t, mask: int, addr: int) -> None:
+        """Continue at a new PSW (LPSWE, interruptions): checks waits and interrupts."""
+        t.new_pswm = self.uc_mask(mask)
+        t.set_pswm = 1
+        t.cc = -1
+        t.next_pc = addr
+        if mask & lc.PSW_MASK_WAIT:
+            self._wait(t, mask, addr)
+
+    def _wait(self, t, mask: int, addr: int) -> None:
+        if not mask & lc.PSW_MASK_INTERRUPTS:
+            if addr & 0xFFF == 0xFFF:
+                raise Halt(0, None)
+            raise Halt(1, f"guest entered a disabled wait: PSW {mask:016x} {addr:016x}")
+        if self.deliverable_external():
+            self.deliver_external(t)
+            return
+        raise Halt(1, f"guest entered an enabled wait with no interruption pending "
+                      f"(QEMU would wait forever): PSW {mask:016x} {addr:016x}")
+
+    def deliverable_external(self) -> bool:
+        if self.sclp.pending_param is None or not self.psw_hidden & lc.PSW_MASK_EXT:
+            return False
+        return bool(self.uc.reg_read(REG_CR0) & lc.CR0_SERVICE_SC)
+
+    def deliver_external(self, t) -> None:
+        """The service-signal external interruption QEMU raises after SERVC."""
+        param = self.sclp.pending_param
+        self.sclp.pending_param = None
+        self.write_real(lc.EXT_INT_CODE, lc.EXT_SERVICE.to_bytes(2, "big"))
+        self.write_real(lc.EXT_PARAMS, (param & 0xFFFFFFFF).to_bytes(4, "big"))
+        old_mask = self.current_mask(t)
+        old_addr = t.next_pc
+        self.write_real(lc.EXT_OLD_PSW, lc.psw_bytes(old_mask, old_addr))
+        new = self.read_real(lc.EXT_NEW_PSW, 16)
+        self.set_psw(t, int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big"))
+
+    def check_interrupts(self, t) -> None:
+        """After an instruction that may enable one: deliver what is pending."""
+        if self.deliverable_external():
+            self.deliver_external(t)
+
+    def program_interrupt(self, t, code: int, ilen: int) -> None:
+        """Deliver a program interruption for the instruction at t.pc (QEMU's rules)."""
+        s = self.stats.program_interruptions
+        s[code] = s.get(code, 0) + 1
+        old_addr = t.pc + ilen if code in lc.ADVANCING_PGM else t.pc
+        old_mask = self.guest_mask(t.pswm)   # CC as before the instruction
+        self.write_real(lc.PGM_ILEN, ilen.to_bytes(2, "big"))
+        self.write_real(lc.PGM_CODE, code.to_bytes(2, "big"))
+        self.write_real(lc.PROGRAM_OLD_PSW, lc.psw_bytes(old_mask, old_addr & MASK64))
+        new = self.read_real(lc.PROGRAM_NEW_PSW, 16)
+        mask, addr = int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big")
+        if mask == 0 and addr == 0:
+            raise Halt(1, f"program interruption {code:#04x} at {t.pc:#x} "
+                          f"(instruction {self.insn_hex(t)}) with no program-new PSW set")
+        self.set_psw(t, mask, addr)
+
+    def insn_hex(self, t) -> str:
+        n = lc.ilen_of(t.bytes[0]) if t.nbytes else 0
+        return bytes(t.bytes[0:min(n, t.nbytes)]).hex() or "(unreadable)"
+
+    # --- callbacks from cbits/trap.c --------------------------------------------
+    def _on_error(self, exc_type, exc, tb):
+        if self._error is None:
+            self._error = exc
+        return 1
+
+    def _on_error_void(self, exc_type, exc, tb):
+        if self._error is None:
+            self._error = exc
+        lib_stop = getattr(self.uc, "emu_stop", None)
+        if lib_stop:
+            lib_stop()
+
+    def _on_zpci(self, t) -> int:
+        d = t.d
+        self.stats.zpci[d.index] += 1
+        guest = self.guest
+        guest.problem_state = self.pstate
+        try:
+            outcome = self.zpci_handler(d, guest)
+        except Halt as h:
+            self.halted = h
+            return 1
+        comp = outcome.completion
+        if comp.pgm is not None:
+            try:
+                self.program_interrupt(t, comp.pgm, d.ilen)
+            except Halt as h:
+                self.halted = h
+                return 1
+        elif comp.cc is not None:
+            t.cc = comp.cc
+        return 0
+
+    def _on_other(self, t) -> int:
+        try:
+            if t.intno == EXCP_SVC:
+                self._svc(t)
+            elif t.intno == EXCP_PGM:
+                self.privileged.handle(t)
+            else:
+                raise Halt(1, f"unexpected unicorn exception {t.intno} at {t.pc:#x}")
+        except Halt as h:
+            self.halted = h
+            return 1
+        return 0
+
+    def _on_block(self, t, addr, size) -> None:
+        self._block_hook(addr, size)
+
+    def _svc(self, t) -> None:
+        code = t.bytes[1] if t.nbytes >= 2 else 0
+        self.write_real(lc.SVC_ILEN, (2).to_bytes(2, "big"))
+        self.write_real(lc.SVC_CODE, code.to_bytes(2, "big"))
+        self.write_real(lc.SVC_OLD_PSW, lc.psw_bytes(self.guest_mask(t.pswm), t.pc + 2))
+        new = self.read_real(lc.SVC_NEW_PSW, 16)
+        mask, addr = int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big")
+        if mask == 0 and addr == 0:
+            raise Halt(1, f"SVC {code} at {t.pc:#x} with no SVC-new PSW set")
+        self.set_psw(t, mask, addr)
+
+    # --- running ------------------------------------------------------------------
+    def run(self, entry: int, mask: int = lc.IPL_PSW_MASK) -> Halt:
+        """Runs from (mask, entry) until the guest halts; returns why."""
+        t = self.t
+        self.uc.reg_write(REG_PSWM, self.uc_mask(mask))
+        pc = entry
+        while True:
+            err = lib.trap_run(t, pc)
+            self.stats.insns = t.insns
+            self.stats.blocks = t.blocks
+            if self._error is not None:
+                exc, self._error = self._error, None
+                raise exc
+            if self.halted is not None:
+                return self.halted
+            if t.stop == lib.TRAP_STOP_LIMIT:
+                return Halt(1, f"guest ran more than {self.max_insns} instructions "
+                               f"(--max-insns) without quiescing; stopped at "
+                               f"{self.uc.reg_read(REG_PC):#x}")
+            if t.stop == lib.TRAP_STOP_UNMAPPED:
+                return Halt(1, f"guest accessed {t.fault_addr:#x}, beyond its "
+                               f"{self.memory_size >> 20} MiB of memory (instruction near "
+                               f"{t.fault_pc:#x})")
+            pc = self.uc.reg_read(REG_PC)
+            if err != 0:
+                return Halt(1, f"unicorn stopped at {pc:#x}: error {err}")
+            if t.stop == lib.TRAP_STOP_NONE:
+                # uc_emu_start returned by itself: only the odd end address
+                # could do that, and no instruction starts there
+                return Halt(1, f"emulation ended unexpectedly at {pc:#x}")
+            # TRAP_STOP_PYTHON without a halt: resume where the hook left PC
+

@@ -1,0 +1,315 @@
+"""The privileged instructions a bare-metal guest uses, emulated as QEMU 7.2 does.
+
+Unicorn runs the guest in problem state, so each of these traps before doing
+anything; ``Privileged.handle`` decodes the bytes at the PC and either
+completes the instruction (registers, memory, CC, PSW), delivers the program
+interruption QEMU would, or stops the run with one line naming the
+instruction.  Nothing is skipped silently.
+
+Facility and CPU-identification values are those ``qemu-system-s390x -cpu
+qemu`` (7.2.22) reports; they were read from it by tests/test_boot_priv.py's
+probe guest (see FACILITY_DWORDS and CPUID below).
+"""
+from __future__ import annotations
+
+from emulator import lowcore as lc
+from emulator.machine_uc import REG_CR0, Halt
+from firmware_model.guest import MASK64
+
+# STFLE doublewords of QEMU 7.2's "-cpu qemu" model (measured, see module doc).
+# Bit 69 (zPCI), 71 and 72 (adapter-interruption suppression) are set there.
+FACILITY_DWORDS: tuple[int, ...] = ()
+# STIDP value of QEMU 7.2 for CPU 0 with "-cpu qemu" (measured).
+CPUID: int | None = None
+
+SIGP_SENSE = 0x01
+SIGP_STOP = 0x05
+SIGP_SET_PREFIX = 0x0D
+SIGP_SET_ARCH = 0x12
+SIGP_SENSE_RUNNING = 0x15
+SIGP_STAT_INVALID_PARAMETER = 0x100
+SIGP_STAT_NOT_RUNNING = 0x400
+
+
+def _s_addr(m, t, b: bytes) -> int:
+    """Second-operand address of an S/SI/RS-format instruction (12-bit displacement)."""
+    base = b[2] >> 4
+    disp = ((b[2] & 0xF) << 8) | b[3]
+    return _wrap(m, t, (t.gpr[base] if base else 0) + disp)
+
+
+def _rsy_addr(m, t, b: bytes) -> int:
+    base = b[2] >> 4
+    disp = ((b[2] & 0xF) << 8) | b[3] | (b[4] << 12)
+    if disp & 0x80000:
+        disp -= 0x100000
+    return _wrap(m, t, (t.gpr[base] if base else 0) + disp)
+
+
+def _wrap(m, t, addr: int) -> int:
+    mask = t.pswm
+    if mask & lc.PSW_MASK_64:
+        return addr & MASK64
+    if mask & lc.PSW_MASK_32:
+        return addr & 0x7FFFFFFF
+    return addr & 0xFFFFFF
+
+
+class Privileged:
+    """Dispatch of the trapped non-zPCI instructions of one machine."""
+
+    def __init__(self, machine):
+        self.m = machine
+        # (first byte, second byte or None) -> (mnemonic, handler)
+        self.table = {
+            (0xB2, 0x20): ("SERVC", self.servc),
+            (0xB2, 0xB2): ("LPSWE", self.lpswe),
+            (0xB2, 0x10): ("SPX", self.spx),
+            (0xB2, 0x11): ("STPX", self.stpx),
+            (0xB2, 0x12): ("STAP", self.stap),
+            (0xB2, 0x02): ("STIDP", self.stidp),
+            (0xB2, 0xB1): ("STFL", self.stfl),
+            (0xB2, 0x0D): ("PTLB", self.ptlb),
+            (0x80, None): ("SSM", self.ssm),
+            (0x82, None): ("LPSW", self.lpsw),
+            (0xAC, None): ("STNSM", self.stnsm),
+            (0xAD, None): ("STOSM", self.stosm),
+            (0xB7, None): ("LCTL", self.lctl),
+            (0xB6, None): ("STCTL", self.stctl),
+            (0xAE, None): ("SIGP", self.sigp),
+            (0xEB, 0x2F): ("LCTLG", self.lctlg),
+            (0xEB, 0x25): ("STCTG", self.stctg),
+        }
+
+    def lookup(self, b: bytes):
+        if not b:
+            return None
+        if b[0] in (0xB2,):
+            return self.table.get((b[0], b[1] if len(b) > 1 else -1))
+        if b[0] == 0xEB:
+            return self.table.get((0xEB, b[5] if len(b) > 5 else -1))
+        return self.table.get((b[0], None))
+
+    def handle(self, t) -> None:
+        m = self.m
+        b = bytes(t.bytes[0:t.nbytes])
+        if not b:
+            raise Halt(1, f"program exception at {t.pc:#x}, whose instruction is not in memory")
+        ilen = lc.ilen_of(b[0])
+        entry = self.lookup(b[:ilen]) if len(b) >= ilen else None
+        if entry is None:
+            if b[0] == 0x00:
+                # no instruction has opcode 0x00: QEMU reports an operation exception
+                m.program_interrupt(t, lc.PGM_OPERATION, ilen)
+                return
+            raise Halt(1, f"stopped at {t.pc:#x}: instruction {b[:ilen].hex()} raised a "
+                          "program exception that is not emulated (an unsupported privileged "
+                          "instruction, or an exception unicorn does not identify)")
+        name, fn = entry
+        if m.pstate:
+            m.program_interrupt(t, lc.PGM_PRIVILEGED, ilen)
+            return
+        st = m.stats.privileged
+        st[name] = st.get(name, 0) + 1
+        t.next_pc = t.pc + ilen
+        fn(t, b[:ilen], ilen)
+
+    # --- helpers ---------------------------------------------------------------
+    def _read(self, t, addr: int, size: int, ilen: int) -> bytes | None:
+        data = self.m.read(self.m.real_to_abs(addr), size)
+        if data is None:
+            self.m.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
+        return data
+
+    def _write(self, t, addr: int, data: bytes, ilen: int) -> bool:
+        if not self.m.write(self.m.real_to_abs(addr), data):
+            self.m.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
+            return False
+        return True
+
+    def _aligned(self, t, addr: int, n: int, ilen: int) -> bool:
+        if addr % n:
+            self.m.program_interrupt(t, lc.PGM_SPECIFICATION, ilen)
+            return False
+        return True
+
+    # --- PSW -------------------------------------------------------------------
+    def lpswe(self, t, b, ilen) -> None:
+        addr = _s_addr(self.m, t, b)
+        if not self._aligned(t, addr, 8, ilen):
+            return
+        psw = self._read(t, addr, 16, ilen)
+        if psw is None:
+            return
+        self.m.set_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
+
+    def lpsw(self, t, b, ilen) -> None:
+        addr = _s_addr(self.m, t, b)
+        if not self._aligned(t, addr, 8, ilen):
+            return
+        raw = self._read(t, addr, 8, ilen)
+        if raw is None:
+            return
+        short = int.from_bytes(raw, "big")
+        mask = short & 0xFFFFFFFF00000000
+        if not mask & (1 << 51):
+            # an ESA/390 PSW must have bit 12 set
+            self.m.program_interrupt(t, lc.PGM_SPECIFICATION, ilen)
+            return
+        mask &= ~(1 << 51)
+        if short & 0x80000000:
+            mask |= lc.PSW_MASK_32
+        self.m.set_psw(t, mask, short & 0x7FFFFFFF)
+
+    def _mask(self, t) -> int:
+        return self.m.current_mask(t)
+
+    def ssm(self, t, b, ilen) -> None:
+        m = self.m
+        if m.uc.reg_read(REG_CR0) & (1 << 30):
+            # CR0 bit 33: SSM suppression
+            m.program_interrupt(t, lc.PGM_SPECIAL_OP, ilen)
+            return
+        data = self._read(t, _s_addr(m, t, b), 1, ilen)
+        if data is None:
+            return
+        mask = (self._mask(t) & ~(0xFF << 56)) | (data[0] << 56)
+        self._set_mask(t, mask)
+
+    def _set_mask(self, t, mask: int) -> None:
+        self.m.set_psw(t, mask, t.next_pc)
+        self.m.check_interrupts(t)
+
+    def _stnosm(self, t, b, ilen, op) -> None:
+        m = self.m
+        addr = _s_addr(m, t, b)
+        mask = self._mask(t)
+        if not self._write(t, addr, bytes([mask >> 56]), ilen):
+            return
+        i2 = b[1]
+        if op == "and":
+            mask &= (i2 << 56) | 0x00FFFFFFFFFFFFFF
+        else:
+            mask |= i2 << 56
+        self._set_mask(t, mask)
+
+    def stnsm(self, t, b, ilen) -> None:
+        self._stnosm(t, b, ilen, "and")
+
+    def stosm(self, t, b, ilen) -> None:
+        self._stnosm(t, b, ilen, "or")
+
+    # --- control registers ----------------------------------------------------
+    def _cr_range(self, b):
+        r1, r3 = b[1] >> 4, b[1] & 0xF
+        n = (r3 - r1) % 16 + 1
+        return [(r1 + i) % 16 for i in range(n)]
+
+    def lctlg(self, t, b, ilen) -> None:
+        self._lctl(t, b, ilen, _rsy_addr(self.m, t, b), 8)
+
+    def lctl(self, t, b, ilen) -> None:
+        self._lctl(t, b, ilen, _s_addr(self.m, t, b), 4)
+
+    def _lctl(self, t, b, ilen, addr, size) -> None:
+        m = self.m
+        if not self._aligned(t, addr, size, ilen):
+            return
+        regs = self._cr_range(b)
+        data = self._read(t, addr, size * len(regs), ilen)
+        if data is None:
+            return
+        for i, r in enumerate(regs):
+            v = int.from_bytes(data[i * size:(i + 1) * size], "big")
+            if size == 4:
+                v |= m.uc.reg_read(REG_CR0 + r) & 0xFFFFFFFF00000000
+            m.uc.reg_write(REG_CR0 + r, v)
+        m.check_interrupts(t)
+
+    def stctg(self, t, b, ilen) -> None:
+        self._stctl(t, b, ilen, _rsy_addr(self.m, t, b), 8)
+
+    def stctl(self, t, b, ilen) -> None:
+        self._stctl(t, b, ilen, _s_addr(self.m, t, b), 4)
+
+    def _stctl(self, t, b, ilen, addr, size) -> None:
+        m = self.m
+        if not self._aligned(t, addr, size, ilen):
+            return
+        out = b"".join((m.uc.reg_read(REG_CR0 + r) & ((1 << (8 * size)) - 1)).to_bytes(size, "big")
+                       for r in self._cr_range(b))
+        self._write(t, addr, out, ilen)
+
+    # --- CPU identity and prefix -------------------------------------------------
+    def spx(self, t, b, ilen) -> None:
+        m = self.m
+        addr = _s_addr(m, t, b)
+        if not self._aligned(t, addr, 4, ilen):
+            return
+        data = self._read(t, addr, 4, ilen)
+        if data is None:
+            return
+        prefix = int.from_bytes(data, "big") & 0x7FFFE000
+        if prefix != m.prefix:
+            raise Halt(1, f"SPX at {t.pc:#x} sets prefix {prefix:#x}: only prefix 0 is emulated")
+
+    def stpx(self, t, b, ilen) -> None:
+        addr = _s_addr(self.m, t, b)
+        if self._aligned(t, addr, 4, ilen):
+            self._write(t, addr, self.m.prefix.to_bytes(4, "big"), ilen)
+
+    def stap(self, t, b, ilen) -> None:
+        addr = _s_addr(self.m, t, b)
+        if self._aligned(t, addr, 2, ilen):
+            self._write(t, addr, (0).to_bytes(2, "big"), ilen)
+
+    def stidp(self, t, b, ilen) -> None:
+        if CPUID is None:
+            raise Halt(1, f"STIDP at {t.pc:#x}: the CPU id of QEMU's model is not known here")
+        addr = _s_addr(self.m, t, b)
+        if self._aligned(t, addr, 8, ilen):
+            self._write(t, addr, CPUID.to_bytes(8, "big"), ilen)
+
+    def stfl(self, t, b, ilen) -> None:
+        if not FACILITY_DWORDS:
+            raise Halt(1, f"STFL at {t.pc:#x}: the facility list of QEMU's model is not known here")
+        word = FACILITY_DWORDS[0] >> 32
+        self.m.write_real(lc.STFL_FAC_LIST, word.to_bytes(4, "big"))
+
+    def ptlb(self, t, b, ilen) -> None:
+        """No TLB is modelled (DAT is never on), so purging it changes nothing."""
+
+    # --- service call and signal processor ---------------------------------------
+    def servc(self, t, b, ilen) -> None:
+        m = self.m
+        r1, r2 = b[3] >> 4, b[3] & 0xF
+        pgm = m.sclp.service_call(t.gpr[r1] & 0xFFFFFFFF, t.gpr[r2], m.prefix,
+                                  m.read, m.write)
+        if pgm is not None:
+            m.program_interrupt(t, pgm, ilen)
+            return
+        t.cc = 0
+        m.check_interrupts(t)
+
+    def sigp(self, t, b, ilen) -> None:
+        m = self.m
+        r1, r3 = b[1] >> 4, b[1] & 0xF
+        order = _s_addr(m, t, b) & 0xFF
+        cpu_addr = t.gpr[r3] & 0xFFFF
+        if cpu_addr != 0:
+            t.cc = 3            # not operational: there is one CPU, address 0
+            return
+        if order == SIGP_SENSE:
+            t.cc = 0
+        elif order == SIGP_SENSE_RUNNING:
+            # a running CPU: "order code accepted"
+            t.cc = 0
+        elif order == SIGP_SET_ARCH:
+            # QEMU always runs in z/Architecture (CZAM) and rejects the order
+            t.gpr[r1] = (t.gpr[r1] & 0xFFFFFFFF00000000) | SIGP_STAT_INVALID_PARAMETER
+            t.cc = 1
+        elif order == SIGP_STOP:
+            raise Halt(1, f"guest stopped its only CPU (SIGP STOP at {t.pc:#x}); "
+                          "QEMU would wait forever")
+        else:
+            raise Halt(1, f"SIGP order {order:#x} at {t.pc:#x} is not emulated")

@@ -1,0 +1,342 @@
+"""The qemu-system-s390x part of the ``zpci-emu boot`` command line.
+
+A script that runs ``qemu-system-s390x ARGS`` must be able to run
+``zpci-emu boot ARGS`` instead, so the single-dash options are QEMU's.  argparse
+cannot parse those (``-kernel`` looks like ``-k ernel`` to it), hence this
+small parser.  It yields a ``firmware_model.config.MachineConfig`` whose
+functions are in the order QEMU plugs their zpci devices, i.e. CLP LIST order.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from emulator.errors import UserError
+from firmware_model.config import FunctionSpec, MachineConfig
+
+USAGE_EXIT = 2
+
+# QEMU's default RAM for the s390-ccw-virtio machine (MachineClass default).
+DEFAULT_MEMORY = 128 << 20
+
+# -device kinds that are PCI devices behind a zpci function; the device
+# engineer's make_device decides which ones have a model.
+PCI_SUFFIX = "-pci"
+
+# Options of QEMU's that take a value and change nothing we emulate.
+IGNORED_WITH_VALUE = {
+    "-machine", "-M", "-cpu", "-chardev", "-netdev", "-serial", "-monitor", "-display",
+    "-accel", "-name", "-d", "-D", "-boot", "-rtc", "-global", "-object", "-drive",
+    "-vga", "-mon", "-qmp", "-action", "-uuid", "-L", "-bios",
+}
+IGNORED_FLAGS = {"-nographic", "-nodefaults", "-no-reboot", "-no-shutdown", "-S",
+                 "-enable-kvm", "-no-user-config"}
+# Devices that only concern the console or the machine; QEMU accepts them.
+CONSOLE_DEVICES = {"sclpconsole", "sclplmconsole"}
+ZPCI_PROPS = {"uid", "fid", "target", "id"}
+
+ZPCI_MAX_UID = 0xFFFF
+ZPCI_MAX_FID = 0xFFFFFFFF
+
+
+@dataclass
+class BootArgs:
+    """Everything ``zpci-emu boot`` was asked to do."""
+    kernel: str | None = None
+    config: MachineConfig = field(default_factory=MachineConfig)
+    append: str = ""
+    console: bool = True             # an SCLP ASCII console is attached
+    smp: int = 1
+    policy: str | None = None
+    max_insns: int | None = None
+    stats: str | None = None
+    trace: str | None = None
+    help: bool = False
+    device_strings: list[str] = field(default_factory=list)
+
+
+def _usage_error(message: str, where: str | None = None) -> UserError:
+    return UserError(message, where=where, exit_code=USAGE_EXIT)
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgGtT]?)[bB]?$")
+_UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_memory(text: str) -> int:
+    """QEMU's ``-m [size=]N[KMGT]``: a bare number is MiB; RAM is whole MiB."""
+    value = text
+    for part in text.split(","):
+        if part.startswith("size="):
+            value = part[5:]
+            break
+        if "=" in part:
+            continue
+        value = part
+        break
+    m = _SIZE.match(value.strip())
+    if not m:
+        raise _usage_error(f"invalid RAM size {text!r}", where="-m")
+    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if size <= 0:
+        raise _usage_error(f"invalid RAM size {text!r}", where="-m")
+    if size % (1 << 20):
+        raise _usage_error(f"RAM size {text!r} is not a multiple of 1 MiB", where="-m")
+    if size > (1 << 40):
+        raise _usage_error(f"RAM size {text!r} is larger than this emulator maps", where="-m")
+    return size
+
+
+def split_device(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``kind,prop=value,...`` (QEMU's QemuOpts syntax, ``,,`` escapes a comma)."""
+    parts: list[str] = []
+    cur = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == ",":
+            if i + 1 < len(text) and text[i + 1] == ",":
+                cur.append(",")
+                i += 2
+                continue
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    kind = None
+    props: list[tuple[str, str]] = []
+    for n, part in enumerate(parts):
+        if n == 0 and "=" not in part:
+            kind = part
+            continue
+        if "=" not in part:
+            # QemuOpts reads a bare word as "word=on"
+            props.append((part, "on"))
+            continue
+        key, value = part.split("=", 1)
+        if key == "driver" and kind is None:
+            kind = value
+        else:
+            props.append((key, value))
+    if not kind:
+        raise _usage_error("no device kind", where=f"-device {text}")
+    return kind, props
+
+
+def _parse_int(value: str, what: str, device: str, maximum: int, minimum: int = 0) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise _usage_error(f"{what} {value!r} is not a number", where=f"-device {device}") from None
+    if not minimum <= n <= maximum:
+        raise _usage_error(f"{what} {value} out of range {minimum}..{maximum:#x}",
+                           where=f"-device {device}")
+    return n
+
+
+@dataclass
+class _Pending:
+    fid: int | None
+    uid: int | None
+    target: str | None
+    kind: str | None = None
+    props: tuple = ()
+    device: str = ""
+
+
+def build_functions(devices: list[str]) -> tuple[tuple[FunctionSpec, ...], bool]:
+    """FunctionSpecs in zpci plug order, as QEMU's s390 PCI host bridge makes them.
+
+    A zpci device joins the list when it is plugged; a PCI device without one
+    gets QEMU's automatic zpci device (fid and uid chosen by the bus) at its own
+    position.  Returns the functions and whether an SCLP console device was
+    given.
+    """
+    order: list[_Pending] = []
+    by_target: dict[str, _Pending] = {}
+    pci_ids: set[str] = set()
+    console = False
+    auto = 0
+    for text in devices:
+        kind, props = split_device(text)
+        if kind in CONSOLE_DEVICES:
+            console = True
+            continue
+        if kind == "zpci":
+            fields = {}
+            for key, value in props:
+                if key not in ZPCI_PROPS:
+                    raise _usage_error(
+                        f"zpci has no property {key!r} (zpci properties: "
+                        f"{', '.join(sorted(ZPCI_PROPS))})", where=f"-device {text}")
+                fields[key] = value
+            target = fields.get("target")
+            if not target:
+                raise _usage_error("target must be defined", where=f"-device {text}")
+            if target in by_target or target in pci_ids:
+                raise _usage_error(f"target {target} already has an associated zpci device",
+                                   where=f"-device {text}")
+            uid = fields.get("uid")
+            fid = fields.get("fid")
+            p = _Pending(
+                fid=None if fid is None else _parse_int(fid, "fid", text, ZPCI_MAX_FID),
+                uid=None if uid is None else _parse_int(uid, "uid", text, ZPCI_MAX_UID),
+                target=target)
+            # uid 0 is QEMU's "undefined": generated like an absent one
+            if p.uid == 0:
+                p.uid = None
+            for other in order:
+                if p.uid is not None and other.uid == p.uid:
+                    raise _usage_error(f"uid {p.uid} already in use", where=f"-device {text}")
+                if p.fid is not None and other.fid == p.fid:
+                    raise _usage_error(f"fid {p.fid} already in use", where=f"-device {text}")
+            order.append(p)
+            by_target[target] = p
+            continue
+        dev_id = None
+        rest = []
+        for key, value in props:
+            if key == "id":
+                dev_id = value
+            else:
+                rest.append((key, value))
+        if dev_id is None:
+            # QEMU names an anonymous PCI device after its slot; any unique name will do
+            dev_id = f"auto_{auto:02x}"
+            auto += 1
+        if dev_id in pci_ids:
+            raise _usage_error(f"duplicate device id {dev_id!r}", where=f"-device {text}")
+        pci_ids.add(dev_id)
+        p = by_target.get(dev_id)
+        if p is None:
+            p = _Pending(fid=None, uid=None, target=dev_id)
+            order.append(p)
+            by_target[dev_id] = p
+        p.kind = kind
+        p.props = tuple(rest)
+        p.device = text
+    # A zpci device whose target never appears stays RESERVED in QEMU: it is
+    # never listed, so it is no function here.
+    specs = tuple(FunctionSpec(kind=p.kind, props=p.props, fid=p.fid, uid=p.uid, target=p.target)
+                  for p in order if p.kind is not None)
+    return specs, console
+
+
+def device_strings_by_target(devices: list[str]) -> dict[str, str]:
+    """The -device text each function's PCI device came from (for error messages)."""
+    out = {}
+    auto = 0
+    for text in devices:
+        kind, props = split_device(text)
+        if kind in CONSOLE_DEVICES or kind == "zpci":
+            continue
+        ident = dict(props).get("id")
+        if ident is None:
+            ident = f"auto_{auto:02x}"
+            auto += 1
+        out[ident] = text
+    return out
+
+
+OWN_WITH_VALUE = {"--policy": "policy", "--max-insns": "max_insns", "--stats": "stats",
+                  "--trace": "trace"}
+
+
+def parse(argv: list[str]) -> BootArgs:
+    """Parse the whole ``zpci-emu boot`` argument list."""
+    out = BootArgs()
+    memory = DEFAULT_MEMORY
+    nodefaults = False
+    devices: list[str] = []
+    i = 0
+
+    def value(opt: str) -> str:
+        nonlocal i
+        if i + 1 >= len(argv):
+            raise _usage_error(f"option {opt} needs a value")
+        i += 1
+        return argv[i]
+
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help", "-help"):
+            out.help = True
+        elif "=" in arg and arg.split("=", 1)[0] in OWN_WITH_VALUE:
+            key, val = arg.split("=", 1)
+            _set_own(out, key, val)
+        elif arg in OWN_WITH_VALUE:
+            _set_own(out, arg, value(arg))
+        elif arg.startswith("--") and arg[1:] in ("-kernel", "-m", "-device", "-append", "-smp"):
+            # QEMU accepts its options with two dashes as well
+            argv = argv[:i] + [arg[1:]] + argv[i + 1:]
+            continue
+        elif arg == "-kernel":
+            out.kernel = value(arg)
+        elif arg == "-m":
+            memory = parse_memory(value(arg))
+        elif arg == "-device":
+            devices.append(value(arg))
+        elif arg == "-append":
+            out.append = value(arg)
+        elif arg == "-smp":
+            text = value(arg)
+            first = text.split(",")[0]
+            first = first[5:] if first.startswith("cpus=") else first
+            try:
+                out.smp = int(first)
+            except ValueError:
+                raise _usage_error(f"invalid -smp {text!r}") from None
+            if out.smp != 1:
+                raise _usage_error("only one CPU is emulated (-smp 1)", where="-smp")
+        elif arg in IGNORED_WITH_VALUE:
+            value(arg)
+        elif arg in IGNORED_FLAGS:
+            if arg == "-nodefaults":
+                nodefaults = True
+        elif arg.startswith("-"):
+            raise _usage_error(f"unsupported option {arg} (supported: -kernel, -m, -device, "
+                               f"-append, -smp 1, {', '.join(OWN_WITH_VALUE)}; ignored: "
+                               f"{', '.join(sorted(IGNORED_FLAGS | IGNORED_WITH_VALUE))})")
+        else:
+            raise _usage_error(f"unexpected argument {arg!r}")
+        i += 1
+    if out.help:
+        return out
+    if out.kernel is None:
+        raise _usage_error("no -kernel PROG.elf given")
+    functions, console_dev = build_functions(devices)
+    # Without -nodefaults, -nographic puts the default console on the SCLP;
+    # with it, only an explicit sclpconsole device prints anything.
+    out.console = console_dev or not nodefaults
+    out.device_strings = devices
+    out.config = MachineConfig(memory=memory, functions=functions)
+    return out
+
+
+def _set_own(out: BootArgs, key: str, val: str) -> None:
+    attr = OWN_WITH_VALUE[key]
+    if attr == "max_insns":
+        try:
+            n = int(float(val)) if re.fullmatch(r"[0-9.eE+]+", val) else int(val, 0)
+        except ValueError:
+            raise _usage_error(f"{key} wants a number, not {val!r}") from None
+        if n <= 0:
+            raise _usage_error(f"{key} must be positive")
+        out.max_insns = n
+    else:
+        setattr(out, attr, val)
+
+
+USAGE = """\
+usage: zpci-emu boot -kernel PROG.elf [-m SIZE] [-device zpci,uid=U,fid=F,target=ID]
+                     [-device virtio-rng-pci,id=ID] [-device virtio-net-pci,id=ID] [-nographic]
+                     [--policy NAME] [--max-insns N] [--stats FILE] [--trace FILE]
+
+Runs a bare-metal s390x guest the way qemu-system-s390x -kernel does; the
+guest's SCLP console goes to stdout.  QEMU options that change nothing here
+(-nodefaults, -machine, -cpu, -chardev, -netdev, -no-reboot, ...) are accepted
+and ignored.  Exit status: 0 when the guest quiesces (disabled wait at an
+address ending in 0xfff), 1 for any other stop, 2 for bad usage.
+"""

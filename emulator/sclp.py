@@ -1,0 +1,244 @@
+"""SERVICE CALL (SERVC) as QEMU 7.2's SCLP answers a bare-metal guest.
+
+The guest's console is an SCLP ASCII console (event type 0x1a): WRITE EVENT
+DATA hands the text to QEMU's sclpconsole, which writes it to its chardev byte
+for byte.  QEMU runs the command synchronously (the response code is in the
+SCCB when SERVC completes with cc 0) and then raises a service-signal
+external interruption, which stays pending while the guest keeps external
+interruptions disabled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from emulator import lowcore as lc
+
+SCLP_CMD_CODE_MASK = 0xFFFF00FF
+CMDW_READ_SCP_INFO = 0x00020001
+CMDW_READ_SCP_INFO_FORCED = 0x00120001
+CMDW_READ_CPU_INFO = 0x00010001
+CMDW_CONFIGURE_IOA = 0x001A0001
+CMDW_DECONFIGURE_IOA = 0x001B0001
+CMD_READ_EVENT_DATA = 0x00770005
+CMD_WRITE_EVENT_DATA = 0x00760005
+CMD_WRITE_EVENT_MASK = 0x00780005
+
+RC_NORMAL_READ_COMPLETION = 0x0010
+RC_NORMAL_COMPLETION = 0x0020
+RC_SCCB_BOUNDARY_VIOLATION = 0x0100
+RC_INSUFFICIENT_SCCB_LENGTH = 0x0300
+RC_INVALID_SCLP_COMMAND = 0x01F0
+RC_EVENT_BUFFER_SYNTAX_ERROR = 0x73F0
+RC_INVALID_FUNCTION = 0x40F0
+RC_NO_EVENT_BUFFERS_STORED = 0x60F0
+RC_INCONSISTENT_LENGTHS = 0x72F0
+RC_INVALID_MASK_LENGTH = 0x74F0
+
+SCCB_HEADER = 8
+EVENT_HEADER = 6
+EVENT_ACCEPTED = 0x80
+EVENT_ASCII_CONSOLE = 0x1A
+EVENT_SIGNAL_QUIESCE = 0x1D
+EVENT_CONFIG_MGT_DATA = 0x04
+FC_NORMAL_WRITE = 0
+
+IOA_PCI = 2                    # atype of a PCI function in CONFIGURE I/O ADAPTER
+
+
+def event_mask(event_type: int) -> int:
+    """QEMU's SCLP_EVENT_MASK: 64-bit masks, type 1 is the top bit."""
+    return 1 << (64 - event_type)
+
+
+@dataclass
+class Sclp:
+    """The service processor of one machine."""
+    console_out: Callable[[bytes], None]
+    memory_size: int
+    console: bool = True                 # an sclpconsole is attached
+    pci_configure: Callable[[int], int] | None = None     # fid -> response code
+    pci_deconfigure: Callable[[int], int] | None = None
+    receive_mask: int = 0                # what the guest said it can receive
+    pending_param: int | None = None     # service-signal parameter still undelivered
+    commands: dict = field(default_factory=dict)   # command word -> count
+
+    @property
+    def host_receive_mask(self) -> int:
+        return event_mask(EVENT_ASCII_CONSOLE) if self.console else 0
+
+    @property
+    def host_send_mask(self) -> int:
+        m = event_mask(EVENT_SIGNAL_QUIESCE) | event_mask(EVENT_CONFIG_MGT_DATA)
+        return m | (event_mask(EVENT_ASCII_CONSOLE) if self.console else 0)
+
+    def service_call(self, code: int, sccb_addr: int, prefix: int, read, write) -> int | None:
+        """SERVC: returns None on success (cc 0) or a program-interruption code.
+
+        ``read(addr, n) -> bytes | None`` and ``write(addr, data) -> bool`` reach
+        absolute guest memory.  Checks are QEMU's sclp_service_call, in order.
+        """
+        code &= 0xFFFFFFFF
+        if sccb_addr >= self.memory_size:
+            return lc.PGM_ADDRESSING
+        if ((sccb_addr & ~0x1FFF) == 0 or (sccb_addr & ~0x1FFF) == prefix
+                or (sccb_addr & ~0x7FFFFFF8) != 0):
+            return lc.PGM_SPECIFICATION
+        head = read(sccb_addr, SCCB_HEADER)
+        if head is None:
+            return lc.PGM_ADDRESSING
+        length = int.from_bytes(head[0:2], "big")
+        if length < SCCB_HEADER:
+            return lc.PGM_SPECIFICATION
+        body = read(sccb_addr, length)
+        if body is None:
+            return lc.PGM_ADDRESSING
+        sccb = bytearray(body)
+        self.commands[code] = self.commands.get(code, 0) + 1
+        if not self._code_valid(code):
+            self._rc(sccb, RC_INVALID_SCLP_COMMAND)
+        elif not self._boundary_ok(sccb_addr, length, code):
+            self._rc(sccb, RC_SCCB_BOUNDARY_VIOLATION)
+        else:
+            self._execute(sccb, code)
+        write(sccb_addr, bytes(sccb[:length]))
+        # QEMU's sclp service interrupt: parameter = SCCB address (+1 if an
+        # event is pending for the guest, never the case here).
+        self.pending_param = sccb_addr & ~3
+        return None
+
+    # -- QEMU's command checks
+    @staticmethod
+    def _code_valid(code: int) -> bool:
+        return code & SCLP_CMD_CODE_MASK in (
+            CMDW_READ_SCP_INFO, CMDW_READ_SCP_INFO_FORCED, CMDW_READ_CPU_INFO,
+            CMDW_CONFIGURE_IOA, CMDW_DECONFIGURE_IOA, CMD_READ_EVENT_DATA,
+            CMD_WRITE_EVENT_DATA, CMD_WRITE_EVENT_MASK)
+
+    @staticmethod
+    def _boundary_ok(addr: int, length: int, code: int) -> bool:
+        # The extended-length SCCB facility lets the info commands cross a
+        # page; the qemu CPU model has it.
+        if code & SCLP_CMD_CODE_MASK in (CMDW_READ_SCP_INFO, CMDW_READ_SCP_INFO_FORCED,
+                                         CMDW_READ_CPU_INFO):
+            return True
+        return addr + length - 1 < (addr & ~0xFFF) + 0x1000
+
+    @staticmethod
+    def _rc(sccb: bytearray, rc: int) -> None:
+        sccb[6:8] = rc.to_bytes(2, "big")
+
+    def _execute(self, sccb: bytearray, code: int) -> None:
+        cmd = code & SCLP_CMD_CODE_MASK
+        if cmd in (CMDW_READ_SCP_INFO, CMDW_READ_SCP_INFO_FORCED):
+            self._read_scp_info(sccb)
+        elif cmd == CMDW_READ_CPU_INFO:
+            self._read_cpu_info(sccb)
+        elif cmd in (CMDW_CONFIGURE_IOA, CMDW_DECONFIGURE_IOA):
+            self._configure_ioa(sccb, cmd == CMDW_CONFIGURE_IOA)
+        elif cmd == CMD_WRITE_EVENT_DATA:
+            self._write_event_data(sccb)
+        elif cmd == CMD_READ_EVENT_DATA:
+            self._rc(sccb, RC_NO_EVENT_BUFFERS_STORED)
+        elif cmd == CMD_WRITE_EVENT_MASK:
+            self._write_event_mask(sccb)
+
+    # -- event facility (hw/s390x/event-facility.c)
+    def _write_event_data(self, sccb: bytearray) -> None:
+        if sccb[2] != FC_NORMAL_WRITE:
+            self._rc(sccb, RC_INVALID_FUNCTION)
+            return
+        length = int.from_bytes(sccb[0:2], "big")
+        # length check of every buffer before any is handled
+        off, left = SCCB_HEADER, length - SCCB_HEADER
+        while left > 0:
+            elen = int.from_bytes(sccb[off:off + 2], "big") if off + 2 <= len(sccb) else 0
+            if elen < EVENT_HEADER or elen > left:
+                self._rc(sccb, RC_EVENT_BUFFER_SYNTAX_ERROR)
+                return
+            off += elen
+            left -= elen
+        rc = RC_NORMAL_COMPLETION
+        off, left = SCCB_HEADER, length - SCCB_HEADER
+        while left > 0:
+            elen = int.from_bytes(sccb[off:off + 2], "big")
+            if rc != RC_NORMAL_COMPLETION:
+                sccb[off + 3] &= ~EVENT_ACCEPTED & 0xFF
+            else:
+                rc = self._write_event_buf(sccb, off, elen)
+            off += elen
+            left -= elen
+        self._rc(sccb, rc)
+
+    def _write_event_buf(self, sccb: bytearray, off: int, elen: int) -> int:
+        etype = sccb[off + 2]
+        if etype == EVENT_ASCII_CONSOLE and self.console:
+            self.console_out(bytes(sccb[off + EVENT_HEADER:off + elen]))
+            sccb[off + 3] |= EVENT_ACCEPTED
+            return RC_NORMAL_COMPLETION
+        return RC_INVALID_FUNCTION
+
+    def _write_event_mask(self, sccb: bytearray) -> None:
+        mlen = int.from_bytes(sccb[10:12], "big")
+        if mlen != 4 and mlen != 8 or len(sccb) < 12 + 4 * mlen:
+            self._rc(sccb, RC_INVALID_MASK_LENGTH)
+            return
+        base = 12
+
+        def get(i: int) -> int:
+            raw = bytes(sccb[base + i * mlen:base + (i + 1) * mlen]) + bytes(8 - mlen)
+            return int.from_bytes(raw[:8], "big")
+
+        def put(i: int, value: int) -> None:
+            sccb[base + i * mlen:base + (i + 1) * mlen] = value.to_bytes(8, "big")[:mlen]
+
+        # masks: cp receive, cp send, sclp receive, sclp send
+        self.receive_mask = get(0)
+        put(2, self.host_receive_mask)
+        put(3, self.host_send_mask)
+        self._rc(sccb, RC_NORMAL_COMPLETION)
+
+    # -- configuration information
+    def _read_scp_info(self, sccb: bytearray) -> None:
+        """The storage and CPU fields of ReadInfo; feature blocks stay zero."""
+        if len(sccb) < 144 + 16:
+            sccb[0:2] = (144 + 16).to_bytes(2, "big")
+            self._rc(sccb, RC_INSUFFICIENT_SCCB_LENGTH)
+            return
+        increment = 20
+        rnmax = self.memory_size >> increment
+        if rnmax < 0x10000:
+            sccb[8:10] = rnmax.to_bytes(2, "big")
+        else:
+            sccb[8:10] = b"\0\0"
+            sccb[104:112] = rnmax.to_bytes(8, "big")
+        sccb[10] = 1 << (increment - 20)
+        sccb[16:18] = (1).to_bytes(2, "big")          # entries_cpu
+        sccb[18:20] = (144).to_bytes(2, "big")        # offset_cpu
+        sccb[120:122] = (0).to_bytes(2, "big")        # highest_cpu: max_cpus - 1
+        sccb[144:160] = bytes(16)                     # CPU 0, type CP
+        self._rc(sccb, RC_NORMAL_READ_COMPLETION)
+
+    def _read_cpu_info(self, sccb: bytearray) -> None:
+        if len(sccb) < 16 + 16:
+            self._rc(sccb, RC_INSUFFICIENT_SCCB_LENGTH)
+            return
+        sccb[8:10] = (1).to_bytes(2, "big")           # nr_configured
+        sccb[10:12] = (16).to_bytes(2, "big")         # offset_configured
+        sccb[12:14] = (0).to_bytes(2, "big")          # nr_standby
+        sccb[14:16] = (32).to_bytes(2, "big")         # offset_standby
+        sccb[16:32] = bytes(16)
+        self._rc(sccb, RC_NORMAL_READ_COMPLETION)
+
+    def _configure_ioa(self, sccb: bytearray, configure: bool) -> None:
+        # ConfigurationInformation: atype u8 @8, aid u32 @12 (the fid)
+        if len(sccb) < 16:
+            self._rc(sccb, RC_INSUFFICIENT_SCCB_LENGTH)
+            return
+        atype = sccb[8]
+        if atype != IOA_PCI:
+            self._rc(sccb, 0x06F0)     # SCLP_RC_ADAPTER_TYPE_NOT_RECOGNIZED
+            return
+        fid = int.from_bytes(sccb[12:16], "big")
+        fn = self.pci_configure if configure else self.pci_deconfigure
+        self._rc(sccb, fn(fid) if fn else 0x09F0)

@@ -1,0 +1,1 @@
+"""Guest instruction traces: format v1, writer, reader, import and replay."""

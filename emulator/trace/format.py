@@ -1,0 +1,240 @@
+"""Trace format v1: constants, header and record types (see traces/FORMAT.md).
+
+Everything here is shared by the writer, the reader and the importer so the
+byte layout is stated once.  Integers are little-endian; instruction bytes and
+guest memory are kept in guest (big-endian) order, untouched.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass, field
+
+from firmware_model.insns import BY_OPCODE, Format, TABLE, ZpciInsn
+
+MAGIC = b"\x89ZPT\r\n\x1a\n"      # PNG-style: catches text-mode mangling and stray truncation
+VERSION = 1
+PREAMBLE = struct.Struct("<8sHHI")  # magic, version, flags, reserved
+PREAMBLE_FLAG_ZSTD = 0x0001         # everything after the preamble is one zstd stream
+
+RECORD_HEAD = struct.Struct("<BI")  # record type, payload length
+
+
+class RecordType(enum.IntEnum):
+    HEADER = 0x01
+    BLOCK = 0x02
+    RUNS = 0x03
+    EVENT = 0x04
+    MARK = 0x05
+    NOTE = 0x06
+    END = 0x7F
+
+
+class StreamKind(enum.Enum):
+    FULL = "full"          # BLOCK/RUNS records give the complete instruction stream
+    ZPCI_ONLY = "zpci-only"  # only the zPCI events (e.g. an import of the gdb recorder)
+
+
+class SourceKind(enum.Enum):
+    BOOT = "boot"          # zpci-emu boot --trace
+    IMPORT = "import"      # zpci-emu import of a JSONL recording
+    CAPTURE = "capture"    # zpci-emu capture (Linux guest under QEMU)
+    SYNTHETIC = "synthetic"  # benchmarks: repetitions of a real event mix
+
+
+class EventFlag(enum.IntFlag):
+    PSW = 0x01             # pswm_before / pswm_after were recorded
+    CC = 0x02              # the cc field holds the condition code after the instruction
+    PGM_KNOWN = 0x04       # whether a program interruption happened is known (pgm 0 = none)
+    INCOMPLETE = 0x08      # inputs are missing (e.g. an RPCIT without its table entries)
+    DMA_TABLES = 0x10      # the reads include the DMA table entries an RPCIT walked
+
+
+# seq, addr, pswm_before, pswm_after, insn(6), ilen, flags, cc, reserved,
+# pgm, in_mask, out_mask, n_reads, n_writes
+EVENT_HEAD = struct.Struct("<QQQQ6sBBBBHHHHH")
+MEM_HEAD = struct.Struct("<QI")                     # addr, length (data follows)
+BLOCK_HEAD = struct.Struct("<IQI")                  # block id, addr, length (code follows)
+MARK_HEAD = struct.Struct("<Q")                     # seq of the next event (label follows)
+END_BODY = struct.Struct("<QQII")                   # events, block executions, blocks, marks
+U64 = struct.Struct("<Q")
+
+
+def popcount16(mask: int) -> int:
+    return bin(mask).count("1")
+
+
+def insn_of(code: bytes) -> ZpciInsn | None:
+    """The table row for instruction bytes, or None when they are no zPCI instruction."""
+    if len(code) < 4:
+        return None
+    ins = BY_OPCODE.get(code[0] << 8 | code[1])
+    if ins is not None and ins.ilen == 4:
+        return ins
+    if len(code) >= 6:
+        ins = BY_OPCODE.get(code[0] << 8 | code[5])
+        if ins is not None and ins.ilen == 6:
+            return ins
+    return None
+
+
+def operand_regs(ins: ZpciInsn, code: bytes) -> int:
+    """GPR mask of the registers the instruction's operands name.
+
+    These are the instruction's only register inputs, so a trace stores just
+    them: the even/odd partner of R2 for the RRE pairs, R3/B2 or X2/B2 for the
+    6-byte forms.
+    """
+    if ins.format in (Format.RRE, Format.RRF_C):
+        r1, r2 = code[3] >> 4, code[3] & 0xF
+        return (1 << r1) | (1 << r2) | (1 << (r2 | 1))
+    r1, mid, b2 = code[1] >> 4, code[1] & 0xF, code[2] >> 4
+    return (1 << r1) | (1 << mid) | (1 << b2)
+
+
+def mask_regs(mask: int) -> tuple[int, ...]:
+    return tuple(r for r in range(16) if mask >> r & 1)
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """One guest function as the recording saw it."""
+    fid: int
+    uid: int | None
+    kind: str                               # device model name, e.g. "virtio-rng-pci"
+    fhs: tuple[int, ...] = ()               # function handles as recorded (disabled, enabled)
+    props: tuple[tuple[str, str], ...] = ()
+    vendor_id: int | None = None
+    device_id: int | None = None
+
+    def to_json(self) -> dict:
+        return {"fid": self.fid, "uid": self.uid, "kind": self.kind,
+                "fhs": [f"{h:#x}" for h in self.fhs], "props": [list(p) for p in self.props],
+                "vendor_id": self.vendor_id, "device_id": self.device_id}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FunctionInfo":
+        return cls(fid=int(d["fid"]), uid=None if d.get("uid") is None else int(d["uid"]),
+                   kind=str(d["kind"]), fhs=tuple(int(h, 16) for h in d.get("fhs", ())),
+                   props=tuple((str(k), str(v)) for k, v in d.get("props", ())),
+                   vendor_id=d.get("vendor_id"), device_id=d.get("device_id"))
+
+
+@dataclass(frozen=True)
+class TraceHeader:
+    source: SourceKind
+    stream: StreamKind
+    memory: int                                     # guest memory size in bytes
+    functions: tuple[FunctionInfo, ...] = ()
+    workload: str = ""                              # short name for reports, e.g. "wl_rng_strict"
+    detail: str = ""                                # free text: command line, source file
+    extra: tuple[tuple[str, str], ...] = field(default=())  # other facts kept as strings
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({
+            "source": self.source.value, "stream": self.stream.value, "memory": self.memory,
+            "functions": [f.to_json() for f in self.functions], "workload": self.workload,
+            "detail": self.detail, "extra": dict(self.extra)}, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "TraceHeader":
+        d = json.loads(data.decode())
+        return cls(source=SourceKind(d["source"]), stream=StreamKind(d["stream"]),
+                   memory=int(d["memory"]),
+                   functions=tuple(FunctionInfo.from_json(f) for f in d.get("functions", ())),
+                   workload=str(d.get("workload", "")), detail=str(d.get("detail", "")),
+                   extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())))
+
+
+@dataclass(frozen=True)
+class Block:
+    block_id: int
+    addr: int
+    code: bytes
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Consecutive executions: (block id, times in a row) in order."""
+    pairs: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Mark:
+    next_seq: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Note:
+    kind: str
+    data: dict
+
+
+@dataclass(frozen=True)
+class Event:
+    """One executed zPCI instruction with its inputs and its recorded result."""
+    seq: int
+    addr: int
+    insn: bytes                                  # ilen bytes
+    flags: EventFlag
+    pswm_before: int
+    pswm_after: int
+    cc: int
+    pgm: int                                     # 0 = none (when PGM_KNOWN)
+    regs_in: tuple[tuple[int, int], ...]         # (gpr, value) before, operand registers
+    regs_out: tuple[tuple[int, int], ...]        # (gpr, value) after, the changed ones
+    reads: tuple[tuple[int, bytes], ...]         # guest memory the instruction read
+    writes: tuple[tuple[int, bytes], ...]        # guest memory it wrote
+
+    @property
+    def info(self) -> ZpciInsn:
+        ins = insn_of(self.insn)
+        assert ins is not None
+        return ins
+
+    @property
+    def mnemonic(self) -> str:
+        return self.info.mnemonic
+
+
+@dataclass(frozen=True)
+class End:
+    events: int
+    block_execs: int
+    blocks: int
+    marks: int
+
+
+def encode_event(seq: int, addr: int, insn: bytes, flags: int, pswm_before: int,
+                 pswm_after: int, cc: int, pgm: int, regs_in, regs_out, reads, writes) -> bytes:
+    """Payload of an EVENT record; regs_* are (gpr, value) pairs."""
+    in_mask = out_mask = 0
+    vals = []
+    for r, v in sorted(regs_in):
+        in_mask |= 1 << r
+        vals.append(v)
+    outs = []
+    for r, v in sorted(regs_out):
+        out_mask |= 1 << r
+        outs.append(v)
+    parts = [EVENT_HEAD.pack(seq, addr, pswm_before, pswm_after, insn.ljust(6, b"\0"), len(insn),
+                             int(flags), cc, 0, pgm, in_mask, out_mask, len(reads), len(writes))]
+    if vals or outs:
+        parts.append(struct.pack(f"<{len(vals) + len(outs)}Q", *vals, *outs))
+    for a, d in reads:
+        parts.append(MEM_HEAD.pack(a, len(d)))
+        parts.append(bytes(d))
+    for a, d in writes:
+        parts.append(MEM_HEAD.pack(a, len(d)))
+        parts.append(bytes(d))
+    return b"".join(parts)
+
+
+def record(rtype: int, payload: bytes) -> bytes:
+    return RECORD_HEAD.pack(rtype, len(payload)) + payload
+
+
+def mnemonic_index() -> dict[str, int]:
+    return {i.mnemonic: i.index for i in TABLE}

@@ -1,0 +1,298 @@
+"""Import a JSONL recording of the gdb recorder (docs: linux-guest-traces.md) into a trace.
+
+One JSON object per line.  Event records carry ``insn``, ``addr``, ``bytes``,
+``gr_before``, ``gr_after``, ``pswm_before``, ``pswm_after``, ``cc``,
+``operands``, ``mem_before``, ``mem_after`` (required, checked) and may carry
+``seq``, ``pswa_after``, ``dma_tables`` (``[{"addr", "value"}]`` hex strings:
+the table entries an RPCIT walked), ``phase`` and ``pgm``.  Records with a
+``kind`` other than an event become NOTE records, ``"kind": "phase"`` (or
+``mark``) a MARK.  Unknown extra keys are ignored; a malformed required key
+is a one-line error naming the file, line, byte offset and sequence number.
+
+The guest's functions are not in the JSONL; they are taken from the CLP LIST
+PCI and QUERY PCI FN responses the recording holds (fid, fh, vendor/device
+id, uid).
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from emulator.errors import UserError
+from emulator.trace.format import FunctionInfo, SourceKind, StreamKind, TraceHeader, insn_of
+from emulator.trace.writer import TraceWriter
+from firmware_model.insns import BY_MNEMONIC
+
+DEFAULT_MEMORY = 1024 << 20      # the recorder's recipe runs qemu with -m 1024
+
+# PCI ids -> device model names (virtio 1.0 spec: legacy ids 0x1000+, modern 0x1040 + type)
+_KINDS = {(0x1AF4, 0x1000): "virtio-net-pci", (0x1AF4, 0x1041): "virtio-net-pci",
+          (0x1AF4, 0x1001): "virtio-blk-pci", (0x1AF4, 0x1042): "virtio-blk-pci",
+          (0x1AF4, 0x1005): "virtio-rng-pci", (0x1AF4, 0x1044): "virtio-rng-pci"}
+_MODERN_ONLY = {0x1041, 0x1042, 0x1044}
+
+CLP_LIST_PCI = 0x0002
+CLP_QUERY_PCI_FN = 0x0003
+CLP_RSP_OK = 0x0010
+_EVENT_KINDS = (None, "event", "zpci")
+_MARK_KINDS = ("phase", "mark")
+
+
+class _Line:
+    __slots__ = ("path", "lineno", "offset", "seq")
+
+    def __init__(self, path):
+        self.path, self.lineno, self.offset, self.seq = path, 0, 0, None
+
+    def error(self, msg: str) -> UserError:
+        seq = "-" if self.seq is None else self.seq
+        return UserError(msg, where=f"{self.path}: line {self.lineno} (offset {self.offset}), seq {seq}")
+
+
+def _records(path: Path, at: _Line):
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise UserError(f"cannot open: {exc.strerror}", where=str(path)) from None
+    with f:
+        off = 0
+        for lineno, raw in enumerate(f, 1):
+            at.lineno, at.offset, at.seq = lineno, off, None
+            off += len(raw)
+            if not raw.strip():
+                continue
+            if not raw.endswith(b"\n") and f.peek(1) == b"" and raw.strip()[-1:] != b"}":
+                raise at.error("truncated last line")
+            try:
+                rec = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise at.error(f"not JSON: {exc}") from None
+            if not isinstance(rec, dict):
+                raise at.error("record is not a JSON object")
+            yield rec
+
+
+def _hex(at: _Line, rec: dict, key: str, *, optional=False):
+    v = rec.get(key)
+    if v is None:
+        if optional:
+            return None
+        raise at.error(f"missing {key!r}")
+    if isinstance(v, bool):
+        raise at.error(f"{key!r} is not a number: {v!r}")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v, 16)
+        except ValueError:
+            pass
+    raise at.error(f"{key!r} is not a hex number: {v!r}")
+
+
+def _hexbytes(at: _Line, v, key: str) -> bytes | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            return bytes.fromhex(v)
+        except ValueError:
+            pass
+    raise at.error(f"{key!r} is not a hex byte string")
+
+
+def _regs(at: _Line, rec: dict, key: str) -> list[int]:
+    v = rec.get(key)
+    if not isinstance(v, list) or len(v) != 16:
+        raise at.error(f"{key!r} must be a list of 16 registers")
+    out = []
+    for x in v:
+        try:
+            val = x if isinstance(x, int) and not isinstance(x, bool) else int(x, 16)
+        except (TypeError, ValueError):
+            raise at.error(f"{key!r} holds a non-hex value {x!r}") from None
+        if not 0 <= val < 1 << 64:
+            raise at.error(f"{key!r} value {x!r} is not a 64-bit register")
+        out.append(val)
+    return out
+
+
+def _parse_event(at: _Line, rec: dict, last_seq: int):
+    seq = rec.get("seq", last_seq + 1)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise at.error(f"'seq' is not a sequence number: {seq!r}")
+    at.seq = seq
+    if seq <= last_seq:
+        raise at.error(f"seq {seq} does not follow {last_seq}")
+    code = _hexbytes(at, rec.get("bytes"), "bytes")
+    if code is None:
+        raise at.error("missing 'bytes'")
+    ins = insn_of(code)
+    if ins is None or len(code) != ins.ilen:
+        raise at.error(f"'bytes' {code.hex()} is not a zPCI instruction")
+    name = rec.get("insn")
+    if not isinstance(name, str):
+        raise at.error("missing 'insn'")
+    if name in BY_MNEMONIC and name != ins.mnemonic:
+        raise at.error(f"'insn' says {name}, the bytes are {ins.mnemonic}")
+    addr = _hex(at, rec, "addr")
+    gb, ga = _regs(at, rec, "gr_before"), _regs(at, rec, "gr_after")
+    pb, pa = _hex(at, rec, "pswm_before"), _hex(at, rec, "pswm_after")
+    cc = rec.get("cc")
+    if not isinstance(cc, int) or isinstance(cc, bool) or not 0 <= cc <= 3:
+        raise at.error(f"'cc' is not a condition code: {cc!r}")
+    if cc != (pa >> 44) & 3:
+        raise at.error(f"'cc' {cc} contradicts pswm_after {pa:016x}")
+    ops = rec.get("operands")
+    if not isinstance(ops, dict):
+        raise at.error("'operands' is not an object")
+    if "mem_before" not in rec or "mem_after" not in rec:
+        raise at.error("missing 'mem_before'/'mem_after'")
+    mb = _hexbytes(at, rec["mem_before"], "mem_before")
+    ma = _hexbytes(at, rec["mem_after"], "mem_after")
+    reads, writes = [], []
+    if mb is not None or ma is not None:
+        blk = _hex(at, ops, "blk")
+        for img, key in ((mb, "mem_before"), (ma, "mem_after")):
+            if img is not None and "blk_len" in ops and len(img) != _hex(at, ops, "blk_len"):
+                raise at.error(f"{key!r} is {len(img)} bytes, operands say {ops['blk_len']}")
+        if mb is not None:
+            reads.append((blk, mb))
+        if ma is not None:
+            writes.append((blk, ma))
+    incomplete = dma = False
+    tables = rec.get("dma_tables")
+    if tables is not None:
+        if not isinstance(tables, list):
+            raise at.error("'dma_tables' is not a list")
+        for ent in tables:
+            if not isinstance(ent, dict):
+                raise at.error("'dma_tables' entry is not an object")
+            reads.append((_hex(at, ent, "addr"), struct.pack(">Q", _hex(at, ent, "value"))))
+        dma = True
+    elif ins.mnemonic == "RPCIT":
+        incomplete = True     # the walk's table entries were not recorded
+    pgm = rec.get("pgm")
+    if pgm is not None and (not isinstance(pgm, int) or isinstance(pgm, bool)):
+        raise at.error(f"'pgm' is not an interruption code: {pgm!r}")
+    pswa_after = _hex(at, rec, "pswa_after", optional=True)
+    if pgm is not None:
+        pgm_known = True
+    else:
+        # The recorder stepped one instruction: landing right after it means no interruption.
+        pgm_known = pswa_after is not None and pswa_after == addr + ins.ilen
+    return dict(seq=seq, addr=addr, insn=code, gprs_before=gb, gprs_after=ga, pswm_before=pb,
+                pswm_after=pa, reads=reads, writes=writes, pgm=pgm or None, pgm_known=pgm_known,
+                incomplete=incomplete, dma_tables=dma, ins=ins)
+
+
+def _functions(evs) -> tuple[FunctionInfo, ...]:
+    """Functions from the recorded CLP responses, in list order."""
+    listed: dict[int, dict] = {}
+    uids: dict[int, int] = {}
+    fhs: dict[int, list[int]] = {}
+    for ev in evs:
+        if ev["ins"].mnemonic != "CLP" or not ev["writes"]:
+            continue
+        blk = ev["writes"][0][1]
+        if len(blk) < 32:
+            continue
+        req_len, cmd = struct.unpack_from(">HH", blk, 0)
+        if req_len < 16 or req_len + 16 > len(blk):
+            continue
+        rsp = blk[req_len:]
+        rsp_len, code = struct.unpack_from(">HH", rsp, 0)
+        if code != CLP_RSP_OK:
+            continue
+        if cmd == CLP_LIST_PCI and len(rsp) >= 32:
+            esz = rsp[31] or 16
+            for off in range(32, min(rsp_len, len(rsp)) - esz + 1, esz):
+                dev, ven, _cfg, fid, fh = struct.unpack_from(">HHIII", rsp, off)
+                listed.setdefault(fid, {"vendor": ven, "device": dev})
+                fhs.setdefault(fid, [])
+                if fh not in fhs[fid]:
+                    fhs[fid].append(fh)
+        elif cmd == CLP_QUERY_PCI_FN and len(rsp) >= 128:
+            fid = struct.unpack_from(">I", rsp, 20)[0]
+            uids[fid] = struct.unpack_from(">I", rsp, 124)[0]
+    for ev in evs:
+        ins = ev["ins"]
+        if ins.mnemonic in ("PCILG", "PCISTG", "RPCIT", "MPCIFC", "PCISTB"):
+            reg = (ev["insn"][3] & 0xF) if ins.status_reg.name == "R2" else (
+                ev["insn"][3] >> 4 if ins.ilen == 4 else ev["insn"][1] >> 4)
+            fh = ev["gprs_before"][reg] >> 32
+            for fid, lst in fhs.items():
+                if any((h & 0x7FFFFFFF) == (fh & 0x7FFFFFFF) for h in lst) and fh not in lst:
+                    lst.append(fh)
+    out = []
+    for fid, ids in listed.items():
+        ven, dev = ids["vendor"], ids["device"]
+        kind = _KINDS.get((ven, dev), f"pci-{ven:04x}-{dev:04x}")
+        props = (("disable-legacy", "on"),) if dev in _MODERN_ONLY else ()
+        out.append(FunctionInfo(fid=fid, uid=uids.get(fid), kind=kind, fhs=tuple(fhs[fid]),
+                                props=props, vendor_id=ven, device_id=dev))
+    return tuple(out)
+
+
+def import_jsonl(src, dst, *, compress: bool = True, memory: int = DEFAULT_MEMORY,
+                 workload: str | None = None) -> int:
+    """Convert a JSONL recording to a zPCI-only trace; returns the number of events."""
+    src, dst = Path(src), Path(dst)
+    at = _Line(src)
+    # Pass 1: check every record and find the functions (CLP events are few and small).
+    clp_like = []
+    last = -1
+    n = 0
+    for rec in _records(src, at):
+        if rec.get("kind") in _EVENT_KINDS:
+            ev = _parse_event(at, rec, last)
+            last = ev["seq"]
+            n += 1
+            if ev["ins"].mnemonic == "CLP":
+                clp_like.append(ev)
+            elif len(clp_like) < 4096:
+                clp_like.append({"ins": ev["ins"], "insn": ev["insn"], "gprs_before": ev["gprs_before"],
+                                 "writes": []})
+        elif not isinstance(rec.get("kind"), str):
+            raise at.error("'kind' is not a string")
+    header = TraceHeader(source=SourceKind.IMPORT, stream=StreamKind.ZPCI_ONLY, memory=memory,
+                         functions=_functions(clp_like), workload=workload or src.stem.split(".")[0],
+                         detail=f"zpci-emu import {src.name}")
+    # Pass 2: write (to a temporary name, so a failed import leaves no half trace).
+    tmp = dst.with_name(dst.name + ".part")
+    try:
+        _write(src, at, tmp, header, compress, memory)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(dst)
+    return n
+
+
+def _write(src, at, tmp, header, compress, memory) -> None:
+    last = -1
+    phase = None
+    with TraceWriter(tmp, header, compress=compress) as w:
+        for rec in _records(src, at):
+            kind = rec.get("kind")
+            if kind in _EVENT_KINDS:
+                ev = _parse_event(at, rec, last)
+                last = ev["seq"]
+                ph = rec.get("phase")
+                if isinstance(ph, str) and ph != phase:
+                    w.mark(ph)
+                    phase = ph
+                ev.pop("ins")
+                for a, d in ev["reads"] + ev["writes"]:
+                    if memory and a + len(d) > memory:
+                        raise at.error(f"memory at {a:#x}+{len(d)} is beyond the guest's {memory:#x} bytes")
+                w.zpci_event(**ev)
+            elif kind in _MARK_KINDS:
+                label = rec.get("name", rec.get("label", rec.get("phase")))
+                if not isinstance(label, str):
+                    raise at.error("phase record without a name")
+                w.mark(label)
+                phase = label
+            else:
+                w.note(kind, {k: v for k, v in rec.items() if k != "kind"})

@@ -1,0 +1,131 @@
+"""A memory-backed PCI test device: BARs are plain byte arrays.
+
+Each BAR has QEMU-style access rules (a MemoryRegion's ``.valid``: minimum
+and maximum access size, whether unaligned accesses are accepted) so tests
+can exercise the zPCI layer's operand-exception paths.  ``virtio_rng_shaped``
+gives the layout of QEMU's virtio-rng-pci function (vendor 1af4, device 1005,
+BAR0 32-byte I/O, BAR1 4 KiB MSI-X, BAR4 16 KiB 64-bit prefetchable) without
+any virtio behaviour.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..device import PciDevice
+
+CONFIG_SIZE = 256
+_CMD_WMASK = 0x0547      # I/O, memory, bus master, parity, SERR, INTx disable
+
+
+@dataclass(frozen=True)
+class BarSpec:
+    size: int
+    io: bool = False
+    mem64: bool = False
+    prefetch: bool = False
+    min_access: int = 1
+    max_access: int = 8
+    unaligned: bool = True
+
+    @property
+    def flags(self) -> int:
+        if self.io:
+            return 0x1
+        return (0x4 if self.mem64 else 0) | (0x8 if self.prefetch else 0)
+
+
+class MemDevice(PciDevice):
+    kind = "memdev"
+
+    def __init__(self, vendor_id: int = 0x1AF4, device_id: int = 0x10FF,
+                 bars: dict[int, BarSpec] | None = None, class_code: int = 0xFF0000):
+        super().__init__()
+        self.vendor_id = vendor_id
+        self.device_id = device_id
+        self.class_code = class_code
+        self.bars = dict(bars if bars is not None else {0: BarSpec(4096)})
+        for bar, spec in self.bars.items():
+            if spec.size & (spec.size - 1) or not 0 <= bar <= 5:
+                raise ValueError(f"BAR{bar}: size must be a power of two")
+        self.mem = {bar: bytearray(spec.size) for bar, spec in self.bars.items()}
+        self.config = bytearray(CONFIG_SIZE)
+        self.wmask = bytearray(CONFIG_SIZE)
+        self._init_config()
+
+    @classmethod
+    def virtio_rng_shaped(cls) -> "MemDevice":
+        return cls(0x1AF4, 0x1005, {
+            0: BarSpec(32, io=True),
+            1: BarSpec(4096, min_access=4, max_access=8),            # MSI-X table rules
+            4: BarSpec(16384, mem64=True, prefetch=True, unaligned=False),
+        }, class_code=0x00FF00)
+
+    @classmethod
+    def from_props(cls, props: tuple[tuple[str, str], ...] = ()) -> "MemDevice":
+        """Properties: shape=virtio-rng, vendor=0x..., device=0x..., barN=<size>."""
+        p = dict(props)
+        if p.get("shape") == "virtio-rng":
+            return cls.virtio_rng_shaped()
+        bars = {int(k[3:]): BarSpec(int(v, 0)) for k, v in p.items() if k.startswith("bar")}
+        return cls(int(p.get("vendor", "0x1af4"), 0), int(p.get("device", "0x10ff"), 0),
+                   bars or None)
+
+    def _init_config(self) -> None:
+        c = self.config
+        c[:] = bytes(CONFIG_SIZE)
+        self.wmask[:] = bytes(CONFIG_SIZE)
+        c[0:2] = self.vendor_id.to_bytes(2, "little")
+        c[2:4] = self.device_id.to_bytes(2, "little")
+        c[9:12] = self.class_code.to_bytes(3, "little")
+        self.wmask[4:6] = _CMD_WMASK.to_bytes(2, "little")
+        for bar, spec in self.bars.items():
+            off = 0x10 + 4 * bar
+            c[off:off + 4] = spec.flags.to_bytes(4, "little")
+            low = 0xFFFFFFFC if spec.io else 0xFFFFFFF0
+            self.wmask[off:off + 4] = (~(spec.size - 1) & low).to_bytes(4, "little")
+            if spec.mem64 and bar < 5:
+                self.wmask[off + 4:off + 8] = b"\xff\xff\xff\xff"
+
+    # -- config space (little-endian values)
+    def config_read(self, offset, size):
+        if offset + size > CONFIG_SIZE:
+            return None
+        return int.from_bytes(self.config[offset:offset + size], "little")
+
+    def config_write(self, offset, size, value):
+        if offset + size > CONFIG_SIZE:
+            return False
+        for i in range(size):
+            m = self.wmask[offset + i]
+            b = (value >> (8 * i)) & 0xFF
+            self.config[offset + i] = (self.config[offset + i] & ~m) | (b & m)
+        return True
+
+    # -- BARs (values as a big-endian access sees them: bytes in address order)
+    def bar_size(self, bar):
+        spec = self.bars.get(bar)
+        return spec.size if spec is not None else 0
+
+    def bar_access_valid(self, bar, offset, size, write=False) -> bool:
+        spec = self.bars.get(bar)
+        if spec is None or not spec.min_access <= size <= spec.max_access:
+            return False
+        if not spec.unaligned and offset & (size - 1):
+            return False
+        return 0 <= offset and offset + size <= spec.size
+
+    def bar_read(self, bar, offset, size):
+        if not self.bar_access_valid(bar, offset, size):
+            return None
+        return int.from_bytes(self.mem[bar][offset:offset + size], "big")
+
+    def bar_write(self, bar, offset, size, value):
+        if not self.bar_access_valid(bar, offset, size, True):
+            return False
+        self.mem[bar][offset:offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "big")
+        return True
+
+    def reset(self):
+        self._init_config()
+        for m in self.mem.values():
+            m[:] = bytes(len(m))

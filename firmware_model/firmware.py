@@ -1,0 +1,223 @@
+"""The firmware's own zPCI interpretation: load/store, and (what-if) RPCIT.
+
+Firmware serves only functions the host enabled for interpretation with
+this guest's GISA (the decision established that before we run); it finds
+the function by the handle the guest presents, through ``fns`` (the
+host's handle map), never through QEMU's bus.  What the guest then sees
+must equal QEMU's answer for the same state, so the checks run in QEMU's
+order; the BAR/config access rules and the measurement counters are the
+shared low-level mechanisms (userspace.pci_load / pci_store / count).
+
+``execute`` returns None where firmware would not complete the instruction
+itself (it intercepts instead); the router then sends it to userspace.
+"""
+from __future__ import annotations
+
+from firmware_model.arch import (
+    FMB_CNT_LD, FMB_CNT_RPCIT, FMB_CNT_ST, FMB_CNT_STB, FnState, LsStatus, MASK64,
+    ModStatus, Pec, Pgm, ZPCI_IO_BAR_MAX,
+)
+from firmware_model.dma import IotlbEntry
+from firmware_model.insns import BY_MNEMONIC, TABLE
+from firmware_model.kvm import shadow_pass
+from firmware_model.outcome import Completion
+from firmware_model.userspace import (
+    Fault, count, effective_address, fmb_update, pci_load, pci_store,
+)
+
+_CC0, _CC1, _CC3 = Completion(0), Completion(1), Completion(3)
+_PRIV = Completion(None, Pgm.PRIVILEGED)
+_SPEC = Completion(None, Pgm.SPECIFICATION)
+_OPND = Completion(None, Pgm.OPERAND)
+_ADDR = Completion(None, Pgm.ADDRESSING)
+_OPERAND = Fault.OPERAND
+_ERROR, _PERM = FnState.ERROR, FnState.PERMANENT_ERROR
+_NOT_USABLE = (FnState.RESERVED, FnState.STANDBY, FnState.DISABLED, FnState.PERMANENT_ERROR)
+_ST_MASK = ~0xFF000000 & MASK64
+
+
+class Firmware:
+    """Interpretation for one VM's vCPUs.
+
+    ``fns`` maps a handle the guest may present to (HostFunction,
+    ZpciFunction) for the functions the host enabled for interpretation
+    with this VM's GISA (the firmware's function table); a mapping, so the
+    lookup is one dict probe.
+    """
+
+    __slots__ = ("fns", "vm", "counts", "_dispatch")
+
+    def __init__(self, fns, vm=None):
+        self.fns = fns
+        self.vm = vm
+        self.counts = [0] * len(TABLE)       # instructions completed, per table row
+        handlers = {"PCILG": self.pcilg, "PCISTG": self.pcistg, "PCISTB": self.pcistb,
+                    "RPCIT": self.rpcit}
+        self._dispatch = tuple(handlers.get(i.mnemonic, self._intercept) for i in TABLE)
+
+    def execute(self, d, guest) -> Completion | None:
+        c = self._dispatch[d.index](d, guest)
+        if c is not None:
+            self.counts[d.index] += 1
+        return c
+
+    def _intercept(self, d, guest):
+        return None
+
+    def stats(self) -> dict:
+        return {TABLE[i].mnemonic: n for i, n in enumerate(self.counts) if n}
+
+    # -- load/store --------------------------------------------------------
+
+    def pcilg(self, d, guest):
+        if guest.problem_state:
+            return _PRIV
+        r2 = d.r2
+        if r2 & 1:
+            return _SPEC
+        req = guest.gpr(r2)
+        found = self.fns.get(req >> 32)
+        if found is None:
+            return None
+        fn = found[1]
+        if fn.fh != req >> 32:
+            return _CC3
+        state = fn.state
+        if state is _ERROR or state is _PERM:
+            guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
+            return _CC1
+        value = pci_load(fn, (req >> 16) & 0xF, guest.gpr(r2 + 1), req & 0xF)
+        if value.__class__ is Fault:
+            if value is _OPERAND:
+                return _OPND
+            guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.INVAL_AS << 24))
+            return _CC1
+        fn.counters[FMB_CNT_LD] += 1
+        if fn.fmb_addr:
+            fmb_update(fn, guest)
+        guest.set_gpr(d.r1, value)
+        return _CC0
+
+    def pcistg(self, d, guest):
+        if guest.problem_state:
+            return _PRIV
+        r2 = d.r2
+        if r2 & 1:
+            return _SPEC
+        req = guest.gpr(r2)
+        found = self.fns.get(req >> 32)
+        if found is None:
+            return None
+        fn = found[1]
+        if fn.fh != req >> 32:
+            return _CC3
+        state = fn.state
+        if state is _ERROR or state is _PERM:
+            guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
+            return _CC1
+        fault = pci_store(fn, (req >> 16) & 0xF, guest.gpr(r2 + 1), req & 0xF, guest.gpr(d.r1))
+        if fault is not None:
+            if fault is _OPERAND:
+                return _OPND
+            guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.INVAL_AS << 24))
+            return _CC1
+        fn.counters[FMB_CNT_ST] += 1
+        if fn.fmb_addr:
+            fmb_update(fn, guest)
+        return _CC0
+
+    def pcistb(self, d, guest):
+        if guest.problem_state:
+            return _PRIV
+        r1 = d.r1
+        req = guest.gpr(r1)
+        found = self.fns.get(req >> 32)
+        if found is None:
+            return None
+        fn = found[1]
+        if fn.fh != req >> 32:
+            return _CC3
+        state = fn.state
+        if state is _ERROR or state is _PERM:
+            guest.set_gpr(r1, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
+            return _CC1
+        pcias = (req >> 16) & 0xF
+        dev = fn.device
+        if pcias > ZPCI_IO_BAR_MAX or not dev.bar_size(pcias):
+            guest.set_gpr(r1, (req & _ST_MASK) | (LsStatus.INVAL_AS << 24))
+            return _CC1
+        length = req & 0x1FFF
+        offset = guest.gpr(d.r3)
+        gaddr = effective_address(d, guest)
+        if (offset & 7 or length <= 8 or length & 7 or length > fn.group.maxstbl
+                or (offset & 0xFFF) + length > 0x1000 or gaddr & 7):
+            return _SPEC
+        # The whole block must be acceptable to the device before any of it is stored.
+        valid = getattr(dev, "bar_access_valid", None)
+        if valid is not None:
+            for off in range(offset, offset + length, 8):
+                if not valid(pcias, off, 8, True):
+                    return _OPND
+        data = guest.read(gaddr, length)
+        if data is None:
+            return _ADDR
+        for i in range(0, length, 8):
+            if pci_store(fn, pcias, offset + i, 8, int.from_bytes(data[i:i + 8], "big")) is not None:
+                return _OPND
+        fn.counters[FMB_CNT_STB] += 1
+        if fn.fmb_addr:
+            fmb_update(fn, guest)
+        return _CC0
+
+    # -- what-if: RPCIT against the IOAT the host gave the firmware -----------
+
+    def rpcit(self, d, guest):
+        if guest.problem_state:
+            return _PRIV
+        r1, r2 = d.r1, d.r2
+        if r2 & 1:
+            return _SPEC
+        fh = guest.gpr(r1) >> 32
+        found = self.fns.get(fh)
+        if found is None:
+            return None
+        hf, fn = found[0], found[1]
+        ioat = hf.ioat
+        if ioat is None or fn.dma_avail is not None:
+            return None              # no anchor to refresh against / budget kept by userspace
+        if fn.fh != fh or fn.state in _NOT_USABLE:
+            return _CC3
+        if fn.state is _ERROR:
+            guest.set_gpr(r1, (guest.gpr(r1) & _ST_MASK) | (ModStatus.ERROR_RECOVER << 24))
+            return _CC1
+        start = guest.gpr(r2)
+        end = (start + guest.gpr(r2 + 1)) & MASK64
+        if not fn.iota:
+            error, where = Pec.INVALAS, start
+        elif end < fn.pba or start > fn.pal:
+            error, where = Pec.OORANGE, start
+        else:
+            iotlb, domain = fn.iotlb, hf.domain
+            vm, gen = ioat.vm, ioat.gen
+
+            def apply(iova, translated, perm):
+                cached = iotlb.get(iova)
+                if not perm:
+                    if cached is not None:
+                        del iotlb[iova]
+                        domain.unmap(iova)
+                elif cached is None or cached.perm != perm or cached.translated_addr != translated:
+                    iotlb[iova] = IotlbEntry(iova, translated, perm)
+                    domain.map(iova, translated, bool(perm & 2), vm, gen)
+
+            error, where = shadow_pass(guest, ioat.iota, start, end, apply)
+        if error:
+            fn.state = FnState.ERROR
+            guest.set_gpr(r1, (guest.gpr(r1) & _ST_MASK) | (LsStatus.FUNC_IN_ERR << 24))
+            fn.bus.error_event(error, fn, where)
+            return _CC1
+        count(fn, FMB_CNT_RPCIT, guest)
+        return _CC0
+
+
+RPCIT_INDEX = BY_MNEMONIC["RPCIT"].index

@@ -1,0 +1,329 @@
+"""Guest-visible zPCI functions and the zPCI bus, as QEMU 7.2 keeps them.
+
+``ZpciFunction`` mirrors QEMU's S390PCIBusDevice (plus its S390PCIIOMMU):
+identity (fid, uid, fh), state, the PCI device behind it, its group, the DMA
+window, the registered IOAT and IOTLB, the interrupt registration and the
+measurement block.  ``ZpciBus`` mirrors S390pciState: functions in plug
+order, QEMU's index/fid/uid allocation and its lookups.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .arch import (
+    DEFAULT_MUI, FH_MASK_ENABLE, FH_MASK_INDEX, FH_SHM_EMUL, FMB_FORMAT, FnState,
+    Pec, UID_UNDEFINED, ZPCI_DEFAULT_FN_GRP, ZPCI_DTSM, ZPCI_EDMA_ADDR, ZPCI_MAX_FID,
+    ZPCI_MAX_UID, ZPCI_MSI_ADDR, ZPCI_SDMA_ADDR,
+)
+from .device import PciDevice
+
+__all__ = ["ConfigError", "FnState", "FunctionGroup", "DEFAULT_GROUP", "SeiEvent",
+           "ZpciFunction", "ZpciBus"]
+
+
+class ConfigError(ValueError):
+    """A machine description QEMU would refuse (duplicate fid/uid/target, no free slot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionGroup:
+    """What CLP QUERY PCI FUNCTION GROUP reports (QEMU's ClpRspQueryPciGrp)."""
+    pfgid: int = ZPCI_DEFAULT_FN_GRP
+    noi: int = 128              # "i": number of interrupts
+    version: int = 0
+    fr: int = 1                 # 0x01 refresh: the program must RPCIT after mapping
+    maxstbl: int = 128
+    mui: int = DEFAULT_MUI      # measurement update interval, ms
+    dtsm: int = ZPCI_DTSM
+    dasm: int = 0
+    msia: int = ZPCI_MSI_ADDR
+
+
+DEFAULT_GROUP = FunctionGroup()
+
+
+@dataclass(frozen=True, slots=True)
+class SeiEvent:
+    """A pending store-event-information container (CHSC SEI, nt 2).
+
+    cc 1 = error event (faddr, e meaningful), cc 2 = availability event.
+    """
+    cc: int
+    pec: int
+    fh: int
+    fid: int
+    faddr: int = 0
+    e: int = 0
+
+
+class ZpciFunction:
+    """One zPCI function.  Mutable: the instructions change it."""
+
+    __slots__ = (
+        "bus", "device", "target", "idx", "fh", "fid", "uid", "state", "group",
+        "sdma", "edma", "pchid", "vfn", "flags", "pft", "fmbl", "pfip", "util_str",
+        "interp",
+        # IOAT (QEMU's S390PCIIOMMU)
+        "ioat_enabled", "pba", "pal", "iota", "iotlb", "dma_avail",
+        # interrupt registration
+        "irq_registered", "isc", "noi", "aibv", "aibvo", "aisb", "aisbo", "sum",
+        # measurement
+        "fmb_addr", "counters", "fmb_sample", "fmb_last_update",
+    )
+
+    def __init__(self, bus: "ZpciBus", device: PciDevice, idx: int, fid: int, uid: int,
+                 target: str | None = None, group: FunctionGroup = DEFAULT_GROUP):
+        self.bus = bus
+        self.device = device
+        self.target = target
+        self.idx = idx
+        self.fh = idx
+        self.fid = fid
+        self.uid = uid
+        self.state = FnState.RESERVED
+        self.group = group
+        self.sdma = ZPCI_SDMA_ADDR
+        self.edma = ZPCI_EDMA_ADDR
+        self.pchid = 0
+        self.vfn = 0
+        self.flags = 0
+        self.pft = 0
+        self.fmbl = 0
+        self.pfip = bytes(4)
+        self.util_str = bytes(64)
+        self.interp = False
+        self.ioat_enabled = False
+        self.pba = 0
+        self.pal = 0
+        self.iota = 0
+        self.iotlb: dict = {}          # page iova -> dma.IotlbEntry
+        self.dma_avail: int | None = None   # None: no vfio DMA limit (emulated)
+        self.irq_registered = False
+        self.isc = self.noi = self.aibv = self.aibvo = self.aisb = self.aisbo = self.sum = 0
+        self.fmb_addr = 0
+        self.counters = [0, 0, 0, 0]
+        self.fmb_sample = 0
+        self.fmb_last_update = 0
+
+    # -- state helpers (QEMU's pci_dereg_irqs / pci_dereg_ioat / fmb_timer_free)
+    @property
+    def enabled(self) -> bool:
+        return bool(self.fh & FH_MASK_ENABLE)
+
+    def dereg_irqs(self) -> None:
+        self.irq_registered = False
+        self.isc = self.noi = self.aibv = self.aibvo = self.aisb = self.aisbo = self.sum = 0
+
+    def dereg_ioat(self) -> None:
+        self.ioat_enabled = False
+        self.iotlb.clear()
+        self.pba = self.pal = self.iota = 0
+
+    def fmb_stop(self) -> None:
+        # QEMU clears the whole block, counters included, whenever measurement stops
+        self.fmb_addr = 0
+        self.counters[:] = (0, 0, 0, 0)
+        self.fmb_sample = 0
+        self.fmb_last_update = 0
+
+    def reset(self) -> None:
+        """s390_pci_device_reset: what CLP disable and a system reset do."""
+        if self.state is FnState.RESERVED:
+            return
+        if self.state is not FnState.STANDBY:
+            self.fh &= ~FH_MASK_ENABLE
+            self.state = FnState.DISABLED
+        if self.irq_registered:
+            self.dereg_irqs()
+        if self.ioat_enabled:
+            self.dereg_ioat()
+        self.fmb_stop()
+
+    def bar_size(self, bar: int) -> int:
+        return self.device.bar_size(bar)
+
+    def __repr__(self) -> str:
+        return (f"ZpciFunction(fid={self.fid:#x} uid={self.uid} fh={self.fh:#010x} "
+                f"state={self.state.name} kind={getattr(self.device, 'kind', '?')})")
+
+
+DmaFactory = Callable[["ZpciFunction", "ZpciBus"], object]
+
+
+class ZpciBus:
+    """QEMU's S390pciState: the zPCI functions of one VM."""
+
+    def __init__(self, memory=None):
+        self.functions: list[ZpciFunction] = []      # plug order = CLP LIST order
+        self.by_idx: dict[int, ZpciFunction] = {}
+        self.next_idx = 0
+        self.groups: dict[int, FunctionGroup] = {ZPCI_DEFAULT_FN_GRP: DEFAULT_GROUP}
+        self.events: list[SeiEvent] = []
+        self.adapter_interrupts: list[int] = []      # ISCs raised by MSI delivery, in order
+        self.ais_single: set[int] = set()            # ISCs in SIC single-interruption mode
+        self.ais_pending: set[int] = set()           # ... whose one interruption was raised
+        self.tod = lambda: 0                         # TOD clock for FMB last_update (deterministic)
+        self.memory = memory                         # a Guest; device DMA and MSIs go here
+
+    # -- lookups, exactly as QEMU
+    def find_by_idx(self, idx: int) -> ZpciFunction | None:
+        return self.by_idx.get(idx)
+
+    def find_by_fh(self, fh: int) -> ZpciFunction | None:
+        fn = self.by_idx.get(fh & FH_MASK_INDEX)
+        if fn is not None and fn.fh == fh:
+            return fn
+        return None
+
+    def find_by_fid(self, fid: int) -> ZpciFunction | None:
+        for fn in self.functions:
+            if fn.fid == fid:
+                return fn
+        return None
+
+    def find_by_uid(self, uid: int) -> ZpciFunction | None:
+        for fn in self.functions:
+            if fn.uid == uid:
+                return fn
+        return None
+
+    def find_by_target(self, target: str | None) -> ZpciFunction | None:
+        if target is None:
+            return None
+        for fn in self.functions:
+            if fn.target == target:
+                return fn
+        return None
+
+    def next_avail(self, after: ZpciFunction | None) -> ZpciFunction | None:
+        """s390_pci_find_next_avail_dev: the next non-RESERVED function in plug order."""
+        fns = self.functions
+        i = 0 if after is None else fns.index(after) + 1
+        while i < len(fns):
+            if fns[i].state is not FnState.RESERVED:
+                return fns[i]
+            i += 1
+        return None
+
+    # -- allocation, exactly as QEMU
+    def _generate_uid(self) -> int:
+        uid = 0
+        while uid < ZPCI_MAX_UID:
+            uid += 1
+            if self.find_by_uid(uid) is None:
+                return uid
+        return UID_UNDEFINED
+
+    def _generate_fid(self) -> int:
+        used = {fn.fid for fn in self.functions}
+        fid = 0
+        while fid <= ZPCI_MAX_FID:
+            if fid not in used:
+                return fid
+            fid += 1
+        raise ConfigError("no free fid could be found")
+
+    def _alloc_idx(self) -> int:
+        idx = self.next_idx
+        while idx in self.by_idx:
+            idx = (idx + 1) & FH_MASK_INDEX
+            if idx == self.next_idx:
+                raise ConfigError("no slot for plugging zpci device")
+        return idx
+
+    def plug(self, device: PciDevice, fid: int | None = None, uid: int | None = None,
+             target: str | None = None, shm: int = FH_SHM_EMUL,
+             group: FunctionGroup | None = None, dma: DmaFactory | None = None) -> ZpciFunction:
+        """Plug a PCI device with its zpci device (cold plug: ends DISABLED).
+
+        ``shm`` is OR-ed into the handle as QEMU does for emulated (FH_SHM_EMUL)
+        and intercepted vfio (FH_SHM_VFIO) functions; 0 for an interpreted one.
+        ``dma`` builds the device's DmaPort; default: translation through this
+        function's IOTLB (s390_translate_iommu), as every QEMU function has.
+        """
+        if target is not None and self.find_by_target(target) is not None:
+            raise ConfigError(f"target {target} already has an associated zpci device")
+        if uid is None or uid == UID_UNDEFINED:
+            uid = self._generate_uid()
+            if uid == UID_UNDEFINED:
+                raise ConfigError("no free uid could be found")
+        elif not 0 < uid <= ZPCI_MAX_UID:
+            raise ConfigError(f"uid {uid} out of range")
+        elif self.find_by_uid(uid) is not None:
+            raise ConfigError(f"uid {uid} already in use")
+        if fid is None:
+            fid = self._generate_fid()
+        elif not 0 <= fid <= ZPCI_MAX_FID:
+            raise ConfigError(f"fid {fid} out of range")
+        elif self.find_by_fid(fid) is not None:
+            raise ConfigError(f"fid {fid} already in use")
+        idx = self._alloc_idx()
+        if group is not None:
+            self.groups.setdefault(group.pfgid, group)
+        fn = ZpciFunction(self, device, idx, fid, uid, target, group or DEFAULT_GROUP)
+        self.next_idx = (idx + 1) & FH_MASK_INDEX
+        self.functions.append(fn)
+        self.by_idx[idx] = fn
+        # the PCI device's plug: configured but disabled
+        fn.state = FnState.DISABLED
+        fn.fh |= shm
+        if dma is None:
+            from .dma import TranslatedDma
+            device.dma = TranslatedDma(fn)
+        else:
+            device.dma = dma(fn, self)
+        return fn
+
+    @classmethod
+    def from_config(cls, config, make_device: Callable[[str, tuple], PciDevice],
+                    memory=None) -> "ZpciBus":
+        """A bus with every ``FunctionSpec`` of a MachineConfig plugged in order."""
+        bus = cls(memory)
+        for spec in config.functions:
+            bus.plug(make_device(spec.kind, spec.props), fid=spec.fid, uid=spec.uid,
+                     target=spec.target)
+        return bus
+
+    # -- events and platform operations
+    def error_event(self, pec: int, fn: ZpciFunction | None, faddr: int = 0, e: int = 0) -> None:
+        fh, fid = (fn.fh, fn.fid) if fn is not None else (0, 0)
+        self.events.append(SeiEvent(1, int(pec), fh, fid, faddr, e))
+
+    def sclp_configure(self, fid: int) -> int:
+        """SCLP configure I/O adapter; returns the SCLP response code."""
+        fn = self.find_by_fid(fid)
+        if fn is None:
+            return 0x09F0
+        if fn.state is FnState.RESERVED:
+            return 0x05F0
+        if fn.state is FnState.STANDBY:
+            fn.state = FnState.DISABLED
+            return 0x0020
+        return 0x0120
+
+    def sclp_deconfigure(self, fid: int) -> int:
+        fn = self.find_by_fid(fid)
+        if fn is None:
+            return 0x09F0
+        if fn.state is FnState.RESERVED:
+            return 0x05F0
+        if fn.state is FnState.STANDBY:
+            return 0x0120
+        if fn.irq_registered:
+            fn.dereg_irqs()
+        if fn.ioat_enabled:
+            fn.dereg_ioat()
+        fn.state = FnState.STANDBY
+        return 0x0020
+
+    def reset(self) -> None:
+        """System reset: every zpci device is reset (and disabled)."""
+        for fn in self.functions:
+            fn.reset()
+
+    def plug_event(self, pec: int, fn: ZpciFunction) -> None:
+        self.events.append(SeiEvent(2, int(pec), fn.fh, fn.fid))
+
+
+__all__.append("Pec")

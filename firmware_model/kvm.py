@@ -1,0 +1,177 @@
+"""What the host kernel serves itself: RPCIT under the IOAT assist (cf. arch/s390/kvm/priv.c).
+
+The dropped v3 design (kvm-zpci-history.md 1.4): for a function associated
+with the intercepting VM whose guest IOAT was registered through KVM, the
+kernel walks the guest's I/O translation tables and shadows each entry into
+the function's host IOMMU domain, instead of exiting to userspace.
+
+The guest must see exactly what QEMU's rpcit_service_call gives it (cc,
+status, error state, error event, FMB counter, the translations the device
+can use), so the checks run in QEMU's order.  The kernel declines (returns
+None, KVM's -EOPNOTSUPP) where it cannot give that result itself: a function
+under a vfio DMA-entry budget, whose accounting lives in userspace.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from firmware_model.arch import (
+    FMB_CNT_RPCIT, LsStatus, MASK64, ModStatus, PAGE_MASK, PAGE_SIZE, Pec, Pgm, FnState,
+)
+from firmware_model.dma import IotlbEntry, table_walk
+from firmware_model.outcome import Completion
+from firmware_model.userspace import count
+
+_CC0 = Completion(0)
+_CC1 = Completion(1)
+_CC3 = Completion(3)
+_PGM_PRIV = Completion(None, Pgm.PRIVILEGED)
+_PGM_SPEC = Completion(None, Pgm.SPECIFICATION)
+_NOT_USABLE = (FnState.RESERVED, FnState.STANDBY, FnState.DISABLED, FnState.PERMANENT_ERROR)
+
+# The RT level indexes IOVA bits 31-41: a walk repeats every 2^42 bytes, so a
+# whole period with neither a mapping nor an error ends the pass (as the
+# userspace pass does; RPCIT lengths are 64-bit).
+_PERIOD = 1 << 42
+
+
+def set_status(guest, r: int, status: int) -> None:
+    guest.set_gpr(r, (guest.gpr(r) & ~0xFF000000 & MASK64) | (status << 24))
+
+
+def shadow_pass(memory, iota: int, start: int, end: int, apply) -> tuple[int, int]:
+    """Walk the guest tables over [start, end) and hand each 4K page to ``apply``.
+
+    ``apply(iova, translated, perm)``; perm 0 means "no translation" (unmap).
+    Steps follow the level the walk stopped at, from the unaligned address,
+    as QEMU's pass does.  Returns (Pec or 0, address reached).
+    """
+    addr = start
+    mapped = False
+    while addr < end:
+        w = table_walk(memory, iota, addr)
+        if w.error:
+            return w.error, addr
+        addr += w.length
+        stop = addr if addr < end else end
+        page = w.iova
+        if not w.perm:
+            last = (stop + PAGE_SIZE - 1) & PAGE_MASK
+            while page < last:
+                apply(page, 0, 0)
+                page += PAGE_SIZE
+        else:
+            frame = w.translated_addr
+            while page < stop:
+                apply(page, frame, w.perm)
+                mapped = True
+                page += PAGE_SIZE
+                frame += PAGE_SIZE
+        if not mapped and addr - start >= _PERIOD:
+            break
+    return 0, addr
+
+
+class KvmZpci:
+    """One VM's in-kernel zPCI service.
+
+    ``fns`` maps a guest handle to (HostFunction, ZpciFunction): the kernel's
+    kzdev lookup plus the guest-visible function state it must keep
+    consistent.
+    """
+
+    def __init__(self, host, vm, fns):
+        self.host = host
+        self.vm = vm
+        self.fns = fns
+        self.stats: Counter = Counter()
+
+    def handle(self, d, guest) -> Completion | None:
+        """kvm_s390_handle_b9 for the one opcode the assist adds."""
+        return self.handle_rpcit(d, guest)
+
+    def handle_rpcit(self, d, guest) -> Completion | None:
+        if guest.problem_state:
+            self.stats["instruction_rpcit"] += 1
+            return _PGM_PRIV
+        r1, r2 = d.r1, d.r2
+        if r2 & 1:
+            self.stats["instruction_rpcit"] += 1
+            return _PGM_SPEC
+        fh = guest.gpr(r1) >> 32
+        found = self.fns.get(fh)
+        if found is None:
+            self.stats["rpcit_declined"] += 1
+            return None
+        hf, fn = found[0], found[1]
+        ioat = hf.ioat
+        if hf.owner != self.vm.id or ioat is None or fn.dma_avail is not None:
+            # Not ours to serve (kzdev->kvm != vcpu->kvm), nothing registered
+            # through KVM, or a DMA budget only userspace accounts.
+            self.stats["rpcit_declined"] += 1
+            return None
+        self.stats["instruction_rpcit"] += 1
+        if fn.fh != fh:
+            return _CC3
+        state = fn.state
+        if state in _NOT_USABLE:
+            return _CC3
+        if state is FnState.ERROR:
+            set_status(guest, r1, ModStatus.ERROR_RECOVER)
+            return _CC1
+        start = guest.gpr(r2)
+        end = (start + guest.gpr(r2 + 1)) & MASK64
+        if not fn.iota:
+            error, where = Pec.INVALAS, start
+        elif end < fn.pba or start > fn.pal:
+            error, where = Pec.OORANGE, start
+        else:
+            error, where = self._shadow(hf, fn, ioat, guest, start, end)
+        if error:
+            fn.state = FnState.ERROR
+            set_status(guest, r1, LsStatus.FUNC_IN_ERR)
+            fn.bus.error_event(error, fn, where)
+            self.stats["rpcit_error"] += 1
+            return _CC1
+        count(fn, FMB_CNT_RPCIT, guest)
+        return _CC0
+
+    def _shadow(self, hf, fn, ioat, guest, start: int, end: int) -> tuple[int, int]:
+        iotlb = fn.iotlb
+        domain = hf.domain
+        vm, gen = self.vm.id, ioat.gen
+        # The guest's tables are read from guest storage, as userspace reads them.
+        memory = guest
+
+        def apply(iova, translated, perm):
+            cached = iotlb.get(iova)
+            if not perm:
+                if cached is not None:
+                    del iotlb[iova]
+                    domain.unmap(iova)
+            elif cached is None or cached.perm != perm or cached.translated_addr != translated:
+                iotlb[iova] = IotlbEntry(iova, translated, perm)
+                # The device reaches guest memory only through the domain: a
+                # refused map leaves it without the translation.
+                if not domain.map(iova, translated, bool(perm & 2), vm, gen):
+                    self.stats["domain_refused"] += 1
+
+        return shadow_pass(memory, ioat.iota, start, end, apply)
+
+    def shadow(self, hf, memory, start: int, length: int) -> tuple[int, int]:
+        """Host-only shadowing (no guest-visible function): the ownership tests' entry point."""
+        ioat = hf.ioat
+        if hf.owner != self.vm.id or ioat is None:
+            return Pec.INVALAS, start
+        vm, gen, domain = self.vm.id, ioat.gen, hf.domain
+        end = (start + length) & MASK64
+        if end < ioat.pba or start > ioat.pal:
+            return Pec.OORANGE, start
+
+        def apply(iova, translated, perm):
+            if perm:
+                domain.map(iova, translated, bool(perm & 2), vm, gen)
+            else:
+                domain.unmap(iova)
+
+        return shadow_pass(memory, ioat.iota, start, end, apply)

@@ -1,0 +1,295 @@
+"""One VM on a modeled host: its zPCI bus, the paths that serve it, and the accounting.
+
+``Machine.execute(d, guest)`` runs once per zPCI instruction.  It decides
+every policy's route at once (policy.Decider), runs the active policy's
+route (intercept.Router), and tallies the shared DecisionSet, so one run
+accounts every policy.  See docs/decisions.md for ``assume``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from firmware_model.arch import (
+    FH_MASK_ENABLE, FH_MASK_SHM, FH_SHM_EMUL, MASK64, MpcifcOc, PAGE_MASK, PAGE_SIZE,
+)
+from firmware_model.config import MachineConfig
+from firmware_model.device import DmaError, DmaErrorKind
+from firmware_model.dma import TranslatedDma
+from firmware_model.firmware import Firmware
+from firmware_model.function import ZpciBus
+from firmware_model.host import Errno, Host, ZpciOp
+from firmware_model.insns import BY_MNEMONIC, TABLE, StatusReg
+from firmware_model.intercept import Router
+from firmware_model.kvm import KvmZpci
+from firmware_model.outcome import Decision, Outcome, Route
+from firmware_model.policy import (
+    LOAD_STORE, POLICIES, POLICY_NAMES, RPCIT, Decider, Reason,
+)
+from firmware_model.userspace import UserspaceHandler
+
+ASSUMPTIONS = ("passthrough", "as-given")
+
+_CLP = BY_MNEMONIC["CLP"].index
+_MPCIFC = BY_MNEMONIC["MPCIFC"].index
+_SHM, _EMUL, _ENABLE = FH_MASK_SHM, FH_SHM_EMUL, FH_MASK_ENABLE
+_USERSPACE = Route.USERSPACE
+_FIRMWARE = Route.FIRMWARE
+
+
+def _make_device(kind: str, props: tuple):
+    try:
+        from firmware_model.devices import make_device
+    except ImportError:          # the device registry has not landed: a memory-backed stand-in
+        from firmware_model.devices.memdev import MemDevice
+        if kind.startswith("virtio"):
+            return MemDevice.virtio_rng_shaped()
+        return MemDevice.from_props(props)
+    return make_device(kind, props)
+
+
+def passthrough_handle(fh: int) -> int:
+    """The handle as the passthrough world has it.
+
+    QEMU's emulation marker is swapped: a QEMU handle becomes the host handle
+    (no SHM bits), and a handle without SHM bits (which QEMU never hands
+    out) becomes one with the marker, so the mapping is one-to-one and no
+    guest handle can name a host function QEMU would not.
+    """
+    return fh ^ _EMUL if fh & _SHM in (0, _EMUL) else fh
+
+
+class IommuDma(TranslatedDma):
+    """Device DMA of a passthrough function: QEMU's rules, and the host domain must agree.
+
+    The zPCI-side checks (state, window, IOTLB, faults into the error state)
+    are QEMU's; the address the device reaches is the host IOMMU domain's.
+    A translation the domain does not hold is not reachable.
+    """
+
+    __slots__ = ("hf",)
+
+    def __init__(self, fn, hf):
+        super().__init__(fn)
+        self.hf = hf
+
+    def _translate(self, iova: int, write: bool):
+        pa = super()._translate(iova, write)
+        if pa.__class__ is int:
+            host = self.hf.domain.translate(iova, write)
+            if host != pa:
+                self.hf.stats["dma_blocked_by_iommu"] += 1
+                return DmaError(DmaErrorKind.UNMAPPED, iova)
+        return pa
+
+
+class Machine:
+    """A host, one VM, its zPCI bus; ``execute`` serves the VM's zPCI instructions."""
+
+    def __init__(self, config: MachineConfig | None = None, policy: str = "linux-6.0",
+                 assume: str = "passthrough", bus: ZpciBus | None = None):
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
+        if assume not in ASSUMPTIONS:
+            raise ValueError(f"unknown assumption {assume!r} (choose from {', '.join(ASSUMPTIONS)})")
+        self.config = config or MachineConfig()
+        self.policy = policy
+        self.assume = assume
+        self.host = Host()
+        self.vm = self.host.create_vm()
+        self.bus = bus if bus is not None else ZpciBus.from_config(self.config, _make_device)
+        self.userspace = UserspaceHandler(self.bus)
+        # guest handle of an enabled passthrough function -> (HostFunction, ZpciFunction, tally);
+        # shared with the firmware and KVM paths, refilled in place by resync()
+        self._by_fh: dict[int, tuple] = {}
+        self.firmware = Firmware(self._by_fh, self.vm)
+        self.kvm = KvmZpci(self.host, self.vm, self._by_fh)
+        self.router = Router(self.userspace, self.firmware, self.kvm)
+        self.decider = Decider(policy)
+        self._passthrough = assume == "passthrough"
+        self._hf: dict[int, tuple] = {}          # bus index -> (HostFunction, ZpciFunction, tally)
+        self._tally: dict = {}                   # DecisionSet -> count, for handles naming no function
+        # which register holds the handle, per table row (None: decisions ignore the handle)
+        self._handle_reg = tuple(
+            (2 if i.status_reg is StatusReg.R2 else 1) if i.index in LOAD_STORE or i.index == RPCIT
+            else 0 for i in TABLE)
+        if self._passthrough:
+            for fn in self.bus.functions:
+                self._attach(fn)
+        self.resync()
+
+    # --- the passthrough world --------------------------------------------------
+
+    def _attach(self, fn) -> None:
+        hf = self.host.plug(fn.fid, passthrough_handle(fn.fh | _ENABLE))
+        rc = self.host.vfio_open(self.vm, hf)
+        if rc is not Errno.OK:
+            raise RuntimeError(f"vfio open of fid {fn.fid:#x} failed: {rc.name}")
+        self._hf[fn.idx] = (hf, fn, {})
+        fn.device.dma = IommuDma(fn, hf)
+
+    def resolve(self, fh: int):
+        """(HostFunction, ZpciFunction, tally) for a guest handle naming an enabled passthrough function."""
+        entry = self._by_fh.get(fh)
+        return entry if entry is not None and entry[1].fh == fh else None
+
+    def resync(self) -> None:
+        """Bring the host's records in line with what userspace (QEMU) did for the guest.
+
+        QEMU tells KVM about IOAT and AEN registrations of interpreted
+        functions; here that follows every userspace-served CLP/MPCIFC.
+        Call it after changing the bus out of band (SCLP, reset, hot plug).
+        """
+        if not self._passthrough:
+            return
+        host, vm = self.host, self.vm
+        self._by_fh.clear()
+        for fn in self.bus.functions:
+            if fn.idx not in self._hf:
+                self._attach(fn)
+            entry = self._hf[fn.idx]
+            hf = entry[0]
+            # While the guest has the function disabled the host has no enabled handle
+            # the guest could present (QEMU's vfio reset behind CLP disable).
+            hf.fh = passthrough_handle(fn.fh)
+            if fn.fh & _ENABLE:
+                self._by_fh[fn.fh] = entry
+            ioat = hf.ioat
+            if fn.ioat_enabled:
+                if ioat is None or (ioat.iota, ioat.pba, ioat.pal) != (fn.iota, fn.pba, fn.pal):
+                    if ioat is not None:
+                        host.zpci_op(vm, hf.fh, ZpciOp.DEREG_IOAT)
+                    host.zpci_op(vm, hf.fh, ZpciOp.REG_IOAT, iota=fn.iota, pba=fn.pba, pal=fn.pal)
+                    self._mirror(hf, fn, 0, 0)
+            elif ioat is not None:
+                host.zpci_op(vm, hf.fh, ZpciOp.DEREG_IOAT)
+            if fn.irq_registered and hf.aen is None:
+                host.zpci_op(vm, hf.fh, ZpciOp.REG_AEN, ibv=fn.aibv, sb=fn.aisb if fn.sum else 0,
+                             noi=fn.noi, isc=fn.isc, sbo=fn.aisbo)
+            elif not fn.irq_registered and hf.aen is not None:
+                host.zpci_op(vm, hf.fh, ZpciOp.DEREG_AEN)
+
+    def _mirror(self, hf, fn, start: int, length: int) -> None:
+        """QEMU's vfio maps/unmaps after its RPCIT: the domain follows the IOTLB."""
+        dom, want, ioat = hf.domain, fn.iotlb, hf.ioat
+        first = start & PAGE_MASK
+        end = (start + length) & MASK64
+        npages = (end - first) >> 12 if end > first else 0
+        if 0 < npages <= len(want) + len(dom.entries):
+            pages = range(first, end, PAGE_SIZE)
+        else:
+            pages = set(want) | set(dom.entries)
+        for iova in pages:
+            e = want.get(iova)
+            if e is None:
+                dom.unmap(iova)
+            elif ioat is not None:
+                m = dom.entries.get(iova)
+                if m is None or m.frame != e.translated_addr or m.writable != bool(e.perm & 2):
+                    dom.map(iova, e.translated_addr, bool(e.perm & 2), ioat.vm, ioat.gen)
+
+    # --- the per-instruction path -------------------------------------------------
+
+    def execute(self, d, guest) -> Outcome:
+        bus = self.bus
+        if bus.memory is not guest:
+            bus.memory = guest
+        index = d.index
+        reg = self._handle_reg[index]
+        vm = self.vm
+        entry = None
+        if reg:
+            fh = guest.gpr(d.r2 if reg == 2 else d.r1) >> 32
+            entry = self._by_fh.get(fh)
+            if entry is not None and entry[1].fh == fh:
+                hf = entry[0]
+                ds = self.decider.decisions(index, hf.fh, vm.use_zpci_interp, hf._view or hf.view(),
+                                            vm.id, vm.gisa, d.ipa, d.ipb)
+            else:
+                entry = None
+                if self._passthrough and fh & _SHM in (0, _EMUL):
+                    fh ^= _EMUL
+                ds = self.decider.decisions(index, fh, vm.use_zpci_interp, None, vm.id, vm.gisa,
+                                            d.ipa, d.ipb)
+            if index == RPCIT:
+                window = (guest.gpr(d.r2), guest.gpr((d.r2 + 1) & 15))
+        else:
+            ds = self.decider.decisions(index, 0, False, None, vm.id, vm.gisa, d.ipa, d.ipb)
+        decision = ds.by_policy[self.policy]
+        route = decision.route
+        if route is _FIRMWARE:
+            completion = self.firmware.execute(d, guest)
+            if completion is not None:
+                self.router.exits[0] += 1
+                declined = False
+            else:
+                completion, declined = self.router.run(_USERSPACE, d, guest)
+                declined = True
+        else:
+            completion, declined = self.router.run(route, d, guest)
+        tally = entry[2] if entry is not None else self._tally
+        tally[ds] = tally.get(ds, 0) + 1
+        if declined:
+            decision = Decision(_USERSPACE, Reason.DECLINED.value, decision.intercept)
+            route = _USERSPACE
+        if route is _USERSPACE and self._passthrough:
+            if index == _CLP or index == _MPCIFC:
+                self.resync()
+            elif index == RPCIT and entry is not None:
+                self._mirror(entry[0], entry[1], *window)
+        if declined:
+            return Outcome(TABLE[index].mnemonic, completion, decision, ds.by_policy)
+        # Completions are mostly preallocated constants: reuse the immutable Outcome.
+        cached = ds.outcomes.get(id(completion))
+        if cached is not None and cached[0] is completion:
+            return cached[1]
+        out = Outcome(TABLE[index].mnemonic, completion, decision, ds.by_policy)
+        if len(ds.outcomes) < 16:
+            ds.outcomes[id(completion)] = (completion, out)
+        return out
+
+    # --- accounting --------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counters for every policy from this run (JSON-able)."""
+        policies = {}
+        functions: dict = {}
+        for p in POLICY_NAMES:
+            policies[p] = {"instructions": {}, "reasons": Counter(), "routes": Counter(),
+                           "exit_instruction": 0, "exit_userspace": 0}
+        tallies = [(None, self._tally)] + [(e[1].fid, e[2]) for e in self._hf.values()]
+        for fid, ds, n in ((fid, ds, n) for fid, t in tallies for ds, n in t.items()):
+            mn = TABLE[ds.key[0]].mnemonic
+            for p, dec in ds.by_policy.items():
+                acc = policies[p]
+                route = dec.route.value
+                per = acc["instructions"].setdefault(mn, {})
+                per[route] = per.get(route, 0) + n
+                acc["reasons"][dec.reason] += n
+                acc["routes"][route] += n
+                if dec.route is not Route.FIRMWARE:
+                    acc["exit_instruction"] += n
+                    if dec.route is Route.USERSPACE:
+                        acc["exit_userspace"] += n
+                if fid is not None:
+                    f = functions.setdefault(f"{fid:#x}", {}).setdefault(p, {})
+                    f[route] = f.get(route, 0) + n
+        for acc in policies.values():
+            acc["reasons"] = dict(acc["reasons"])
+            acc["routes"] = dict(acc["routes"])
+        active = {"policy": self.policy, "router": self.router.stats(),
+                  "firmware": self.firmware.stats(), "kvm": dict(self.kvm.stats)}
+        return {"assume": self.assume, "policies": policies, "functions": functions,
+                "active": active, "host": self.host.snapshot_stats(),
+                "vm": {"id": self.vm.id, "gisa": self.vm.gisa, "lsi": self.vm.use_zpci_interp,
+                       "instructions": sum(n for _, t in tallies for n in t.values())}}
+
+    def reset_stats(self) -> None:
+        self._tally.clear()
+        for e in self._hf.values():
+            e[2].clear()
+        self.router.reset()
+        self.firmware.counts[:] = [0] * len(self.firmware.counts)
+        self.kvm.stats.clear()
+
+    def function(self, fid: int):
+        return self.bus.find_by_fid(fid)
