@@ -12,6 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip setuptools wheel cffi
 
 $(STAMP): $(BIN)/python $(NATIVE_SRC)
+	rm -f emulator/_native*.so
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -36,4 +37,5 @@ clean:
 # Rebuild only the native extension in place (development; the editable
 # install picks it up).
 native: $(BIN)/python
+	rm -f emulator/_native.abi3.so
 	$(BIN)/python cbits/build_native.py

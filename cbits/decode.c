@@ -3,8 +3,9 @@
  * code and decodes every instruction of firmware_model/zpci_insns.def.
  *
  * Safety contract: no function reads buf[len] or beyond, whatever the bytes.
- * The hot loops read up to 6 bytes ahead only while 6 bytes remain, and a
- * separate bounded tail handles the last instructions.
+ * Each walk has three stages: three instructions per step while 18 bytes
+ * remain, one per step while 6 remain (enough for any instruction and its
+ * selector byte), and a tail that checks every read.
  */
 #include <string.h>
 
@@ -156,7 +157,7 @@ static void decode_complete(const uint8_t *q, unsigned ilen, unsigned idx1, uint
         fill_fields(q, idx1 - 1, d);
 }
 
-/* Key lookup for a complete instruction of length ilen at q: index + 1 or 0. */
+/* Table lookup for the instruction at q (its selector byte must be readable): index + 1 or 0. */
 static inline unsigned lookup(const uint8_t *q, unsigned b0)
 {
     unsigned sel = q[sel_offset(b0)];
@@ -272,7 +273,7 @@ struct walk {
 };
 
 /* One instruction with >= 6 bytes readable at pc; 0 (pc unchanged) if the output is full. */
-static inline int walk_one(struct walk *w)
+static inline __attribute__((always_inline)) int walk_one(struct walk *w)
 {
     const uint8_t *q = w->buf + w->pc;
     unsigned b0 = q[0];
@@ -289,7 +290,7 @@ static inline int walk_one(struct walk *w)
 }
 
 /* The fast part of a walk: returns 0 if it stopped because the output is full. */
-static int walk_fast(struct walk *w, size_t len)
+static inline __attribute__((always_inline)) int walk_fast(struct walk *w, size_t len)
 {
     if (len >= STEP3_SPAN) {
         const size_t last3 = len - STEP3_SPAN;

@@ -22,6 +22,7 @@
 /* The slice of unicorn.h 2.1 this file relies on (stable ABI values). */
 enum {
     UCH_INTR = 1 << 0,
+    UCH_CODE = 1 << 2,
     UCH_BLOCK = 1 << 3,
     UCH_MEM_UNMAPPED = (1 << 4) | (1 << 5) | (1 << 6),
 };
@@ -96,10 +97,7 @@ int trap_bind(const char *libpath)
 
 /* ------------------------------------------------------------ counting */
 
-/* Instructions per block, direct-mapped by address: the block hook runs on
- * every block execution, so it must not re-read guest code each time. */
-#define BLOCK_CACHE 4096
-static struct { uint64_t addr; uint32_t size; uint32_t insns; } block_cache[BLOCK_CACHE];
+#define BLOCK_CACHE (sizeof ((trap_state *)0)->block_cache / sizeof (trap_block_slot))
 
 static uint32_t insns_in(void *uc, uint64_t addr, uint32_t size)
 {
@@ -117,15 +115,15 @@ static uint32_t insns_in(void *uc, uint64_t addr, uint32_t size)
 static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
 {
     trap_state *t = ud;
-    uint32_t slot = (uint32_t)(addr >> 1) & (BLOCK_CACHE - 1);
+    trap_block_slot *slot = &t->block_cache[(addr >> 1) & (BLOCK_CACHE - 1)];
     uint32_t n;
-    if (block_cache[slot].addr == addr && block_cache[slot].size == size && size) {
-        n = block_cache[slot].insns;
+    if (slot->addr == addr && slot->size == size && size) {
+        n = slot->insns;
     } else {
         n = insns_in(uc, addr, size);
-        block_cache[slot].addr = addr;
-        block_cache[slot].size = size;
-        block_cache[slot].insns = n;
+        slot->addr = addr;
+        slot->size = size;
+        slot->insns = n;
     }
     t->cur_block = addr;
     t->cur_block_size = size;
@@ -136,6 +134,12 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
         t->on_block(t, addr, size);
     if (t->insns >= t->insn_limit && t->stop == TRAP_STOP_NONE) {
         t->stop = TRAP_STOP_LIMIT;
+        U.emu_stop(uc);
+    }
+    /* A guest that never traps would never let Python see a Ctrl-C. */
+    if (t->on_poll && t->poll_interval && t->blocks % t->poll_interval == 0 &&
+        t->on_poll(t) != 0 && t->stop == TRAP_STOP_NONE) {
+        t->stop = TRAP_STOP_PYTHON;
         U.emu_stop(uc);
     }
 }
@@ -159,13 +163,13 @@ static const int gpr_ids[16] = {
     REG_R0 + 8, REG_R0 + 9, REG_R0 + 10, REG_R0 + 11, REG_R0 + 12, REG_R0 + 13, REG_R0 + 14, REG_R0 + 15,
 };
 
-static void hook_intr(void *uc, uint32_t intno, void *ud)
+/* Fills t for the instruction at pc, calls Python once and applies the result. */
+static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
 {
-    trap_state *t = ud;
     uint64_t before[16];
     void *ptrs[16];
 
-    U.reg_read(uc, REG_PC, &t->pc);
+    t->pc = pc;
     t->intno = intno;
     if (t->counting)
         uncount_rest_of_block(t);
@@ -214,17 +218,43 @@ static void hook_intr(void *uc, uint32_t intno, void *ud)
     /* The PSW mask must be in place before the PC write ends the block. */
     if (mask != t->pswm)
         U.reg_write(uc, REG_PSWM, &mask);
-    if (rc == 0) {
-        if (t->counting)
-            t->insns++;
-        U.reg_write(uc, REG_PC, &t->next_pc);
-    } else {
-        /* Leave PC at the next address too, so a driver can resume there. */
-        U.reg_write(uc, REG_PC, &t->next_pc);
+    if (rc == 0 && t->counting)
+        t->insns++;
+    /* On a stop too: PC then tells a driver where to resume. */
+    U.reg_write(uc, REG_PC, &t->next_pc);
+    if (rc != 0) {
         if (t->stop == TRAP_STOP_NONE)
             t->stop = TRAP_STOP_PYTHON;
         U.emu_stop(uc);
     }
+}
+
+static void hook_intr(void *uc, uint32_t intno, void *ud)
+{
+    uint64_t pc;
+    U.reg_read(uc, REG_PC, &pc);
+    dispatch(ud, uc, pc, intno);
+}
+
+/* Unprivileged instructions whose result would show that the guest runs in
+ * problem state (EPSW) or unicorn's own CPU model (STFLE) are hooked at their
+ * addresses; writing PC from a code hook skips unicorn's execution. */
+static void hook_code_at(void *uc, uint64_t addr, uint32_t size, void *ud)
+{
+    (void)size;
+    dispatch(ud, uc, addr, TRAP_INTNO_HOOKED);
+}
+
+int trap_hook_at(trap_state *t, uint64_t addr)
+{
+    size_t h;
+    int err = U.hook_add(t->uc, &h, UCH_CODE, (void *)hook_code_at, t, addr, addr);
+    if (err) {
+        snprintf(last_error, sizeof last_error, "uc_hook_add(CODE at %#llx) failed: %d",
+                 (unsigned long long)addr, err);
+        return -1;
+    }
+    return 0;
 }
 
 static bool hook_unmapped(void *uc, int type, uint64_t addr, int size, int64_t value, void *ud)
@@ -255,7 +285,7 @@ int trap_install(trap_state *t, uintptr_t uch, int count, int trace,
     t->counting = count || trace;
     t->tracing = trace;
     memset(t->hooks, 0, sizeof t->hooks);
-    memset(block_cache, 0, sizeof block_cache);
+    memset(t->block_cache, 0, sizeof t->block_cache);
     size_t h;
     int err = U.hook_add(uc, &h, UCH_INTR, (void *)hook_intr, t, 1, 0);
     if (err) {

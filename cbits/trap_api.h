@@ -13,6 +13,14 @@
  * first, which build_native.py's part order gives.
  */
 
+/* Instructions per block, direct-mapped by address (the block hook runs on
+ * every block execution and must not re-read guest code each time). */
+typedef struct trap_block_slot {
+    uint64_t addr;
+    uint32_t size;
+    uint32_t insns;
+} trap_block_slot;
+
 struct trap_state;
 /* zpci/other callbacks return 0 to resume at next_pc, 1 to stop the run. */
 typedef int (*trap_insn_cb)(struct trap_state *);
@@ -52,7 +60,10 @@ typedef struct trap_state {
     trap_insn_cb on_zpci;
     trap_insn_cb on_other;
     trap_block_cb on_block;
+    trap_insn_cb on_poll;     /* every poll_interval blocks, when set; 1 stops */
+    uint64_t poll_interval;
     uintptr_t hooks[4];       /* uc_hook handles */
+    trap_block_slot block_cache[4096];
 } trap_state;
 
 /* stop reasons */
@@ -60,6 +71,9 @@ typedef struct trap_state {
 #define TRAP_STOP_PYTHON 1
 #define TRAP_STOP_LIMIT 2
 #define TRAP_STOP_UNMAPPED 3
+
+/* intno reported for an instruction caught by trap_hook_at */
+#define TRAP_INTNO_HOOKED 256
 
 /* Binds the libunicorn the Python binding already loaded (dlopen RTLD_NOLOAD).
  * Returns 0, or -1 with the reason in trap_last_error(). */
@@ -71,6 +85,10 @@ const char *trap_last_error(void);
 int trap_install(trap_state *t, uintptr_t uch, int count, int trace,
                  trap_insn_cb zpci, trap_insn_cb other, trap_block_cb block);
 int trap_uninstall(trap_state *t);
+
+/* Hooks the instruction at addr (UC_HOOK_CODE bounded to it): it reaches
+ * the `other` callback with intno TRAP_INTNO_HOOKED instead of running. */
+int trap_hook_at(trap_state *t, uint64_t addr);
 
 /* uc_emu_start(begin, no end address) from C; returns uc_err, sets t->stop. */
 int trap_run(trap_state *t, uint64_t begin);

@@ -25,7 +25,8 @@ def register(sub) -> None:
                                                        for w in WORKLOADS.values()))
     g.add_argument("--elf", help="bare-metal guest ELF to run instead of Linux")
     p.add_argument("-o", "--output", required=True, help="trace file to write (.zpt)")
-    p.add_argument("--jsonl", help="where to keep the recorder's JSONL (default: OUTPUT.jsonl)")
+    p.add_argument("--jsonl", help="where to keep the recorder's JSONL (default: "
+                        "~/.cache/zpci-emu/captures/OUTPUT.jsonl)")
     p.add_argument("--kernel-package", default=None,
                    help="Debian s390x kernel package (default linux-image-6.1.0-50-s390x)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")

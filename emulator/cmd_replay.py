@@ -43,6 +43,9 @@ def run(args) -> int:
             print(f"{r.path}: {r.workload} ({r.source}, {r.stream}): {r.events} zPCI events"
                   + (f", {r.instructions} guest instructions" if r.instructions is not None else ""))
             print("  " + ", ".join(f"{m} {n}" for m, n in sorted(r.by_mnemonic.items())))
+            if r.stand_ins:
+                print(f"  no device model for {', '.join(r.stand_ins)}: a memory-backed stand-in "
+                      "serves its BAR layout (decisions do not depend on it)")
             for p in r.policies:
                 t = r.route_totals(p)
                 print(f"  {p:15} firmware {t['firmware']:>8}  kvm {t['kvm']:>8}  "

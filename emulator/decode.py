@@ -16,10 +16,10 @@ from firmware_model.insns import TABLE, Decoded
 
 TRUNCATED = lib.ZPCI_DEC_TRUNCATED
 INDEX_NONE = lib.ZPCI_INDEX_NONE
-FIELDS = Decoded.__slots__
 ADDR_LIMIT = 1 << 64
 
-if lib.zpci_table_size() != len(TABLE):  # pragma: no cover - a stale build
+if lib.zpci_table_size() != len(TABLE) or any(  # pragma: no cover - a stale build
+        lib.zpci_table_get(i.index).opcode != i.opcode for i in TABLE):
     raise ImportError("emulator._native was built from a different zpci_insns.def; run `make native`")
 
 
@@ -179,3 +179,11 @@ def count_insns(buf, base: int = 0, start: int | None = None, end: int | None = 
     total = lib.zpci_count_insns(cbuf, size, min(lo, size), hi, counts, stop)
     ctuple = tuple(counts[0:len(TABLE)]) if per_index else ()
     return CountResult(total=total, counts=ctuple, stop=base + max(stop[0], lo))
+
+
+def decode_elf(path) -> list[tuple[object, DecodeResult]]:
+    """(CodeRegion, DecodeResult) for every executable section of an s390x ELF,
+    each decoded at its own address; bad files raise a one-line UserError."""
+    from emulator.elfio import executable_regions
+
+    return [(r, decode_buffer(r.data, r.addr)) for r in executable_regions(path)]

@@ -16,6 +16,7 @@ from emulator.errors import UserError
 ELF_MAGIC = b"\x7fELF"
 EM_S390 = 22
 PT_LOAD = 1
+PF_X = 1
 KERN_IMAGE_START = 0x10000
 KERN_PARM_AREA = 0x10480
 KERN_PARM_AREA_SIZE = 0x1000 - 0x480   # up to the next page, as QEMU's legacy size
@@ -26,6 +27,7 @@ class Segment:
     addr: int          # physical load address
     data: bytes        # file bytes
     memsz: int         # bytes in memory (data then zeros)
+    flags: int = 0     # p_flags (PF_X = 1)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def parse(raw: bytes, memory_size: int, where: str = "<elf>", cmdline: str = "")
         p_type = _u(raw, base, 4, where, what)
         if p_type != PT_LOAD:
             continue
+        p_flags = _u(raw, base + 4, 4, where, what)
         p_offset = _u(raw, base + 8, 8, where, what)
         p_paddr = _u(raw, base + 24, 8, where, what)
         p_filesz = _u(raw, base + 32, 8, where, what)
@@ -103,7 +106,8 @@ def parse(raw: bytes, memory_size: int, where: str = "<elf>", cmdline: str = "")
                             f"{p_paddr + p_memsz:#x} does not fit in {memory_size >> 20} MiB "
                             "of guest memory", where=where)
         if p_memsz:
-            segments.append(Segment(p_paddr, bytes(raw[p_offset:p_offset + p_filesz]), p_memsz))
+            segments.append(Segment(p_paddr, bytes(raw[p_offset:p_offset + p_filesz]), p_memsz,
+                                    p_flags))
     if not segments:
         raise UserError("no PT_LOAD segment with contents", where=where)
     linux = entry in (KERN_IMAGE_START, 0x800)

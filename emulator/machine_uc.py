@@ -11,10 +11,11 @@ guest never sees (stored PSWs, STOSM/STNSM and EPSW show the guest's view).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc
+from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc, UcError
 from unicorn import s390x_const as sc
 
 from emulator import lowcore as lc
@@ -32,6 +33,10 @@ REG_PC = sc.UC_S390X_REG_PC
 HIDDEN = lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT | lc.PSW_MASK_PSTATE
 
 DEFAULT_MAX_INSNS = 2_000_000_000
+# blocks between two calls of the poll callback (~10 ms of guest code)
+POLL_BLOCKS = 1 << 20
+# (first, second byte) of the unprivileged instructions hooked by address
+SENSITIVE = {(0xB9, 0x8D), (0xB2, 0xB0)}     # EPSW, STFLE
 
 
 def _unicorn_library() -> str:
@@ -65,18 +70,20 @@ class Halt(Exception):
 
 
 class UcGuest:
-    """firmware_model.guest.Guest over the trap context: GPRs and absolute memory."""
+    """firmware_model.guest.Guest over the trap context: GPRs and absolute memory.
 
-    __slots__ = ("gprs", "problem_state", "_t", "_size")
+    ``gpr`` is the GPR array's own item getter (the model calls it several
+    times per instruction, so no Python frame is spent on it).
+    """
+
+    __slots__ = ("gprs", "gpr", "problem_state", "_t", "_size")
 
     def __init__(self, t, size: int):
         self._t = t
         self.gprs = t.gpr
+        self.gpr = self.gprs.__getitem__
         self._size = size
         self.problem_state = False
-
-    def gpr(self, r: int) -> int:
-        return self.gprs[r]
 
     def set_gpr(self, r: int, value: int) -> None:
         self.gprs[r] = value & MASK64
@@ -120,7 +127,11 @@ class UcMachine:
             raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
         self.memory_size = memory_size
         self.uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
-        self.uc.mem_map(0, memory_size, UC_PROT_ALL)
+        try:
+            self.uc.mem_map(0, memory_size, UC_PROT_ALL)
+        except UcError as exc:
+            raise UserError(f"cannot map {memory_size >> 20} MiB of guest memory: {exc}",
+                            where="-m", exit_code=2) from None
         self.t = ffi.new("trap_state *")
         self.t.insn_limit = max_insns
         self.max_insns = max_insns
@@ -134,12 +145,17 @@ class UcMachine:
         self.psw_hidden = 0          # guest's I/O, external, machine-check mask bits
         self.pstate = False          # the guest's own problem-state bit
         self.halted: Halt | None = None
+        self.hooked_sites = 0
         self._error = None
         self._block_hook = block_hook
-        self._cb_zpci = ffi.callback("int(trap_state *)", self._on_zpci, onerror=self._on_error)
+        self._cb_zpci = ffi.callback("int(trap_state *)", self._make_on_zpci(),
+                                     onerror=self._on_error)
         self._cb_other = ffi.callback("int(trap_state *)", self._on_other, onerror=self._on_error)
         self._cb_block = ffi.callback("void(trap_state *, uint64_t, uint32_t)", self._on_block,
                                       onerror=self._on_error_void)
+        self._cb_poll = ffi.callback("int(trap_state *)", self._on_poll, onerror=self._on_error)
+        self.t.on_poll = self._cb_poll
+        self.t.poll_interval = POLL_BLOCKS
         rc = lib.trap_install(self.t, _engine_handle(self.uc), 1 if count else 0,
                               1 if block_hook else 0, self._cb_zpci, self._cb_other,
                               self._cb_block)
@@ -154,9 +170,32 @@ class UcMachine:
 
     # --- memory ----------------------------------------------------------------
     def load(self, image) -> None:
+        from emulator.elf_load import PF_X
         for seg in image.segments:
             if seg.data:
                 self.uc.mem_write(seg.addr, seg.data)
+            if seg.flags & PF_X:
+                self.hook_sensitive(seg.addr, seg.data)
+
+    def hook_sensitive(self, addr: int, code: bytes) -> int:
+        """Hooks every EPSW and STFLE in ``code`` (walked by instruction length).
+
+        Both are unprivileged, so they would run inside unicorn: EPSW would
+        show the problem-state bit, STFLE unicorn's facility list.  Code the
+        guest writes at run time is not scanned.
+        """
+        n = 0
+        off, end = 0, len(code)
+        while off + 2 <= end:
+            b0 = code[off]
+            ilen = lc.ilen_of(b0)
+            if ilen == 4 and off + 4 <= end and (b0, code[off + 1]) in SENSITIVE:
+                if lib.trap_hook_at(self.t, addr + off) != 0:
+                    raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
+                n += 1
+            off += ilen
+        self.hooked_sites += n
+        return n
 
     def read(self, addr: int, size: int) -> bytes | None:
         return self.guest.read(addr, size)
@@ -188,7 +227,7 @@ class UcMachine:
     def uc_mask(self, guest_mask: int) -> int:
         """Unicorn's PSW mask for a guest PSW mask, remembering the hidden bits."""
         self.psw_hidden = guest_mask & (lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT)
-        self.pstate = bool(guest_mask & lc.PSW_MASK_PSTATE)
+        self.pstate = self.guest.problem_state = bool(guest_mask & lc.PSW_MASK_PSTATE)
         return (guest_mask & ~HIDDEN) | lc.PSW_MASK_PSTATE
 
     def current_mask(self, t) -> int:
@@ -273,38 +312,53 @@ class UcMachine:
         if lib_stop:
             lib_stop()
 
-    def _on_zpci(self, t) -> int:
-        d = t.d
-        self.stats.zpci[d.index] += 1
+    def _make_on_zpci(self):
+        """The per-zPCI-instruction callback, with everything it needs bound locally."""
+        counts = self.stats.zpci
         guest = self.guest
-        guest.problem_state = self.pstate
-        try:
-            outcome = self.zpci_handler(d, guest)
-        except Halt as h:
-            self.halted = h
-            return 1
-        comp = outcome.completion
-        if comp.pgm is not None:
+        handler = self.zpci_handler
+        machine = self
+        cut = getattr(self._block_hook, "cut", None)
+
+        def on_zpci(t) -> int:
+            d = t.d
+            counts[d.index] += 1
+            if cut is not None:
+                cut(t.pc, d.ilen)
             try:
-                self.program_interrupt(t, comp.pgm, d.ilen)
+                comp = handler(d, guest).completion
+                if comp.pgm is not None:
+                    machine.program_interrupt(t, comp.pgm, d.ilen)
+                elif comp.cc is not None:
+                    t.cc = comp.cc
             except Halt as h:
-                self.halted = h
+                machine.halted = h
                 return 1
-        elif comp.cc is not None:
-            t.cc = comp.cc
-        return 0
+            return 0
+
+        return on_zpci
 
     def _on_other(self, t) -> int:
+        cut = getattr(self._block_hook, "cut", None)
+        if cut is not None:
+            # the trapping instruction ends the block that was running
+            cut(t.pc, lc.ilen_of(t.bytes[0]) if t.nbytes else 0)
         try:
             if t.intno == EXCP_SVC:
                 self._svc(t)
-            elif t.intno == EXCP_PGM:
+            elif t.intno == EXCP_PGM or t.intno == lib.TRAP_INTNO_HOOKED:
                 self.privileged.handle(t)
             else:
                 raise Halt(1, f"unexpected unicorn exception {t.intno} at {t.pc:#x}")
         except Halt as h:
+            if h.exit_code == 0 and self.counting:
+                t.insns += 1        # the quiescing LPSWE did complete
             self.halted = h
             return 1
+        return 0
+
+    def _on_poll(self, t) -> int:
+        """Runs now and then so Python handles signals (Ctrl-C) during a long run."""
         return 0
 
     def _on_block(self, t, addr, size) -> None:
@@ -333,7 +387,12 @@ class UcMachine:
             self.stats.blocks = t.blocks
             if self._error is not None:
                 exc, self._error = self._error, None
-                raise exc
+                if isinstance(exc, (UserError, KeyboardInterrupt)) or \
+                        os.environ.get("ZPCI_EMU_DEBUG"):
+                    raise exc
+                # a guest drove the model somewhere it fails: one line, not a traceback
+                return Halt(1, f"internal error at {t.pc:#x} (instruction {self.insn_hex(t)}): "
+                               f"{type(exc).__name__}: {exc} (ZPCI_EMU_DEBUG=1 for a traceback)")
             if self.halted is not None:
                 return self.halted
             if t.stop == lib.TRAP_STOP_LIMIT:

@@ -13,15 +13,18 @@ probe guest (see FACILITY_DWORDS and CPUID below).
 from __future__ import annotations
 
 from emulator import lowcore as lc
+from emulator._native import lib
 from emulator.machine_uc import REG_CR0, Halt
 from firmware_model.guest import MASK64
 
-# STFLE doublewords of QEMU 7.2's "-cpu qemu" model (measured, see module doc).
-# Bit 69 (zPCI), 71 and 72 (adapter-interruption suppression) are set there.
-FACILITY_DWORDS: tuple[int, ...] = ()
-# STIDP value of QEMU 7.2 for CPU 0 with "-cpu qemu" (measured).
-CPUID: int | None = None
+# STFLE doublewords of QEMU 7.2.22's "-cpu qemu" model, as its STFLE stored
+# them for benchmarks/guests/privprobe.c.  Bits 69 (zPCI), 71 and 72
+# (adapter-interruption suppression) are on.
+FACILITY_DWORDS: tuple[int, ...] = (0xF940F6D3F4C45C64, 0x059C000000000000, 0x7120280000000000)
+# STIDP of CPU 0 under the same QEMU: machine type 0x8561, version and id 0.
+CPUID: int | None = 0x0000000085610000
 
+HOOKED = lib.TRAP_INTNO_HOOKED
 SIGP_SENSE = 0x01
 SIGP_STOP = 0x05
 SIGP_SET_PREFIX = 0x0D
@@ -29,6 +32,16 @@ SIGP_SET_ARCH = 0x12
 SIGP_SENSE_RUNNING = 0x15
 SIGP_STAT_INVALID_PARAMETER = 0x100
 SIGP_STAT_NOT_RUNNING = 0x400
+
+
+# Divides: (first byte, selector) -> whether R1 names an even/odd pair.
+DIVIDES = {
+    (0x5D, None): True, (0x1D, None): True,                   # D, DR
+    (0xB9, 0x97): True, (0xB9, 0x87): True,                   # DLR, DLGR
+    (0xB9, 0x0D): True, (0xB9, 0x1D): True,                   # DSGR, DSGFR
+    (0xE3, 0x97): True, (0xE3, 0x87): True,                   # DL, DLG
+    (0xE3, 0x0D): True, (0xE3, 0x1D): True,                   # DSG, DSGF
+}
 
 
 def _s_addr(m, t, b: bytes) -> int:
@@ -80,6 +93,11 @@ class Privileged:
             (0xEB, 0x2F): ("LCTLG", self.lctlg),
             (0xEB, 0x25): ("STCTG", self.stctg),
         }
+        # unprivileged, reached through trap_hook_at (machine_uc.SENSITIVE)
+        self.hooked = {
+            (0xB9, 0x8D): ("EPSW", self.epsw),
+            (0xB2, 0xB0): ("STFLE", self.stfle),
+        }
 
     def lookup(self, b: bytes):
         if not b:
@@ -93,14 +111,25 @@ class Privileged:
     def handle(self, t) -> None:
         m = self.m
         b = bytes(t.bytes[0:t.nbytes])
+        if t.intno == HOOKED:
+            entry = self.hooked.get((b[0], b[1])) if len(b) >= 4 else None
+            if entry is None:
+                raise Halt(1, f"hooked instruction at {t.pc:#x} changed to {b.hex()}; "
+                              "self-modifying code is not supported")
+            name, fn = entry
+            st = m.stats.privileged
+            st[name] = st.get(name, 0) + 1
+            t.next_pc = t.pc + 4
+            fn(t, b[:4], 4)
+            return
         if not b:
             raise Halt(1, f"program exception at {t.pc:#x}, whose instruction is not in memory")
         ilen = lc.ilen_of(b[0])
         entry = self.lookup(b[:ilen]) if len(b) >= ilen else None
         if entry is None:
-            if b[0] == 0x00:
-                # no instruction has opcode 0x00: QEMU reports an operation exception
-                m.program_interrupt(t, lc.PGM_OPERATION, ilen)
+            code = self.classify(t, b[:ilen], ilen) if len(b) >= ilen else None
+            if code is not None:
+                m.program_interrupt(t, code, ilen)
                 return
             raise Halt(1, f"stopped at {t.pc:#x}: instruction {b[:ilen].hex()} raised a "
                           "program exception that is not emulated (an unsupported privileged "
@@ -113,6 +142,59 @@ class Privileged:
         st[name] = st.get(name, 0) + 1
         t.next_pc = t.pc + ilen
         fn(t, b[:ilen], ilen)
+
+    # --- exceptions unicorn raised on its own ---------------------------------
+    def classify(self, t, b: bytes, ilen: int) -> int | None:
+        """The program-interruption code of an exception unicorn does not name.
+
+        Unicorn reports every program exception as intno 3 without its code, so
+        the instruction is examined: an opcode no instruction has (operation),
+        a divide (specification for an odd register pair, else divide), or a
+        storage operand beyond guest memory (addressing).  Anything else is
+        left unclassified and stops the run.
+        """
+        op = b[0]
+        if op == 0x00:
+            return lc.PGM_OPERATION
+        key = (op, b[5]) if ilen == 6 else (op, b[1]) if op in (0xB9,) else (op, None)
+        pair = DIVIDES.get(key)
+        if pair is not None:
+            r1 = (b[3] >> 4) if op == 0xB9 else (b[1] >> 4)
+            if pair and r1 & 1:
+                return lc.PGM_SPECIFICATION
+            return lc.PGM_FIXPT_DIVIDE
+        for addr in self._operand_addresses(t, b, ilen):
+            if addr >= self.m.memory_size:
+                return lc.PGM_ADDRESSING
+        return None
+
+    def _operand_addresses(self, t, b: bytes, ilen: int):
+        m, g = self.m, t.gpr
+        op = b[0]
+
+        def bd(hi, lo, idx=0):
+            base, disp = hi >> 4, ((hi & 0xF) << 8) | lo
+            return (g[base] if base else 0) + (g[idx] if idx else 0) + disp
+
+        if 0x40 <= op <= 0x7F and ilen == 4:                    # RX
+            yield _wrap(m, t, bd(b[2], b[3], b[1] & 0xF))
+        elif op in (0xE3, 0xEB, 0xE5) and ilen == 6:            # RXY, RSY, SIL
+            disp = ((b[2] & 0xF) << 8) | b[3] | (b[4] << 12)
+            if op != 0xE5 and disp & 0x80000:
+                disp -= 0x100000
+            base = b[2] >> 4
+            idx = b[1] & 0xF if op == 0xE3 else 0
+            if op == 0xE5:
+                disp = ((b[2] & 0xF) << 8) | b[3]
+            yield _wrap(m, t, (g[base] if base else 0) + (g[idx] if idx else 0) + disp)
+        elif (0x88 <= op <= 0x9F or 0xB6 <= op <= 0xBF) and ilen == 4:   # RS, SI
+            yield _wrap(m, t, bd(b[2], b[3]))
+        elif 0xD0 <= op <= 0xDF and ilen == 6:                  # SS
+            yield _wrap(m, t, bd(b[2], b[3]))
+            yield _wrap(m, t, bd(b[4], b[5]))
+        elif op in (0xC4, 0xC6) and ilen == 6:                  # RIL, relative long
+            rel = int.from_bytes(b[2:6], "big", signed=True)
+            yield _wrap(m, t, t.pc + 2 * rel)
 
     # --- helpers ---------------------------------------------------------------
     def _read(self, t, addr: int, size: int, ilen: int) -> bytes | None:
@@ -275,6 +357,27 @@ class Privileged:
             raise Halt(1, f"STFL at {t.pc:#x}: the facility list of QEMU's model is not known here")
         word = FACILITY_DWORDS[0] >> 32
         self.m.write_real(lc.STFL_FAC_LIST, word.to_bytes(4, "big"))
+
+    def stfle(self, t, b, ilen) -> None:
+        """QEMU's HELPER(stfle): as many doublewords as both sides have room for."""
+        addr = _s_addr(self.m, t, b)
+        if not self._aligned(t, addr, 8, ilen):
+            return
+        have = len(FACILITY_DWORDS)
+        room = (t.gpr[0] & 0xFF) + 1
+        data = b"".join(d.to_bytes(8, "big") for d in FACILITY_DWORDS[:min(room, have)])
+        if not self._write(t, addr, data, ilen):
+            return
+        t.gpr[0] = (t.gpr[0] & ~0xFF) | (have - 1)
+        t.cc = 0 if room >= have else 3
+
+    def epsw(self, t, b, ilen) -> None:
+        """EXTRACT PSW with the guest's PSW, not unicorn's problem-state one."""
+        r1, r2 = b[3] >> 4, b[3] & 0xF
+        mask = self._mask(t)
+        t.gpr[r1] = (t.gpr[r1] & 0xFFFFFFFF00000000) | (mask >> 32)
+        if r2:
+            t.gpr[r2] = (t.gpr[r2] & 0xFFFFFFFF00000000) | (mask & 0xFFFFFFFF)
 
     def ptlb(self, t, b, ilen) -> None:
         """No TLB is modelled (DAT is never on), so purging it changes nothing."""

@@ -187,11 +187,7 @@ def build_functions(devices: list[str]) -> tuple[tuple[FunctionSpec, ...], bool]
             # uid 0 is QEMU's "undefined": generated like an absent one
             if p.uid == 0:
                 p.uid = None
-            for other in order:
-                if p.uid is not None and other.uid == p.uid:
-                    raise _usage_error(f"uid {p.uid} already in use", where=f"-device {text}")
-                if p.fid is not None and other.fid == p.fid:
-                    raise _usage_error(f"fid {p.fid} already in use", where=f"-device {text}")
+            p.device = text
             order.append(p)
             by_target[target] = p
             continue
@@ -211,12 +207,12 @@ def build_functions(devices: list[str]) -> tuple[tuple[FunctionSpec, ...], bool]
         pci_ids.add(dev_id)
         p = by_target.get(dev_id)
         if p is None:
-            p = _Pending(fid=None, uid=None, target=dev_id)
+            p = _Pending(fid=None, uid=None, target=dev_id, device=text)
             order.append(p)
             by_target[dev_id] = p
         p.kind = kind
         p.props = tuple(rest)
-        p.device = text
+    _check_ids(order)
     # A zpci device whose target never appears stays RESERVED in QEMU: it is
     # never listed, so it is no function here.
     specs = tuple(FunctionSpec(kind=p.kind, props=p.props, fid=p.fid, uid=p.uid, target=p.target)
@@ -224,20 +220,29 @@ def build_functions(devices: list[str]) -> tuple[tuple[FunctionSpec, ...], bool]
     return specs, console
 
 
-def device_strings_by_target(devices: list[str]) -> dict[str, str]:
-    """The -device text each function's PCI device came from (for error messages)."""
-    out = {}
-    auto = 0
-    for text in devices:
-        kind, props = split_device(text)
-        if kind in CONSOLE_DEVICES or kind == "zpci":
-            continue
-        ident = dict(props).get("id")
-        if ident is None:
-            ident = f"auto_{auto:02x}"
-            auto += 1
-        out[ident] = text
-    return out
+def _check_ids(order: list[_Pending]) -> None:
+    """QEMU's uid/fid rules in plug order, so a clash names its -device string.
+
+    A zpci device without uid (or fid) takes the lowest free one when it is
+    plugged (uids from 1, fids from 0); a given one must still be free then.
+    """
+    uids: set[int] = set()
+    fids: set[int] = set()
+    for p in order:
+        uid = p.uid
+        if uid is None:
+            uid = next((u for u in range(1, ZPCI_MAX_UID + 1) if u not in uids), None)
+            if uid is None:
+                raise _usage_error("no free uid could be found", where=f"-device {p.device}")
+        elif uid in uids:
+            raise _usage_error(f"uid {uid} already in use", where=f"-device {p.device}")
+        fid = p.fid
+        if fid is None:
+            fid = next(f for f in range(len(fids) + 1) if f not in fids)
+        elif fid in fids:
+            raise _usage_error(f"fid {fid} already in use", where=f"-device {p.device}")
+        uids.add(uid)
+        fids.add(fid)
 
 
 OWN_WITH_VALUE = {"--policy": "policy", "--max-insns": "max_insns", "--stats": "stats",

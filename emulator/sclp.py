@@ -103,8 +103,9 @@ class Sclp:
             self._execute(sccb, code)
         write(sccb_addr, bytes(sccb[:length]))
         # QEMU's sclp service interrupt: parameter = SCCB address (+1 if an
-        # event is pending for the guest, never the case here).
-        self.pending_param = sccb_addr & ~3
+        # event is pending for the guest, never the case here); its FLIC ORs
+        # the parameters of service signals that are still pending.
+        self.pending_param = (self.pending_param or 0) | (sccb_addr & ~3)
         return None
 
     # -- QEMU's command checks
@@ -117,11 +118,9 @@ class Sclp:
 
     @staticmethod
     def _boundary_ok(addr: int, length: int, code: int) -> bool:
-        # The extended-length SCCB facility lets the info commands cross a
-        # page; the qemu CPU model has it.
-        if code & SCLP_CMD_CODE_MASK in (CMDW_READ_SCP_INFO, CMDW_READ_SCP_INFO_FORCED,
-                                         CMDW_READ_CPU_INFO):
-            return True
+        # Only the extended-length SCCB facility lets the info commands cross
+        # a page, and QEMU's "qemu" CPU model does not have it (its READ SCP
+        # INFO puts the CPU entries at the fixed offset 128).
         return addr + length - 1 < (addr & ~0xFFF) + 0x1000
 
     @staticmethod
@@ -201,8 +200,8 @@ class Sclp:
     # -- configuration information
     def _read_scp_info(self, sccb: bytearray) -> None:
         """The storage and CPU fields of ReadInfo; feature blocks stay zero."""
-        if len(sccb) < 144 + 16:
-            sccb[0:2] = (144 + 16).to_bytes(2, "big")
+        offset_cpu = 128            # SCLP_READ_SCP_INFO_FIXED_CPU_OFFSET (no ELS)
+        if len(sccb) < offset_cpu + 16:
             self._rc(sccb, RC_INSUFFICIENT_SCCB_LENGTH)
             return
         increment = 20
@@ -214,9 +213,9 @@ class Sclp:
             sccb[104:112] = rnmax.to_bytes(8, "big")
         sccb[10] = 1 << (increment - 20)
         sccb[16:18] = (1).to_bytes(2, "big")          # entries_cpu
-        sccb[18:20] = (144).to_bytes(2, "big")        # offset_cpu
+        sccb[18:20] = offset_cpu.to_bytes(2, "big")
         sccb[120:122] = (0).to_bytes(2, "big")        # highest_cpu: max_cpus - 1
-        sccb[144:160] = bytes(16)                     # CPU 0, type CP
+        sccb[offset_cpu:offset_cpu + 16] = bytes(16)  # CPU 0, type CP
         self._rc(sccb, RC_NORMAL_READ_COMPLETION)
 
     def _read_cpu_info(self, sccb: bytearray) -> None:

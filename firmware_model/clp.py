@@ -124,10 +124,12 @@ def set_pci_fn(bus, buf: bytearray, rsp: int) -> int:
             return ClpRsp.SETPCIFN_FHOP
         if fn.interp:
             # an interpreted function re-reads its host handle (it may change while disabled)
-            host_fh = bus.host_fh(fn) if hasattr(bus, "host_fh") else None
-            if host_fh is None or not host_fh & FH_MASK_ENABLE:
+            host_fh = bus.host_fh(fn) if bus.host_fh is not None else None
+            if host_fh is None:
                 return ClpRsp.SETPCIFN_FH
-            fn.fh = host_fh
+            fn.fh = host_fh             # QEMU stores it before looking at the enable bit
+            if not host_fh & FH_MASK_ENABLE:
+                return ClpRsp.SETPCIFN_FH
         fn.fh |= FH_MASK_ENABLE
         fn.state = FnState.ENABLED
     elif oc == SetPciFnOc.DISABLE:

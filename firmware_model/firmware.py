@@ -17,9 +17,8 @@ from firmware_model.arch import (
     FMB_CNT_LD, FMB_CNT_RPCIT, FMB_CNT_ST, FMB_CNT_STB, FnState, LsStatus, MASK64,
     ModStatus, Pec, Pgm, ZPCI_IO_BAR_MAX,
 )
-from firmware_model.dma import IotlbEntry
-from firmware_model.insns import BY_MNEMONIC, TABLE
-from firmware_model.kvm import shadow_pass
+from firmware_model.insns import TABLE
+from firmware_model.kvm import registration_matches, shadow_function
 from firmware_model.outcome import Completion
 from firmware_model.userspace import (
     Fault, count, effective_address, fmb_update, pci_load, pci_store,
@@ -183,8 +182,10 @@ class Firmware:
             return None
         hf, fn = found[0], found[1]
         ioat = hf.ioat
-        if ioat is None or fn.dma_avail is not None:
-            return None              # no anchor to refresh against / budget kept by userspace
+        if ioat is None or fn.dma_avail is not None or not registration_matches(fn, ioat):
+            # no anchor to refresh against, a budget only userspace keeps, or a
+            # registration that is not the guest's: intercept
+            return None
         if fn.fh != fh or fn.state in _NOT_USABLE:
             return _CC3
         if fn.state is _ERROR:
@@ -197,20 +198,7 @@ class Firmware:
         elif end < fn.pba or start > fn.pal:
             error, where = Pec.OORANGE, start
         else:
-            iotlb, domain = fn.iotlb, hf.domain
-            vm, gen = ioat.vm, ioat.gen
-
-            def apply(iova, translated, perm):
-                cached = iotlb.get(iova)
-                if not perm:
-                    if cached is not None:
-                        del iotlb[iova]
-                        domain.unmap(iova)
-                elif cached is None or cached.perm != perm or cached.translated_addr != translated:
-                    iotlb[iova] = IotlbEntry(iova, translated, perm)
-                    domain.map(iova, translated, bool(perm & 2), vm, gen)
-
-            error, where = shadow_pass(guest, ioat.iota, start, end, apply)
+            error, where, _ = shadow_function(guest, fn, hf, ioat, start, end)
         if error:
             fn.state = FnState.ERROR
             guest.set_gpr(r1, (guest.gpr(r1) & _ST_MASK) | (LsStatus.FUNC_IN_ERR << 24))
@@ -219,5 +207,3 @@ class Firmware:
         count(fn, FMB_CNT_RPCIT, guest)
         return _CC0
 
-
-RPCIT_INDEX = BY_MNEMONIC["RPCIT"].index

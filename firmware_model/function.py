@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .arch import (
-    DEFAULT_MUI, FH_MASK_ENABLE, FH_MASK_INDEX, FH_SHM_EMUL, FMB_FORMAT, FnState,
-    Pec, UID_UNDEFINED, ZPCI_DEFAULT_FN_GRP, ZPCI_DTSM, ZPCI_EDMA_ADDR, ZPCI_MAX_FID,
+    DEFAULT_MUI, FH_MASK_ENABLE, FH_MASK_INDEX, FH_SHM_EMUL, FnState, UID_UNDEFINED, ZPCI_DEFAULT_FN_GRP, ZPCI_DTSM, ZPCI_EDMA_ADDR, ZPCI_MAX_FID,
     ZPCI_MAX_UID, ZPCI_MSI_ADDR, ZPCI_SDMA_ADDR,
 )
 from .device import PciDevice
@@ -61,7 +60,7 @@ class ZpciFunction:
     """One zPCI function.  Mutable: the instructions change it."""
 
     __slots__ = (
-        "bus", "device", "target", "idx", "fh", "fid", "uid", "state", "group",
+        "bus", "device", "bar_sizes", "target", "idx", "fh", "fid", "uid", "state", "group",
         "sdma", "edma", "pchid", "vfn", "flags", "pft", "fmbl", "pfip", "util_str",
         "interp",
         # IOAT (QEMU's S390PCIIOMMU)
@@ -76,6 +75,8 @@ class ZpciFunction:
                  target: str | None = None, group: FunctionGroup = DEFAULT_GROUP):
         self.bus = bus
         self.device = device
+        # PCI BAR sizes are fixed at realize time; the hot path reads this tuple
+        self.bar_sizes = tuple(device.bar_size(i) for i in range(6))
         self.target = target
         self.idx = idx
         self.fh = idx
@@ -141,7 +142,7 @@ class ZpciFunction:
         self.fmb_stop()
 
     def bar_size(self, bar: int) -> int:
-        return self.device.bar_size(bar)
+        return self.bar_sizes[bar] if 0 <= bar < 6 else 0
 
     def __repr__(self) -> str:
         return (f"ZpciFunction(fid={self.fid:#x} uid={self.uid} fh={self.fh:#010x} "
@@ -164,6 +165,9 @@ class ZpciBus:
         self.ais_single: set[int] = set()            # ISCs in SIC single-interruption mode
         self.ais_pending: set[int] = set()           # ... whose one interruption was raised
         self.tod = lambda: 0                         # TOD clock for FMB last_update (deterministic)
+        # for interpreted functions: the host's current handle (None if it cannot be read);
+        # CLP SET PCI FN enable re-reads it as QEMU's s390_pci_get_host_fh does
+        self.host_fh: Callable[[ZpciFunction], int | None] | None = None
         self.memory = memory                         # a Guest; device DMA and MSIs go here
 
     # -- lookups, exactly as QEMU
@@ -325,5 +329,3 @@ class ZpciBus:
     def plug_event(self, pec: int, fn: ZpciFunction) -> None:
         self.events.append(SeiEvent(2, int(pec), fn.fh, fn.fid))
 
-
-__all__.append("Pec")

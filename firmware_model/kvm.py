@@ -20,6 +20,7 @@ from firmware_model.arch import (
 )
 from firmware_model.dma import IotlbEntry, table_walk
 from firmware_model.outcome import Completion
+from firmware_model.policy import IoatPath
 from firmware_model.userspace import count
 
 _CC0 = Completion(0)
@@ -39,12 +40,14 @@ def set_status(guest, r: int, status: int) -> None:
     guest.set_gpr(r, (guest.gpr(r) & ~0xFF000000 & MASK64) | (status << 24))
 
 
-def shadow_pass(memory, iota: int, start: int, end: int, apply) -> tuple[int, int]:
-    """Walk the guest tables over [start, end) and hand each 4K page to ``apply``.
+def shadow_pass(memory, iota: int, start: int, end: int, map_page, unmap_range) -> tuple[int, int]:
+    """Walk the guest tables over [start, end) and shadow what they say.
 
-    ``apply(iova, translated, perm)``; perm 0 means "no translation" (unmap).
-    Steps follow the level the walk stopped at, from the unaligned address,
-    as QEMU's pass does.  Returns (Pec or 0, address reached).
+    ``map_page(iova, translated, perm)`` for each 4K page of a valid entry,
+    ``unmap_range(first, stop)`` for the pages [first, stop) of an invalid one
+    (a range, since one invalid region entry spans 2 GiB).  Steps follow the
+    level the walk stopped at, from the unaligned address, as QEMU's pass
+    does.  Returns (Pec or 0, address reached).
     """
     addr = start
     mapped = False
@@ -56,20 +59,62 @@ def shadow_pass(memory, iota: int, start: int, end: int, apply) -> tuple[int, in
         stop = addr if addr < end else end
         page = w.iova
         if not w.perm:
-            last = (stop + PAGE_SIZE - 1) & PAGE_MASK
-            while page < last:
-                apply(page, 0, 0)
-                page += PAGE_SIZE
+            if page < stop:
+                unmap_range(page, (stop + PAGE_SIZE - 1) & PAGE_MASK)
         else:
             frame = w.translated_addr
             while page < stop:
-                apply(page, frame, w.perm)
+                map_page(page, frame, w.perm)
                 mapped = True
                 page += PAGE_SIZE
                 frame += PAGE_SIZE
         if not mapped and addr - start >= _PERIOD:
             break
     return 0, addr
+
+
+def pages_in(cache: dict, first: int, stop: int):
+    """The cached page IOVAs in [first, stop), without visiting every page of a huge range."""
+    if (stop - first) >> 12 > len(cache):
+        return [k for k in cache if first <= k < stop]
+    return [k for k in range(first, stop, PAGE_SIZE) if k in cache]
+
+
+def shadow_function(memory, fn, hf, ioat, start: int, end: int) -> tuple[int, int, int]:
+    """Refresh a function's translations from the registered guest IOAT.
+
+    Every change lands twice: in the function's IOTLB (what the guest's
+    device may reach, as QEMU keeps it) and in the host IOMMU domain (where
+    the translation really lives).  Returns (Pec or 0, address reached,
+    maps the domain refused).
+    """
+    iotlb, domain = fn.iotlb, hf.domain
+    vm, gen = ioat.vm, ioat.gen
+    refused = 0
+
+    def map_page(iova, translated, perm):
+        nonlocal refused
+        cached = iotlb.get(iova)
+        if cached is None or cached.perm != perm or cached.translated_addr != translated:
+            iotlb[iova] = IotlbEntry(iova, translated, perm)
+            if not domain.map(iova, translated, bool(perm & 2), vm, gen):
+                refused += 1
+
+    def unmap_range(first, stop):
+        for iova in pages_in(iotlb, first, stop):
+            del iotlb[iova]
+            domain.unmap(iova)
+
+    error, where = shadow_pass(memory, ioat.iota, start, end, map_page, unmap_range)
+    return error, where, refused
+
+
+def registration_matches(fn, ioat) -> bool:
+    """A registration made through KVM, and the guest's own (or the guest has none,
+    which the checks then answer as QEMU does)."""
+    if ioat.path is not IoatPath.KVM:
+        return False
+    return not fn.ioat_enabled or (ioat.iota, ioat.pba, ioat.pal) == (fn.iota, fn.pba, fn.pal)
 
 
 class KvmZpci:
@@ -105,9 +150,11 @@ class KvmZpci:
             return None
         hf, fn = found[0], found[1]
         ioat = hf.ioat
-        if hf.owner != self.vm.id or ioat is None or fn.dma_avail is not None:
+        if (hf.owner != self.vm.id or ioat is None or fn.dma_avail is not None
+                or not registration_matches(fn, ioat)):
             # Not ours to serve (kzdev->kvm != vcpu->kvm), nothing registered
-            # through KVM, or a DMA budget only userspace accounts.
+            # through KVM, a DMA budget only userspace accounts, or a KVM
+            # registration that is not the one the guest made.
             self.stats["rpcit_declined"] += 1
             return None
         self.stats["instruction_rpcit"] += 1
@@ -126,7 +173,10 @@ class KvmZpci:
         elif end < fn.pba or start > fn.pal:
             error, where = Pec.OORANGE, start
         else:
-            error, where = self._shadow(hf, fn, ioat, guest, start, end)
+            # The guest's tables are read from guest storage, as userspace reads them.
+            error, where, refused = shadow_function(guest, fn, hf, ioat, start, end)
+            if refused:
+                self.stats["domain_refused"] += refused
         if error:
             fn.state = FnState.ERROR
             set_status(guest, r1, LsStatus.FUNC_IN_ERR)
@@ -135,28 +185,6 @@ class KvmZpci:
             return _CC1
         count(fn, FMB_CNT_RPCIT, guest)
         return _CC0
-
-    def _shadow(self, hf, fn, ioat, guest, start: int, end: int) -> tuple[int, int]:
-        iotlb = fn.iotlb
-        domain = hf.domain
-        vm, gen = self.vm.id, ioat.gen
-        # The guest's tables are read from guest storage, as userspace reads them.
-        memory = guest
-
-        def apply(iova, translated, perm):
-            cached = iotlb.get(iova)
-            if not perm:
-                if cached is not None:
-                    del iotlb[iova]
-                    domain.unmap(iova)
-            elif cached is None or cached.perm != perm or cached.translated_addr != translated:
-                iotlb[iova] = IotlbEntry(iova, translated, perm)
-                # The device reaches guest memory only through the domain: a
-                # refused map leaves it without the translation.
-                if not domain.map(iova, translated, bool(perm & 2), vm, gen):
-                    self.stats["domain_refused"] += 1
-
-        return shadow_pass(memory, ioat.iota, start, end, apply)
 
     def shadow(self, hf, memory, start: int, length: int) -> tuple[int, int]:
         """Host-only shadowing (no guest-visible function): the ownership tests' entry point."""
@@ -168,10 +196,11 @@ class KvmZpci:
         if end < ioat.pba or start > ioat.pal:
             return Pec.OORANGE, start
 
-        def apply(iova, translated, perm):
-            if perm:
-                domain.map(iova, translated, bool(perm & 2), vm, gen)
-            else:
+        def map_page(iova, translated, perm):
+            domain.map(iova, translated, bool(perm & 2), vm, gen)
+
+        def unmap_range(first, stop):
+            for iova in pages_in(domain.entries, first, stop):
                 domain.unmap(iova)
 
-        return shadow_pass(memory, ioat.iota, start, end, apply)
+        return shadow_pass(memory, ioat.iota, start, end, map_page, unmap_range)

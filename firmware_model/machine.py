@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from firmware_model.arch import (
-    FH_MASK_ENABLE, FH_MASK_SHM, FH_SHM_EMUL, MASK64, MpcifcOc, PAGE_MASK, PAGE_SIZE,
+    FH_MASK_ENABLE, FH_MASK_SHM, FH_SHM_EMUL, MASK64, PAGE_MASK, PAGE_SIZE,
 )
 from firmware_model.config import MachineConfig
 from firmware_model.device import DmaError, DmaErrorKind
@@ -19,7 +19,7 @@ from firmware_model.firmware import Firmware
 from firmware_model.function import ZpciBus
 from firmware_model.host import Errno, Host, ZpciOp
 from firmware_model.insns import BY_MNEMONIC, TABLE, StatusReg
-from firmware_model.intercept import Router
+from firmware_model.intercept import DECLINED as EXIT_DECLINED, FIRMWARE as EXIT_FIRMWARE, Router
 from firmware_model.kvm import KvmZpci
 from firmware_model.outcome import Decision, Outcome, Route
 from firmware_model.policy import (
@@ -36,15 +36,11 @@ _USERSPACE = Route.USERSPACE
 _FIRMWARE = Route.FIRMWARE
 
 
-def _make_device(kind: str, props: tuple):
-    try:
-        from firmware_model.devices import make_device
-    except ImportError:          # the device registry has not landed: a memory-backed stand-in
-        from firmware_model.devices.memdev import MemDevice
-        if kind.startswith("virtio"):
-            return MemDevice.virtio_rng_shaped()
-        return MemDevice.from_props(props)
-    return make_device(kind, props)
+def _device_factory():
+    """make_device with one context per machine (QEMU's per-machine MAC and seed numbering)."""
+    from firmware_model.devices import make_device
+    context: dict = {}
+    return lambda kind, props: make_device(kind, props, context=context)
 
 
 def passthrough_handle(fh: int) -> int:
@@ -96,7 +92,7 @@ class Machine:
         self.assume = assume
         self.host = Host()
         self.vm = self.host.create_vm()
-        self.bus = bus if bus is not None else ZpciBus.from_config(self.config, _make_device)
+        self.bus = bus if bus is not None else ZpciBus.from_config(self.config, _device_factory())
         self.userspace = UserspaceHandler(self.bus)
         # guest handle of an enabled passthrough function -> (HostFunction, ZpciFunction, tally);
         # shared with the firmware and KVM paths, refilled in place by resync()
@@ -108,7 +104,7 @@ class Machine:
         self._passthrough = assume == "passthrough"
         self._hf: dict[int, tuple] = {}          # bus index -> (HostFunction, ZpciFunction, tally)
         self._tally: dict = {}                   # DecisionSet -> count, for handles naming no function
-        # which register holds the handle, per table row (None: decisions ignore the handle)
+        # which register holds the handle, per table row (0: decisions ignore the handle)
         self._handle_reg = tuple(
             (2 if i.status_reg is StatusReg.R2 else 1) if i.index in LOAD_STORE or i.index == RPCIT
             else 0 for i in TABLE)
@@ -125,12 +121,10 @@ class Machine:
         if rc is not Errno.OK:
             raise RuntimeError(f"vfio open of fid {fn.fid:#x} failed: {rc.name}")
         self._hf[fn.idx] = (hf, fn, {})
-        fn.device.dma = IommuDma(fn, hf)
-
-    def resolve(self, fh: int):
-        """(HostFunction, ZpciFunction, tally) for a guest handle naming an enabled passthrough function."""
-        entry = self._by_fh.get(fh)
-        return entry if entry is not None and entry[1].fh == fh else None
+        # Translated device DMA passes the host domain; a port the bus chose
+        # otherwise (direct, untranslated) is left as the bus made it.
+        if type(fn.device.dma) is TranslatedDma:
+            fn.device.dma = IommuDma(fn, hf)
 
     def resync(self) -> None:
         """Bring the host's records in line with what userspace (QEMU) did for the guest.
@@ -217,12 +211,14 @@ class Machine:
         decision = ds.by_policy[self.policy]
         route = decision.route
         if route is _FIRMWARE:
+            # the router's firmware branch, inlined: this is the hot path
             completion = self.firmware.execute(d, guest)
             if completion is not None:
-                self.router.exits[0] += 1
+                self.router.exits[EXIT_FIRMWARE] += 1
                 declined = False
             else:
-                completion, declined = self.router.run(_USERSPACE, d, guest)
+                self.router.exits[EXIT_DECLINED] += 1
+                completion = self.router.run(_USERSPACE, d, guest)[0]
                 declined = True
         else:
             completion, declined = self.router.run(route, d, guest)

@@ -21,7 +21,7 @@ from .arch import (
     FnState, IotaDt, LsStatus, MASK64, ModStatus, MpcifcOc, Pec, Pgm, RPCIT_ST_INSUFF_RES,
     SicMode, StpcifcStatus, ZPCI_IO_BAR_MAX,
 )
-from .dma import refresh
+from .dma import Iota, refresh
 from .fib import Fib
 from .insns import TABLE
 from .outcome import Completion
@@ -78,7 +78,7 @@ def pci_load(fn, pcias: int, offset: int, length: int) -> int | Fault:
     """PCILG's address-space dispatch: the loaded register value or why not."""
     dev = fn.device
     if pcias <= ZPCI_IO_BAR_MAX:
-        if not dev.bar_size(pcias):
+        if not fn.bar_sizes[pcias]:
             return INVALID_AS           # QEMU 7.2 dereferences a NULL region here
         if not length or length > 8 - (offset & 7):
             return OPERAND
@@ -103,7 +103,7 @@ def pci_store(fn, pcias: int, offset: int, length: int, data: int) -> Fault | No
     """PCISTG's address-space dispatch: None when stored."""
     dev = fn.device
     if pcias <= ZPCI_IO_BAR_MAX:
-        if not dev.bar_size(pcias):
+        if not fn.bar_sizes[pcias]:
             return INVALID_AS
         if not length or length > 8 - (offset & 7):
             return OPERAND
@@ -241,17 +241,17 @@ def handle_pcistb(ctx, d, guest):
         _set_status(guest, r1, LsStatus.BLOCKED)
         return CC1
     dev = fn.device
-    if pcias > ZPCI_IO_BAR_MAX or not dev.bar_size(pcias):
+    if pcias > ZPCI_IO_BAR_MAX or not fn.bar_sizes[pcias]:
         _set_status(guest, r1, LsStatus.INVAL_AS)
         return CC1
     if (offset % 8 or length <= 8 or length % 8 or length > fn.group.maxstbl
             or (offset & 0xFFF) + length > 0x1000 or gaddr & 7):
         return PGM_SPECIFICATION
-    valid = getattr(dev, "bar_access_valid", None)
-    if valid is not None:
-        for i in range(0, length, 8):
-            if not valid(pcias, offset + i, 8, True):
-                return PGM_OPERAND
+    # QEMU validates every doubleword store before it reads the source operand;
+    # a device without the (optional) check gets its stores validated as they happen
+    block_valid = getattr(dev, "bar_block_valid", None)
+    if block_valid is not None and not block_valid(pcias, offset, length):
+        return PGM_OPERAND
     data = guest.read(gaddr, length)
     if data is None:
         return PGM_ADDRESSING
@@ -299,7 +299,8 @@ def reg_ioat_valid(fn, fib: Fib) -> tuple[int, int] | None:
     if pba > pal or pba < fn.sdma or pal > fn.edma:
         return None
     # 7.2 only supports a region-third table with translation enabled
-    if (fib.iota >> 2) & 0x7 != IotaDt.RTTO or not (fib.iota >> 11) & 1:
+    iota = Iota(fib.iota)
+    if iota.dt != IotaDt.RTTO or not iota.t:
         return None
     return pba, pal
 
@@ -516,13 +517,15 @@ class UserspaceHandler:
     def __init__(self, bus):
         self.bus = bus
         g = globals()
-        self._dispatch = tuple(g["handle_" + insn.handler] for insn in TABLE)
+        # handlers[d.index](self, d, guest): the router may call these directly
+        self.handlers = self._dispatch = tuple(g["handle_" + insn.handler] for insn in TABLE)
 
     def execute(self, d, guest) -> Completion:
-        index = d.index
-        if index >= len(self._dispatch):
-            return PGM_OPERATION
-        return self._dispatch[index](self, d, guest)
+        try:
+            handler = self._dispatch[d.index]
+        except IndexError:
+            return PGM_OPERATION            # not a zPCI instruction: unknown to QEMU's tables
+        return handler(self, d, guest)
 
     def reg_aen(self, fn, fib: Fib) -> bool:
         return False

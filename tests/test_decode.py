@@ -241,6 +241,27 @@ def test_every_entry_found_in_hot_loop_and_tail(ins):
             assert c.stop == 0x2000 + len(buf)
 
 
+ORDINARY = {2: bytes.fromhex("1812"), 4: bytes.fromhex("b9040012"), 6: bytes.fromhex("e31020000004")}
+
+
+@pytest.mark.parametrize("pattern", [(a, b, c) for a in (2, 4, 6) for b in (2, 4, 6) for c in (2, 4, 6)])
+def test_count_stops_at_every_boundary_of_periodic_streams(pattern):
+    """Every boundary as `end`, for each period of three lengths: the walks that
+    take several instructions per step must stop exactly there too."""
+    lengths = list(pattern) * 12
+    buf = b"".join(ORDINARY[n] for n in lengths)
+    bounds = [sum(lengths[:k]) for k in range(len(lengths) + 1)]
+    for k, b in enumerate(bounds):
+        for per_index in (False, True):
+            c = count_insns(buf, 0, start=0, end=b, per_index=per_index)
+            assert (c.total, c.stop) == (k, b)
+        # an end inside an instruction stops after it
+        if 0 < k < len(lengths):
+            c = count_insns(buf, 0, start=0, end=b + 1, per_index=False)
+            assert (c.total, c.stop) == (k + 1, bounds[k + 1])
+    assert decode_buffer(buf).total == len(lengths)
+
+
 def test_numpy_view_matches_records():
     buf = b"".join(encode(i.mnemonic, r1=i.index % 16, d2=-i.index) for i in TABLE)
     res = decode_buffer(buf, 0x10)

@@ -12,6 +12,7 @@ from conftest import CROSS_GCC
 from hypothesis import given, settings, strategies as st
 
 from emulator.cli import main
+from emulator.decode import decode_elf
 from emulator.elfio import executable_regions
 from emulator.errors import UserError
 from firmware_model.insns import TABLE, encode
@@ -149,6 +150,14 @@ def test_elf_sections_at_their_addresses(capsys, tmp_path):
     assert [json.loads(line)["addr"] for line in out.splitlines()] == [0x20002, 0x40000]
     rc2, out2, _ = run(capsys, p, "--json", "--elf")
     assert (rc2, out2) == (rc, out)
+
+
+def test_decode_elf_wrapper(tmp_path):
+    p = tmp_path / "g.elf"
+    p.write_bytes(make_elf([(".text", 0x20000, SHF_ALLOC | SHF_EXECINSTR, b"\x07\x07" + encode("SIC"))]))
+    ((region, res),) = decode_elf(p)
+    assert region.name == ".text" and res.total == 2
+    assert [(d.addr, d.insn.mnemonic) for d in res.decoded()] == [(0x20002, "SIC")]
 
 
 def test_elf_without_sections_uses_executable_segments(tmp_path):

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import struct
 
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 
 from firmware_model import insns
 from firmware_model.config import FunctionSpec, MachineConfig
 from firmware_model.guest import SimpleGuest
 from firmware_model.insns import BY_MNEMONIC, Decoded
+
+def scaled(n: int) -> int:
+    """n examples under the ci profile (200), proportionally more under thorough."""
+    return max(1, n * settings.default.max_examples // 200)
+
 
 MEM = 0x60000
 LPCB = 0x10000          # 8 KiB CLP block
@@ -40,6 +45,18 @@ CONFIG = MachineConfig(memory=MEM, functions=(
     FunctionSpec("memdev", (("shape", "virtio-rng"),)),
     FunctionSpec("memdev", (("bar0", "0x1000"), ("bar2", "0x2000"))),
 ))
+
+
+def _memdev(kind, props):
+    from firmware_model.devices.memdev import MemDevice
+    return MemDevice.from_props(props)
+
+
+def machine(policy: str, assume: str = "passthrough"):
+    """A Machine over CONFIG with memdev devices, whatever the device registry holds."""
+    from firmware_model.function import ZpciBus
+    from firmware_model.machine import Machine
+    return Machine(CONFIG, policy=policy, assume=assume, bus=ZpciBus.from_config(CONFIG, _memdev))
 
 
 def decoded(mnemonic: str, **f) -> Decoded:
@@ -152,15 +169,26 @@ OFFSETS = st.sampled_from([0, 2, 4, 8, 0x10, 0x14, 0x100, 0x3FF8, 0x4000, 0xFFC]
 MPCIFC_OCS = st.sampled_from([4, 4, 5, 6, 7, 7, 9, 2, 3, 10, 0x55])
 PAGE = st.integers(0, NPAGES - 1)
 
+_RPCIT = st.tuples(st.just("rpcit"), HANDLES, IDX,
+                   st.sampled_from([-2, -1, NPAGES, NPAGES + 2]) | st.integers(0, NPAGES - 1),
+                   st.sampled_from([0x1000, 0x2000, 0x4000, 0x10000, 0x100000, 0]),
+                   st.sampled_from([2, 2, 2, 3]))
+_PTE = st.tuples(st.just("pte"), PAGE, st.sampled_from(["valid", "invalid", "prot", "zero", "other"]))
+_DMA = st.tuples(st.just("dma"), IDX, st.integers(-1, NPAGES), st.booleans())
+
+_RESET = st.tuples(st.just("mpcifc"), st.just("enabled"), IDX, st.sampled_from([7, 9]), st.just(0),
+                   st.just("good"))
+_LS = st.tuples(st.just("pcilg"), HANDLES, IDX, PCIAS, st.integers(0, 9), OFFSETS,
+                st.sampled_from([2, 2, 4, 3]))
+
 action = st.one_of(
+    _RPCIT, _RPCIT, _PTE, _DMA, _RESET,
     st.tuples(st.just("pcilg"), HANDLES, IDX, PCIAS, st.integers(0, 9), OFFSETS,
               st.sampled_from([2, 2, 4, 3])),
     st.tuples(st.just("pcistg"), HANDLES, IDX, PCIAS, st.integers(0, 9), OFFSETS,
               st.integers(0, (1 << 64) - 1)),
     st.tuples(st.just("pcistb"), HANDLES, IDX, PCIAS, st.sampled_from([8, 16, 32, 24, 12, 136]),
               st.sampled_from([0, 8, 4, 0xFF0]), st.sampled_from([BLOCK, BLOCK + 4, MEM - 8])),
-    st.tuples(st.just("rpcit"), HANDLES, IDX, st.integers(-2, NPAGES + 2),
-              st.sampled_from([0x1000, 0x2000, 0x10000, 0x100000, 0]), st.sampled_from([2, 2, 3])),
     st.tuples(st.just("mpcifc"), HANDLES, IDX, MPCIFC_OCS, st.sampled_from([0, 0, 0, 1]),
               st.sampled_from(["good", "good", "badiota", "badwindow", "fmb", "fmbkey"])),
     st.tuples(st.just("stpcifc"), HANDLES, IDX, st.sampled_from([0, 0, 1])),
@@ -169,7 +197,7 @@ action = st.one_of(
     st.tuples(st.just("pte"), PAGE, st.sampled_from(["valid", "invalid", "prot", "zero", "other"])),
     st.tuples(st.just("ste"), st.sampled_from(["valid", "invalid", "zero", "badtype"])),
     st.tuples(st.just("dma"), IDX, st.integers(-1, NPAGES), st.booleans()),
-    st.tuples(st.just("problem"), st.booleans()),
+    st.tuples(st.just("problem"), _LS | _RPCIT),
 )
 
 
@@ -179,8 +207,7 @@ def perform(m, g, act):
     if kind == "pcilg" or kind == "pcistg":
         _, hk, idx, pcias, length, off, x = act
         if kind == "pcilg":
-            r2 = x if x != 4 else 4
-            d = load_store(g, "PCILG", handle(hk, idx), pcias, length, off, 0, r1=1, r2=r2)
+            d = load_store(g, "PCILG", handle(hk, idx), pcias, length, off, 0, r1=1, r2=x)
         else:
             d = load_store(g, "PCISTG", handle(hk, idx), pcias, length, off, x)
     elif kind == "pcistb":
@@ -235,8 +262,12 @@ def perform(m, g, act):
             r = fn.device.dma.read(iova, 8)
         return ("dma", repr(r))
     elif kind == "problem":
-        g.problem_state = act[1]
-        return ("psw",)
+        # one instruction in problem state, then back to supervisor state
+        g.problem_state = True
+        try:
+            return perform(m, g, act[1])
+        finally:
+            g.problem_state = False
     else:
         raise AssertionError(kind)
     out = m.execute(d, g)

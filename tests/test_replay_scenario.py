@@ -111,7 +111,8 @@ def record_scenario(path, rounds: int = 3, compress: bool = True, stream=StreamK
 
 
 OPS = ("load", "store", "rpcit", "stale", "sic", "disable", "enable", "dereg_ioat", "reg_ioat",
-       "load_disabled")
+       "load_disabled", "load_odd", "rpcit_odd", "load_problem", "rpcit_problem")
+PROBLEM = 1 << 48          # PSW bit 15: problem state
 
 
 def record_ops(path, ops, compress=False) -> int:
@@ -126,7 +127,16 @@ def record_ops(path, ops, compress=False) -> int:
         fh = struct.unpack_from(">I", rsp, 16)[0]
         _tables(g)
         for i, op in enumerate(ops):
-            if op == "load":
+            if op.endswith("_problem"):
+                rec.pswm |= PROBLEM
+                op = op[:-len("_problem")]
+            if op == "load_odd":             # odd R2: specification exception, wherever served
+                g.set_gpr(3, fh << 32 | 0xF << 16 | 4)
+                rec.execute(encode("PCILG", r1=1, r2=3), 0x5150)
+            elif op == "rpcit_odd":
+                g.set_gpr(1, fh << 32)
+                rec.execute(encode("RPCIT", r1=1, r2=9), 0x5160)
+            elif op == "load":
                 g.set_gpr(2, fh << 32 | 0xF << 16 | 4)
                 g.set_gpr(3, 0)
                 rec.execute(encode("PCILG", r1=1, r2=2), 0x5000)
@@ -162,4 +172,5 @@ def record_ops(path, ops, compress=False) -> int:
                 g.set_gpr(1, fh << 32 | (4 if op == "reg_ioat" else 5))
                 g.set_gpr(11, FIB)
                 rec.execute(encode("MPCIFC", r1=1, b2=11), 0x5020)
+            rec.pswm &= ~PROBLEM
         return w.events

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, strategies as st
 
 from test_semantics_common import LPCB, Probe, be16, be32, be64
@@ -188,3 +189,33 @@ def test_unknown_command_and_request_length_not_32():
     assert be16(blk, 34) == ClpRsp.CMD
     c, blk = p.clp_cmd(2, req_len=24, rsp_len=64)
     assert c.cc == 0 and be16(blk, 26) == ClpRsp.LEN
+
+
+def test_enable_of_an_interpreted_function_takes_the_host_handle():
+    p = Probe(shm=0)
+    fn = p.fn
+    fn.interp = True
+    assert fn.fh == 0
+    _, blk = p.clp_cmd(5, struct.pack(">IHBB", 0, 0, 0, 1))
+    assert be16(blk, 34) == ClpRsp.SETPCIFN_FH and fn.state is FnState.DISABLED
+    p.bus.host_fh = lambda f: 0x05000000                # host handle not enabled
+    _, blk = p.clp_cmd(5, struct.pack(">IHBB", 0, 0, 0, 1))
+    assert be16(blk, 34) == ClpRsp.SETPCIFN_FH and fn.fh == 0x05000000
+    p.bus.host_fh = lambda f: 0x85000000
+    _, blk = p.clp_cmd(5, struct.pack(">IHBB", 0x05000000, 0, 0, 1))
+    assert be16(blk, 34) == ClpRsp.OK and be32(blk, 48) == 0x85000000
+    assert fn.state is FnState.ENABLED
+
+
+@pytest.mark.parametrize("req_len,res_len,operand", [
+    (16, 8, False), (8, 8, True), (24, 0, True), (32, 8176, True), (32, 8160, False),
+    (8184, 8, False), (8184, 16, True), (8176, 16, False), (8184, 0, True), (40, 4, True),
+    (32, 12, True)])
+def test_block_length_boundaries(req_len, res_len, operand):
+    p = Probe()
+    blk = bytearray(8200)
+    struct.pack_into(">HH", blk, 0, req_len, 2)
+    struct.pack_into(">H", blk, req_len, res_len)
+    p.poke(LPCB, bytes(blk))
+    c = p.clp()
+    assert (c.pgm == Pgm.OPERAND) if operand else (c.cc is not None)

@@ -229,3 +229,29 @@ def test_direct_dma_port_goes_to_absolute_storage():
     p = Probe(dma=lambda fn, bus: DirectDma(fn))
     assert p.dev.dma.write(0x7000, b"abc") is None and p.mem(0x7000, 3) == b"abc"
     assert p.dev.dma.read(len(p.guest.mem), 1).kind is DmaErrorKind.ADDRESSING
+
+
+def test_rpcit_range_check_boundaries_are_inclusive_like_qemu():
+    p, efh, iota = setup()
+    # end == pba and start == pal are still in range (QEMU: end < pba || start > pal)
+    assert rpcit(p, efh, SDMA - 0x1000, 0x1000)[0].cc == 0
+    assert rpcit(p, efh, SDMA + 0xFFFFF, 0x1000)[0].cc == 0
+    assert p.fn.state is FnState.ENABLED and p.bus.events == []
+    c, reg = rpcit(p, efh, SDMA - 0x2000, 0x1000)
+    assert (c.cc, (reg >> 24) & 0xFF) == (1, 8) and p.bus.events[-1].pec == Pec.OORANGE
+    p.fn.state = FnState.ENABLED
+    c, reg = rpcit(p, efh, SDMA + 0x100000, 0x1000)
+    assert (c.cc, (reg >> 24) & 0xFF) == (1, 8) and p.bus.events[-1].faddr == SDMA + 0x100000
+
+
+def test_msi_page_reached_by_plain_dma_writes_unless_the_iommu_window_covers_it():
+    p, efh, iota = setup()
+    p.write_fib(isc=1, noi=4, aibv=0x50000, aisb=0x50100)
+    p.mpcifc((efh << 32) | 2, FIB)
+    msia = p.fn.group.msia
+    assert p.dev.dma.write(msia + 0x10, (3).to_bytes(4, "little")) is None
+    assert p.mem(0x50000, 1) == b"\x10" and p.dev.dma.read(msia, 4) == b"\xff" * 4
+    # a window reaching over msia: the IOMMU region was added later and wins
+    p.fn.pal = msia + 0xFFF
+    err = p.dev.dma.write(msia, b"\x00\x00\x00\x00")
+    assert err.kind is DmaErrorKind.UNMAPPED and p.fn.state is FnState.ERROR

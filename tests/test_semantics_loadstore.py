@@ -127,13 +127,15 @@ def bar_reference(spec: BarSpec | None, length, offset):
         return "operand"
     if not spec.unaligned and offset % length:
         return "operand"
-    if offset + length > spec.size:
+    windows = spec.windows or ((0, spec.size),)
+    if not any(lo <= offset and offset + length <= lo + n for lo, n in windows):
         return "operand"
     return "ok"
 
 
 @given(pcias=st.integers(0, 15), length=st.integers(0, 15),
-       offset=st.one_of(st.integers(0, 0x4010), st.integers(0, (1 << 64) - 1)))
+       offset=st.one_of(st.integers(0, 0x4010), st.integers(0, (1 << 64) - 1),
+                        st.sampled_from([0, 4, 0x18, 0x1C, 0x20, 0x7FC, 0x800, 0x804, 0x808])))
 def test_pcilg_outcome_matches_reference_rules(pcias, length, offset):
     p, efh = enabled_probe()
     c, reg, val = p.pcilg(req(efh, pcias, length), offset)
@@ -206,7 +208,7 @@ def test_pcistb_operand_exception_before_reading_guest_storage_and_no_partial_wr
     p, efh = enabled_probe()
     far = len(p.guest.mem) + 0x1000
     # a valid BAR range with an unreadable source: addressing exception
-    c, _ = p.pcistb(req(efh, 1, 16), 0xFF0, far)
+    c, _ = p.pcistb(req(efh, 4, 16), 0xFF0, far)
     assert c.pgm == Pgm.ADDRESSING
     # a BAR that refuses 8-byte accesses: operand exception, found before the source is read
     q = Probe(device=MemDevice(bars={0: BarSpec(4096, max_access=4)}))
@@ -221,10 +223,10 @@ def test_pcistb_operand_exception_before_reading_guest_storage_and_no_partial_wr
 def test_pcistb_uses_the_base_register_and_displacement():
     p, efh = enabled_probe()
     p.poke(BLK, bytes(range(32)))
-    p.setr(r4=req(efh, 1, 16), r5=0x100, r6=BLK - 0x10)
+    p.setr(r4=req(efh, 4, 16), r5=0x100, r6=BLK - 0x10)
     c = p.run("PCISTB", r1=4, r3=5, b2=6, d2=0x10)
-    assert c.cc == 0 and bytes(p.dev.mem[1][0x100:0x110]) == bytes(range(16))
-    p.setr(r4=req(efh, 1, 16))
+    assert c.cc == 0 and bytes(p.dev.mem[4][0x100:0x110]) == bytes(range(16))
+    p.setr(r4=req(efh, 4, 16))
     c = p.run("PCISTB", r1=4, r3=5, b2=0, d2=BLK)           # base 0 = no register
     assert c.cc == 0
 
@@ -238,3 +240,20 @@ def test_counters_count_only_completed_accesses():
     p.pcistb(req(efh, 4, 16), 0, BLK)
     p.pcistb(req(efh, 4, 8), 0, BLK)
     assert p.fn.counters == [1, 1, 1, 0]
+
+
+def test_msix_shaped_bar_refuses_accesses_between_its_windows():
+    p, efh = enabled_probe()
+    assert p.pcilg(req(efh, 1, 4), 0x1C)[0].cc == 0
+    assert p.pcilg(req(efh, 1, 4), 0x20)[0].pgm == Pgm.OPERAND
+    assert p.pcilg(req(efh, 1, 8), 0x800)[0].cc == 0
+    assert p.pcistb(req(efh, 1, 40), 0, BLK)[0].pgm == Pgm.OPERAND
+
+
+@pytest.mark.parametrize("offset,length,ok", [
+    (0xFF8, 16, False), (0xF80, 128, True), (0xF88, 128, False), (0x1FF0, 16, True),
+    (0x2FF8, 16, False), (0x3F80, 128, True)])
+def test_pcistb_must_not_cross_a_4k_boundary_of_the_bar_offset(offset, length, ok):
+    p, efh = enabled_probe()
+    c, _ = p.pcistb(req(efh, 4, length), offset, BLK)
+    assert (c.cc == 0) if ok else (c.pgm == Pgm.SPECIFICATION)

@@ -110,6 +110,14 @@ def test_ioat_sequence_and_dmaas_statuses():
     assert status(mp(p, efh, 5)[1]) == 24
 
 
+def test_reg_ioat_window_may_reach_sdma_and_edma_exactly():
+    p, efh = enabled()
+    c, _ = mp(p, efh, 4, pba=SDMA, pal=0x01FFFFFFFFFFF000, iota=IOTA)
+    assert c.cc == 0 and p.fn.pal == 0x01FFFFFFFFFFFFFF
+    q, e = enabled()
+    assert mp(q, e, 4, pba=SDMA - 1, pal=SDMA, iota=IOTA)[0].pgm == Pgm.OPERAND
+
+
 # -- interrupts --------------------------------------------------------------------
 
 def test_interrupt_registration_round_trip_through_stpcifc():

@@ -3,7 +3,7 @@ result (a cc or a program exception), never a Python exception, and a program
 exception changes no storage."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from test_semantics_common import FIB, Probe
 
@@ -34,7 +34,6 @@ def prepared(state, ioat):
     return p
 
 
-@settings(max_examples=400)
 @given(index=st.integers(0, len(TABLE) - 1),
        fields=st.fixed_dictionaries({k: st.integers(0, 15) for k in ("r1", "r2", "r3", "b2", "x2", "m3", "m4")}),
        d2=st.integers(-(1 << 19), (1 << 19) - 1),
@@ -66,7 +65,6 @@ def test_any_instruction_gets_an_architected_answer(index, fields, d2, regs, blo
         assert c.pgm == Pgm.PRIVILEGED
 
 
-@settings(max_examples=100)
 @given(ops=st.lists(st.tuples(st.sampled_from(["PCILG", "PCISTG", "PCISTB", "RPCIT", "MPCIFC",
                                                "STPCIFC", "CLP"]),
                               st.lists(reg_values(), min_size=8, max_size=8)),

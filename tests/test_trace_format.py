@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from emulator.errors import UserError
 from emulator.trace.format import (
@@ -227,3 +227,46 @@ def test_cli_show_and_stats(tmp_path):
     st_ = json.loads(r.stdout)[0]
     assert st_["events"] == 5 and st_["by_mnemonic"] == {"PCILG": 5}
     assert st_["block_executions"] == 5 and st_["instructions"] == 5 and st_["compressed"]
+
+
+@settings(max_examples=150)
+@given(st.data())
+def test_any_corruption_is_a_user_error_or_reads(tmp_path_factory, data):
+    """Flipped, dropped or inserted bytes never escape as anything but a UserError."""
+    from emulator.trace.replay import replay
+    d = tmp_path_factory.mktemp("fz")
+    compress = data.draw(st.booleans())
+    raw = bytearray(_valid(d, compress=compress).read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        op = data.draw(st.sampled_from(["flip", "drop", "insert"]))
+        if op == "flip":
+            raw[i] ^= data.draw(st.integers(1, 255))
+        elif op == "drop":
+            del raw[i]
+        else:
+            raw.insert(i, data.draw(st.integers(0, 255)))
+    p = d / "fz.zpt"
+    p.write_bytes(bytes(raw))
+    try:
+        with TraceReader(p) as rd:
+            list(rd)
+    except UserError as exc:
+        assert "\n" not in str(exc) and str(p) in str(exc)
+    try:
+        replay([p], progress=False)
+    except UserError as exc:
+        assert "\n" not in str(exc) and str(p) in str(exc)
+
+
+def test_mask_before_and_cc_only(tmp_path):
+    p = tmp_path / "m.zpt"
+    g = [0] * 16
+    with TraceWriter(p, HDR, compress=False) as w:
+        w.add_block(0, b"\x07\x07")
+        w.zpci_event(0x100, encode("PCILG", r1=1, r2=2), g, g, pswm_before=0x0705D00180000000, cc=3)
+        w.zpci_event(0x104, encode("PCILG", r1=1, r2=2), g, g, pswm_before=0x0705D00180000000,
+                     cc=None, pgm=0x02)
+    a, b = [r for r in read_all(p)[1] if isinstance(r, Event)]
+    assert a.flags & EventFlag.PSW and a.cc == 3 and a.pswm_after == 0x0705F00180000000
+    assert b.pswm_after == b.pswm_before and b.pgm == 2 and (b.pswm_before >> 48) & 1

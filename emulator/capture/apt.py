@@ -92,8 +92,17 @@ class PrivateApt:
                         f"(try another kernel ABI with --kernel-package)")
 
     def download(self, pkg: str) -> Path:
-        """Download ``pkg`` (candidate version) once; returns the cached .deb."""
-        self.update()
+        """Download ``pkg`` (candidate version) once; returns the cached .deb.
+
+        Without network, a .deb of ``pkg`` downloaded earlier is used.
+        """
+        try:
+            self.update()
+        except UserError:
+            cached = sorted(self.debs.glob(f"{pkg}_*_s390x.deb"), key=lambda p: p.stat().st_mtime)
+            if cached:
+                return cached[-1]
+            raise
         ver = self.version(pkg)
         # apt names files <pkg>_<version with ':' as %3a>_<arch>.deb
         name = f"{pkg}_{ver.replace(':', '%3a')}_s390x.deb"
@@ -105,6 +114,11 @@ class PrivateApt:
             last = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["?"]
             raise UserError(f"cannot download {pkg} {ver} from deb.debian.org: {last[0]}")
         return path
+
+
+def deb_version(deb: Path) -> str:
+    """The version in an apt-style file name ``<pkg>_<version>_<arch>.deb``."""
+    return deb.name.split("_")[1].replace("%3a", ":")
 
 
 def extract_deb(deb: Path, dest: Path) -> Path:

@@ -31,6 +31,8 @@ def qemu_args(elf: Path, devices: list[str] | None = None) -> list[str]:
 
 def capture(elf: Path, out: Path, *, jsonl: Path | None = None, timeout: float = 120,
             devices: list[str] | None = None, log=print) -> dict:
+    runner.need_tool("qemu-system-s390x", "qemu-system-misc")
+    runner.need_tool("gdb-multiarch", "gdb-multiarch")
     elf = Path(elf)
     if not elf.exists():
         raise UserError("no such file", where=str(elf))
@@ -38,9 +40,13 @@ def capture(elf: Path, out: Path, *, jsonl: Path | None = None, timeout: float =
     if not sites:
         raise UserError("no zPCI instruction in the executable sections", where=str(elf))
     out = Path(out)
-    jsonl = Path(jsonl) if jsonl else out.with_name(out.name + ".jsonl")
+    if jsonl is None:
+        from emulator.capture.linux import default_jsonl
+        jsonl = default_jsonl(out)
+    jsonl = Path(jsonl)
     log(f"{elf.name}: {len(sites)} zPCI sites")
-    res = runner.run(qemu_args(elf, devices), sites, jsonl, timeout=timeout)
+    res = runner.run(qemu_args(elf, devices), sites, jsonl, timeout=timeout,
+                     memory=MEMORY_MB << 20)
     if res.qemu_rc != 0:
         tail = " | ".join(l for _, l in res.console[-2:])
         raise UserError(f"guest did not exit cleanly (qemu status {res.qemu_rc}): {tail}",

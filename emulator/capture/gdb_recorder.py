@@ -29,6 +29,7 @@ import time
 import gdb  # noqa: E402  (provided by gdb)
 
 CFG = json.load(open(os.environ["ZPCI_CAPTURE_CONFIG"]))
+MEMORY = CFG.get("memory") or 0      # guest memory size: DMA tables lie below it
 MAX_STEP_TRIES = 8
 FIB_LEN = 80                  # QEMU 7.2 ZpciFib (fmb_addr at +64, gd at +76)
 IIB_LEN = 16
@@ -146,6 +147,8 @@ class DmaState:
 
         def entry(table, idx, size):
             key = (table, size)
+            if MEMORY and table + size * 8 > MEMORY:
+                return None            # outside guest memory: QEMU's walk fails here too
             if key not in tables:
                 data = read(table, size * 8)
                 tables[key] = data
@@ -166,21 +169,21 @@ class DmaState:
                     break
                 rte = entry(rto, (a >> 31) & 0x7FF, 2048)
                 if rte is None:
-                    note = "table unreadable"
+                    note = "table outside guest memory or unreadable"
                     break
                 if rte & ENTRY_INVALID or rte == 0:
                     a = (a | ((1 << 31) - 1)) + 1
                     continue
                 ste = entry(rte & ST_ORIGIN, (a >> 20) & 0x7FF, 2048)
                 if ste is None:
-                    note = "table unreadable"
+                    note = "table outside guest memory or unreadable"
                     break
                 if ste & ENTRY_INVALID or ste == 0:
                     a = (a | ((1 << 20) - 1)) + 1
                     continue
                 pte = entry(ste & PT_ORIGIN, (a >> 12) & 0xFF, 256)
                 if pte is None:
-                    note = "table unreadable"
+                    note = "table outside guest memory or unreadable"
                     break
                 a += PAGE
         return [{"addr": "%x" % k, "value": "%x" % v} for k, v in sorted(seen.items())], note

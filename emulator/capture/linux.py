@@ -2,13 +2,15 @@
 
 Cache layout (under ``cache_root()``, i.e. ``$XDG_CACHE_HOME/zpci-emu``):
 ``apt/`` the private apt state and the downloaded .debs; ``kernel/<pkg>_<ver>/``
-the unpacked kernel package plus ``sites.json`` (sites and the symbols the
-recorder needs, found once per kernel).
+the unpacked kernel package plus ``sites-v2.json`` (the sites and the mark
+symbol's address, found once per kernel); ``captures/`` the recorder's JSONL
+and console log of each capture.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 from collections import Counter
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from emulator.capture import kernel as K
 from emulator.capture import runner
-from emulator.capture.apt import PrivateApt, cache_root, extract_deb
+from emulator.capture.apt import PrivateApt, cache_root, deb_version, extract_deb
 from emulator.capture.initramfs import Cpio
 from emulator.capture.sites import Site, scan_kernel
 from emulator.capture.workloads import (BLK_IMAGE_MB, MARK_MAGIC, PHASES, WORKLOADS,
@@ -51,10 +53,22 @@ class KernelBundle:
         return self.root / "lib/modules" / self.release
 
 
+REQUIRED_CONFIG = ("CONFIG_PCI=y", "CONFIG_S390_IOMMU=y", "CONFIG_DEBUG_FS=y", "CONFIG_KALLSYMS=y")
+
+
+def check_config(text: str, release: str) -> None:
+    """UserError unless the kernel config has what a capture needs."""
+    have = set(text.splitlines())
+    for opt in REQUIRED_CONFIG:
+        if opt not in have:
+            raise UserError(f"kernel {release} lacks {opt} (no zPCI support to capture); "
+                            f"use a Debian s390x kernel such as {DEFAULT_KERNEL}")
+
+
 def prepare_kernel(package: str = DEFAULT_KERNEL, apt: PrivateApt | None = None) -> KernelBundle:
     apt = apt or PrivateApt()
     deb = apt.download(package)
-    version = apt.version(package)
+    version = deb_version(deb)
     root = extract_deb(deb, cache_root() / "kernel" / f"{package}_{version}")
     vml = sorted((root / "boot").glob("vmlinuz-*"))
     if not vml:
@@ -62,12 +76,8 @@ def prepare_kernel(package: str = DEFAULT_KERNEL, apt: PrivateApt | None = None)
     release = vml[0].name[len("vmlinuz-"):]
     config = root / "boot" / f"config-{release}"
     if config.exists():
-        cfg = config.read_text()
-        for opt in ("CONFIG_PCI=y", "CONFIG_S390_IOMMU=y", "CONFIG_DEBUG_FS=y"):
-            if opt not in cfg:
-                raise UserError(f"kernel {release} lacks {opt} (no zPCI support to capture); "
-                                f"use a Debian s390x kernel such as {DEFAULT_KERNEL}")
-    cache = root / "sites.json"
+        check_config(config.read_text(), release)
+    cache = root / "sites-v2.json"
     if cache.exists():
         d = json.loads(cache.read_text())
     else:
@@ -186,15 +196,20 @@ def crosscheck(records: list[dict], stats: dict[str, dict[str, int]],
             continue
         start, fh = resets[k]
         counts = Counter()
+        late = 0                       # the function's events after the workload
+        ph = None
         for r in records[start + 1:read_at]:
-            if "insn" in r and r["cc"] == 0 and "pgm" not in r and _fh_of(r) == fh:
+            if r.get("kind") == "mark":
+                ph = r["label"]
+            elif "insn" in r and r["cc"] == 0 and "pgm" not in r and _fh_of(r) == fh:
                 counts[r["insn"]] += 1
+                late += ph == "quiesce" and r["insn"] in FMB_COUNTERS.values()
         cmp = {name: {"trace": counts.get(insn, 0), "guest": guest.get(name)}
                for name, insn in FMB_COUNTERS.items()}
         ok = all(v["guest"] is not None and v["trace"] == v["guest"] for v in cmp.values())
         rows.append({"function": fn, "fh": "%x" % fh, "ok": ok, "counters": cmp,
                      "update_interval_ms": guest.get("Update interval"),
-                     "samples": guest.get("Samples")})
+                     "samples": guest.get("Samples"), "events_after_workload": late})
     return rows
 
 
@@ -214,7 +229,7 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
     busybox = bb_root / "bin/busybox"
     log(f"kernel {kb.release} ({kb.version}): {len(kb.sites)} zPCI sites")
     out = Path(out)
-    jsonl = Path(jsonl) if jsonl else out.with_name(out.name + ".jsonl")
+    jsonl = Path(jsonl) if jsonl else default_jsonl(out)
     with tempfile.TemporaryDirectory(prefix="zpci-linux-") as tmp:
         tmp = Path(tmp)
         initrd = build_initrd(kb, busybox, w, tmp / "initrd.gz")
@@ -227,7 +242,7 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
         mark = {"addr": kb.mark_addr, "magic": MARK_MAGIC, "labels": PHASES,
                 "pid_offset": PT_REGS_ORIG_GPR2, "sig_offset": PT_REGS_GPR3}
         log(f"running {w.name}: qemu-system-s390x {' '.join(args)}")
-        res = runner.run(args, kb.sites, jsonl, mark=mark, timeout=timeout,
+        res = runner.run(args, kb.sites, jsonl, mark=mark, timeout=timeout, memory=MEMORY_MB << 20,
                          console_log=jsonl.with_name(jsonl.name + ".console"))
     records = list(runner.read_jsonl(jsonl))
     console = [l for _, l in res.console]
@@ -240,24 +255,105 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
             f.write(json.dumps({"kind": "fmb_crosscheck", **row}) + "\n")
         f.write(json.dumps({"kind": "capture_info", "workload": w.name, "kernel_package": package,
                             "kernel_version": kb.version, "qemu": qemu_version(),
-                            "qemu_args": " ".join(_public_args(args)),
+                            "qemu_args": shlex.join(_public_args(args)),
                             "seconds": round(res.seconds, 1)}) + "\n")
     events = sum(1 for r in records if "insn" in r)
-    from emulator.trace.importer import import_jsonl
-    import_jsonl(jsonl, out, memory=0, workload=f"linux-{w.name}")
+    finalize(jsonl, out)
     return {"events": events, "crosscheck": rows, "seconds": res.seconds, "jsonl": str(jsonl),
             "marks": [r["label"] for r in records if r.get("kind") == "mark"],
             "qemu_rc": res.qemu_rc}
 
 
+def default_jsonl(out: Path) -> Path:
+    """Where the recorder's JSONL (and the console log) go unless told:
+    the cache, so a bundle folder gets only the trace."""
+    d = cache_root() / "captures"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / (Path(out).name + ".jsonl")
+
+
+def device_props(dev: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Model name and properties of a ``-device`` string (ids and backends dropped)."""
+    kind, *opts = dev.split(",")
+    props = tuple((k, v) for k, _, v in (o.partition("=") for o in opts)
+                  if k not in ("id", "drive", "netdev"))
+    return kind, props
+
+
+def finalize(jsonl: Path, out: Path) -> int:
+    """The trace of a captured JSONL (its capture_info and cross-check records
+    give the header's command line, versions and check result)."""
+    info, rows = None, []
+    for r in runner.read_jsonl(jsonl):
+        if r.get("kind") == "capture_info":
+            info = r
+        elif r.get("kind") == "fmb_crosscheck":
+            rows.append(r)
+    if info is None:
+        raise UserError("no capture_info record: not a zpci-emu capture JSONL", where=str(jsonl))
+    w = WORKLOADS[info["workload"]]
+    ok = bool(rows) and all(r["ok"] for r in rows)
+    return write_trace(Path(jsonl), Path(out), w, detail="qemu-system-s390x " + info["qemu_args"],
+                       extra={"kernel_package": f"{info['kernel_package']} {info['kernel_version']}",
+                              "qemu": info["qemu"], "fmb_crosscheck": "match" if ok else "MISMATCH",
+                              "capture_seconds": info["seconds"]})
+
+
+def write_trace(jsonl: Path, out: Path, w, detail: str, extra: dict) -> int:
+    """Import the JSONL, then restate the header as a capture: the devices'
+    properties exactly as QEMU got them (the JSONL only lets the importer
+    guess them from the PCI ids), the command line, kernel and QEMU versions.
+
+    Memory 0 (no bound): the operand addresses the kernel used are logical
+    (DAT on; e.g. FIBs on vmalloc'd stacks), not absolute.
+    """
+    from emulator.trace.format import (FunctionInfo, Mark, Note, SourceKind, StreamKind,
+                                       TraceHeader, encode_event)
+    from emulator.trace.importer import import_jsonl
+    from emulator.trace.reader import TraceReader
+    from emulator.trace.writer import TraceWriter
+
+    tmp = out.with_name(out.name + ".import")
+    n = import_jsonl(jsonl, tmp, memory=0, workload=f"linux-{w.name}")
+    fids = {}
+    for zpci, dev in w.devices:
+        fid = int(dict(o.partition("=")[::2] for o in zpci.split(",")[1:])["fid"])
+        fids[fid] = device_props(dev)
+    try:
+        with TraceReader(tmp) as rd:
+            h = rd.header
+            funcs = tuple(FunctionInfo(fid=f.fid, uid=f.uid, kind=fids.get(f.fid, (f.kind,))[0],
+                                       fhs=f.fhs, props=fids[f.fid][1] if f.fid in fids else f.props,
+                                       vendor_id=f.vendor_id, device_id=f.device_id)
+                          for f in h.functions)
+            header = TraceHeader(source=SourceKind.CAPTURE, stream=StreamKind.ZPCI_ONLY, memory=0,
+                                 functions=funcs, workload=f"linux-{w.name}", detail=detail,
+                                 extra=tuple(sorted((k, str(v)) for k, v in extra.items())))
+            with TraceWriter(out, header) as wr:
+                for rec in rd:
+                    if isinstance(rec, Mark):
+                        wr.mark(rec.label)
+                    elif isinstance(rec, Note):
+                        wr.note(rec.kind, rec.data)
+                    elif hasattr(rec, "regs_in"):
+                        wr.zpci_event_raw(encode_event(
+                            rec.seq, rec.addr, rec.insn, rec.flags, rec.pswm_before, rec.pswm_after,
+                            rec.cc, rec.pgm, rec.regs_in, rec.regs_out, rec.reads, rec.writes),
+                            rec.seq)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
 def _public_args(args: list[str]) -> list[str]:
-    """QEMU arguments with the cache/temporary paths reduced to file names."""
+    """QEMU arguments with cache/temporary paths reduced to file names."""
     out = []
     for a in args:
-        if os.sep in a:
-            a = ",".join((os.path.basename(p.split("=", 1)[1]) and p.split("=", 1)[0] + "="
-                          + os.path.basename(p.split("=", 1)[1])) if "=" in p and os.sep in p
-                         else (os.path.basename(p) if os.sep in p else p) for p in a.split(","))
+        if a.startswith(os.sep) and os.path.exists(a):
+            a = os.path.basename(a)
+        elif "file=" + os.sep in a:
+            a = ",".join("file=" + os.path.basename(p[5:]) if p.startswith("file=" + os.sep) else p
+                         for p in a.split(","))
         out.append(a)
     return out
 

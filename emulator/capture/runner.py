@@ -74,7 +74,8 @@ def _pump(stream, sink: list, logf):
 
 
 def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = None,
-        timeout: float = 600, console_log: Path | None = None, max_events: int = 0) -> RunResult:
+        timeout: float = 600, console_log: Path | None = None, max_events: int = 0,
+        memory: int = 0) -> RunResult:
     """Boot QEMU with ``qemu_args`` (no gdb options) and record into ``out_jsonl``."""
     qemu = need_tool("qemu-system-s390x", "qemu-system-misc")
     gdb = need_tool("gdb-multiarch", "gdb-multiarch")
@@ -86,6 +87,7 @@ def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = Non
         cfg = os.path.join(tmp, "cfg.json")
         with open(cfg, "w") as f:
             json.dump({"target": sock, "out": str(out_jsonl), "max_events": max_events,
+                       "memory": memory,
                        "sites": [s.to_json() for s in sites], "mark": mark,
                        "debug_marks": bool(os.environ.get("ZPCI_CAPTURE_DEBUG"))}, f)
         cmd = [qemu, *qemu_args, "-S", "-gdb", f"unix:{sock},server=on,wait=off"]

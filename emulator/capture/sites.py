@@ -22,6 +22,8 @@ class Site:
     r1: int
     r2: int
     r3: int
+    m3: int
+    m4: int
     x2: int
     b2: int
     d2: int
@@ -55,7 +57,7 @@ def scan_regions(regions, symbols=()) -> list[Site]:
                 ins = TABLE[d.index]
                 code = chunk[d.addr - a:d.addr - a + d.ilen]
                 out[d.addr] = Site(addr=d.addr, mnemonic=ins.mnemonic, ilen=d.ilen,
-                                   bytes=code.hex(), r1=d.r1, r2=d.r2, r3=d.r3, x2=d.x2,
+                                   bytes=code.hex(), r1=d.r1, r2=d.r2, r3=d.r3, m3=d.m3, m4=d.m4, x2=d.x2,
                                    b2=d.b2, d2=d.d2, func=_symbolize(d.addr, starts))
     return [out[a] for a in sorted(out)]
 

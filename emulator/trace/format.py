@@ -83,12 +83,13 @@ def operand_regs(ins: ZpciInsn, code: bytes) -> int:
     """GPR mask of the registers the instruction's operands name.
 
     These are the instruction's only register inputs, so a trace stores just
-    them: the even/odd partner of R2 for the RRE pairs, R3/B2 or X2/B2 for the
-    6-byte forms.
+    them: R1, R2 and the register after R2 (the odd half of the pair; also
+    kept for an odd R2, which a model may read before it recognises the
+    specification exception), R3/B2 or X2/B2 for the 6-byte forms.
     """
     if ins.format in (Format.RRE, Format.RRF_C):
         r1, r2 = code[3] >> 4, code[3] & 0xF
-        return (1 << r1) | (1 << r2) | (1 << (r2 | 1))
+        return (1 << r1) | (1 << r2) | (1 << ((r2 + 1) & 15))
     r1, mid, b2 = code[1] >> 4, code[1] & 0xF, code[2] >> 4
     return (1 << r1) | (1 << mid) | (1 << b2)
 

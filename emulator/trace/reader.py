@@ -117,16 +117,21 @@ class TraceReader:
         base = PREAMBLE.size
         eof = False
         read = self._read
+        unpack = RECORD_HEAD.unpack_from
         while True:
-            avail = len(buf) - pos
+            blen = len(buf)
+            while pos + _RH <= blen:
+                rtype, n = unpack(buf, pos)
+                nxt = pos + _RH + n
+                if nxt > blen:
+                    break
+                yield rtype, buf, pos + _RH, n, base + pos
+                pos = nxt
+            avail = blen - pos
             if avail >= _RH:
-                rtype, n = RECORD_HEAD.unpack_from(buf, pos)
+                n = unpack(buf, pos)[1]
                 if n > MAX_RECORD:
                     raise self.error(base + pos, f"record length {n} is implausible (corrupt trace)")
-                if avail >= _RH + n:
-                    yield rtype, buf, pos + _RH, n, base + pos
-                    pos += _RH + n
-                    continue
                 need = _RH + n - avail
             else:
                 need = _RH - avail
@@ -135,7 +140,7 @@ class TraceReader:
                 if avail == 0:
                     return
                 raise self.error(base + pos, f"truncated record ({avail} bytes left, record needs more)")
-            self.fill_offset = base + len(buf)
+            self.fill_offset = base + blen
             more = read(max(_CHUNK, need))
             if not more:
                 eof = True

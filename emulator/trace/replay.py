@@ -1,23 +1,27 @@
 """Streaming replay of traces through the firmware model under every policy.
 
-For each trace the header gives the machine (functions, memory); one
-``firmware_model.machine.Machine`` per policy then executes the recorded zPCI
-instructions in order, each on a guest rebuilt from the event (registers,
-sparse memory from the recorded reads).  Device data comes from the
-recording: a ``ReplayDevice`` answers BAR and config reads with the value the
-guest received, so a PCILG needs no device state.
+For each trace the header gives the machine (functions, memory; for a boot
+trace the recorded command line); one ``firmware_model.machine.Machine`` per
+policy then executes the recorded zPCI instructions in order, each on a
+guest rebuilt from the event (registers, sparse memory from the recorded
+reads).  Device data comes from the recording: a ``ReplayDevice`` answers
+BAR and config loads with the value the guest received.  When the trace holds
+every memory access an instruction caused (boot traces) the device models
+also see the stores and do their DMA against the recorded memory, so the
+writes they make are checked too.
 
 Speed: a policy decision depends only on the instruction, the handle in its
-request register and the host's view of the function the handle names
-(policy.py).  That view changes only through configuration instructions
-(CLP, MPCIFC: enable with a GISA, IOAT registration), so outside ``--check``
-the model runs fully for those and for the first event of each
-(instruction, handle) per *epoch* (the stretch between two configuration
-instructions); the others take the decisions computed for their key.  The
-counts equal a full run on every event (tests/test_replay_cache.py).
-With ``--check`` every event runs fully and is compared with the recording.
+request register and what the host records for the function the handle
+names (policy.py, Machine.execute).  Only configuration instructions (CLP,
+MPCIFC) change those records, so outside ``--check`` the model runs fully for
+them and for the first event of each (instruction, handle) per *epoch*; an
+epoch ends when a configuration instruction actually changed the records
+(``decision_state``).  The other events take the decisions computed for their
+key.  The counts equal a full run on every event (tests/test_replay.py,
+tests/test_replay_bundled.py).  With ``--check`` every event runs fully and
+is compared with the recording.
 
-Memory stays flat: the reader holds one chunk, the cache holds one epoch.
+Memory stays flat: the reader holds one chunk, the cache one epoch.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 
 from emulator.errors import UserError
 from emulator.trace.format import (
-    EVENT_HEAD, MEM_HEAD, Event, EventFlag, RecordType, TraceHeader, insn_of, popcount16)
+    EVENT_HEAD, Event, EventFlag, RecordType, TraceHeader, insn_of, popcount16)
 from emulator.trace.reader import TraceReader, parse_event
 from emulator.trace.text import block_insns
 from firmware_model.config import FunctionSpec, MachineConfig
@@ -46,8 +50,6 @@ EPOCH_ENDERS = frozenset(BY_MNEMONIC[m].index for m in ("CLP", "MPCIFC"))
 
 _EV = int(RecordType.EVENT)
 _EH = EVENT_HEAD.size
-_MH = MEM_HEAD.size
-_POP = bytes(popcount16(i) for i in range(1 << 16))
 
 
 def policy_names() -> tuple[str, ...]:
@@ -70,6 +72,7 @@ class MissingInput(Exception):
 # lacks.  The event stays unchecked either way.  0x420 has both the
 # region/segment invalid bit (0x20) and the page-table invalid bit (0x400).
 INVALID_ENTRY = (0x420).to_bytes(8, "big")
+PGM_PRIVILEGED = 0x02
 
 
 class ReplayGuest:
@@ -92,7 +95,13 @@ class ReplayGuest:
             self.known |= 1 << r
         self.segs: list[list] = [[a, bytearray(d)] for a, d in ev.reads]
         self.memsize = memsize
-        self.problem_state = bool(ev.flags & EventFlag.PSW and (ev.pswm_before >> 48) & 1)
+        if ev.flags & EventFlag.PSW:
+            self.problem_state = bool((ev.pswm_before >> 48) & 1)
+        else:
+            # No PSW in the trace: a privileged-operation exception on a
+            # privileged instruction is only recognised in problem state.
+            self.problem_state = bool(ev.flags & EventFlag.PGM_KNOWN and ev.pgm == PGM_PRIVILEGED
+                                      and ev.info.privileged)
         self.missing: list[str] = []
         self.written_regs = 0
         self.writes: list[tuple[int, bytes]] = []
@@ -153,16 +162,21 @@ def _bswap(value: int, size: int) -> int:
 class ReplayDevice:
     """A device model whose loads answer what the recording says the guest got.
 
-    Structure (BAR sizes, config writes) goes to the real model so the
-    firmware model's checks see a real device; BAR writes are swallowed, since
-    the device side effects (DMA, interrupts) are not part of a replay.
+    Structure (BAR sizes, access rules, config writes) is the real model's,
+    so the firmware model's checks see a real device.  ``live``: the trace
+    holds every guest memory access an instruction caused, device DMA
+    included (boot traces, where the same models ran), so BAR stores reach
+    the model and it does its DMA against the recorded memory; loads still
+    run in the model for their side effects.  Otherwise (a Linux capture
+    under QEMU) the device side of a store cannot be replayed and stores stop
+    here.
     """
 
-    def __init__(self, inner):
+    def __init__(self, inner, live: bool = False):
         self.inner = inner
+        self.live = live
         self.kind = getattr(inner, "kind", "none")
         self.loaded: int | None = None          # the value the current PCILG returned
-        self.used = False
 
     @property
     def dma(self):
@@ -178,8 +192,9 @@ class ReplayDevice:
     def config_read(self, offset, size):
         if self.loaded is None:
             return self.inner.config_read(offset, size)
-        self.used = True
-        return _bswap(self.loaded, size)
+        if self.live:
+            self.inner.config_read(offset, size)
+        return self.loaded if size == 1 else _bswap(self.loaded, size)
 
     def config_write(self, offset, size, value):
         return self.inner.config_write(offset, size, value)
@@ -187,14 +202,26 @@ class ReplayDevice:
     def bar_size(self, bar):
         return self.inner.bar_size(bar)
 
+    def _valid(self, bar, offset, size, write):
+        valid = getattr(self.inner, "bar_access_valid", None)
+        if valid is not None:
+            return valid(bar, offset, size, write)
+        return 0 <= offset and offset + size <= self.inner.bar_size(bar)
+
     def bar_read(self, bar, offset, size):
         if self.loaded is None:
             return self.inner.bar_read(bar, offset, size)
-        self.used = True
+        if self.live:
+            if self.inner.bar_read(bar, offset, size) is None:
+                return None
+        elif not self._valid(bar, offset, size, False):
+            return None
         return self.loaded & ((1 << 8 * size) - 1)
 
     def bar_write(self, bar, offset, size, value):
-        return 0 <= offset and offset + size <= self.inner.bar_size(bar)
+        if self.live:
+            return self.inner.bar_write(bar, offset, size, value)
+        return self._valid(bar, offset, size, True)
 
     def reset(self):
         self.inner.reset()
@@ -203,26 +230,62 @@ class ReplayDevice:
 # --------------------------------------------------------------------------- machines
 
 def config_from_header(h: TraceHeader) -> MachineConfig:
+    """The machine the trace ran on.
+
+    A boot trace's ``detail`` is its command line, which names the devices
+    exactly as the recording machine built them, so it is preferred; the
+    function list serves every other source (and a command line that no
+    longer parses).
+    """
+    prefix = "zpci-emu boot "
+    if h.source.value == "boot" and h.detail.startswith(prefix):
+        try:
+            import shlex
+            from emulator import qemu_args
+            cfg = qemu_args.parse(shlex.split(h.detail[len(prefix):])).config
+        except Exception:          # noqa: BLE001 - any parse problem: use the function list
+            cfg = None
+        if cfg is not None and [f.fid for f in cfg.functions] == [f.fid for f in h.functions] \
+                and (not h.memory or cfg.memory == h.memory):
+            return cfg
     return MachineConfig(memory=h.memory or (1 << 30), functions=tuple(
         FunctionSpec(kind=f.kind, props=f.props, fid=f.fid, uid=f.uid) for f in h.functions))
 
 
-def make_machine(config: MachineConfig, policy: str, assume: str, where: str):
+def _device_factory(stand_ins: list, live: bool):
+    """Device models for a replay: the registry's, wrapped so loads answer from the recording.
+
+    A kind the registry does not model (e.g. virtio-blk-pci in a Linux
+    capture) gets the memory-backed stand-in with virtio-pci's BAR layout, and
+    is named in ``stand_ins``: decisions do not depend on the device, but a
+    --check of its BAR accesses compares against the stand-in's rules.
+    """
+    def make(kind: str, props: tuple):
+        try:
+            from firmware_model.devices import make_device
+            inner = make_device(kind, props)
+        except (ImportError, ValueError, KeyError):
+            from firmware_model.devices.memdev import MemDevice
+            stand_ins.append(kind)
+            inner = MemDevice.virtio_rng_shaped() if kind.startswith("virtio") else MemDevice()
+        return ReplayDevice(inner, live and kind not in stand_ins)
+    return make
+
+
+def make_machine(config: MachineConfig, policy: str, assume: str, where: str, stand_ins=None,
+                 live: bool = False):
     try:
+        from firmware_model.function import ZpciBus
         from firmware_model.machine import Machine
     except ImportError as exc:
         raise UserError(f"the firmware model is not available ({exc})", where=where) from None
+    stand_ins = [] if stand_ins is None else stand_ins
     try:
-        m = Machine(config, policy, assume)
+        bus = ZpciBus.from_config(config, _device_factory(stand_ins, live))
+        m = Machine(config, policy, assume, bus=bus)
     except (KeyError, ValueError) as exc:
         raise UserError(f"cannot build the machine the header describes: {exc}", where=where) from None
-    devices = []
-    bus = getattr(m, "bus", None)
-    for fn in getattr(bus, "functions", ()):
-        dev = ReplayDevice(fn.device)
-        fn.device = dev
-        devices.append(dev)
-    return m, devices
+    return m, [fn.device for fn in bus.functions]
 
 
 # --------------------------------------------------------------------------- results
@@ -258,6 +321,7 @@ class WorkloadResult:
     passed: int = 0
     mismatched: int = 0
     unchecked: Counter = field(default_factory=Counter)
+    stand_ins: list = field(default_factory=list)     # device kinds without a model
 
     def exits(self, policy: str) -> int:
         return sum(n for per in self.routes[policy].values()
@@ -280,6 +344,7 @@ class WorkloadResult:
                 "route_totals": {p: self.route_totals(p) for p in self.policies},
                 "exits": {p: self.exits(p) for p in self.policies},
                 "full_model_events": self.full_model_events,
+                "device_stand_ins": self.stand_ins,
                 "check": {"checked": self.checked, "passed": self.passed,
                           "mismatched": self.mismatched, "unchecked": dict(self.unchecked)}}
 
@@ -292,8 +357,13 @@ def _expected_regs(ev: Event) -> dict[int, int]:
     return exp
 
 
-def compare(ev: Event, outcome, g: ReplayGuest) -> list[str]:
-    """What the model did differently from the recording (empty: identical)."""
+def compare(ev: Event, outcome, g: ReplayGuest, all_writes: bool = True) -> list[str]:
+    """What the model did differently from the recording (empty: identical).
+
+    ``all_writes``: the recording saw every store the instruction made (boot
+    traces); an import holds only the operand blocks, so a model store
+    elsewhere (e.g. an FMB update) cannot be judged there.
+    """
     out = []
     comp = outcome.completion
     f = ev.flags
@@ -319,10 +389,14 @@ def compare(ev: Event, outcome, g: ReplayGuest) -> list[str]:
             out.append(f"r{r} not written")
     for a, d in ev.writes:
         got = g.peek(a, len(d))
-        if got != d:
-            out.append(f"memory {a:#x}+{len(d)} differs from the recorded write"
-                       if got is not None else f"memory {a:#x}+{len(d)} not written")
-    for a, d in g.writes:
+        if got is None:
+            out.append(f"memory {a:#x}+{len(d)} not written")
+        elif got != d:
+            i = next(i for i in range(len(d)) if got[i] != d[i])
+            j = min(len(d), i + 8)
+            out.append(f"memory {a:#x}+{len(d)} differs at +{i:#x}: {got[i:j].hex()} "
+                       f"recorded {d[i:j].hex()}")
+    for a, d in g.writes if all_writes else ():
         if not any(wa <= a and a + len(d) <= wa + len(wd) for wa, wd in ev.writes):
             before = None
             for ra, rd in ev.reads:
@@ -392,12 +466,18 @@ class _FileReplay:
         self.on_mismatch = on_mismatch
         self.progress = progress
         self.memsize = h.memory
+        self.all_writes = h.source.value in ("boot", "synthetic")
         self.policies = tuple(policies)
         cfg = config_from_header(h)
-        self.machines = [make_machine(cfg, p, ASSUME[assume], self.path) for p in self.policies]
+        stand_ins: list = []
+        self.machines = [make_machine(cfg, p, ASSUME[assume], self.path, stand_ins,
+                                      live=self.all_writes) for p in self.policies]
+        self.stand_ins = sorted(set(stand_ins))
         self.res = WorkloadResult(self.path, h.workload or self.path, h.source.value, h.stream.value,
                                   self.policies, routes={p: {} for p in self.policies})
         self.decoded: dict = {}
+        self._sid = 0
+        self.res.stand_ins = self.stand_ins
 
     # -- one event through every policy's machine
     def run_full(self, ev: Event) -> tuple:
@@ -408,7 +488,8 @@ class _FileReplay:
                 self.decoded.clear()
             d = self.decoded[key] = _decoded(ev.insn, ev.addr)
         loaded = None
-        if ev.mnemonic in ("PCILG", "PCILGI"):
+        if (ev.mnemonic in ("PCILG", "PCILGI") and ev.flags & EventFlag.CC and ev.cc == 0
+                and not ev.pgm):
             r1 = ev.insn[3] >> 4
             loaded = _expected_regs(ev).get(r1)
         fill = INVALID_ENTRY if ev.flags & EventFlag.INCOMPLETE and ev.mnemonic == "RPCIT" else None
@@ -426,13 +507,21 @@ class _FileReplay:
                 if why is not None:
                     reasons.add(why)
                     continue
-                diffs = compare(ev, outcome, g)
+                diffs = compare(ev, outcome, g, self.all_writes)
                 if diffs:
                     reasons.add("mismatch")
                     for what in diffs:
                         self.on_mismatch(Mismatch(self.path, ev.seq, ev.addr, ev.mnemonic, p, what))
-        for dev in self.machines[0][1] if self.machines else ():
-            dev.loaded = None
+        for m, devices in self.machines:
+            for dev in devices:
+                dev.loaded = None
+            # Interrupts and error events the devices raised are outputs no
+            # replayed instruction reads back; drop them so memory stays flat.
+            bus = m.bus
+            if len(bus.adapter_interrupts) > 4096:
+                del bus.adapter_interrupts[:]
+            if len(bus.events) > 4096:
+                del bus.events[:]
         if self.check:
             if "mismatch" in reasons:
                 res.mismatched += 1
@@ -458,68 +547,71 @@ class _FileReplay:
         specs: dict = {}
         epoch = 0
         last = -1
+        nev = 0
         unpack_seq = struct.Struct("<Q").unpack_from
-        pop = _POP
         fast = self.fast
         memsize = self.memsize
-        bar = None
-        if self.progress:
-            bar = _progress_bar(rd)
-        tick = 0
+        bar = _progress_bar(rd) if self.progress else None
         for rtype, buf, start, n, off in gen:
             if rtype != _EV:
+                rd.n_events, rd.last_seq = nev, last
                 rec = other(rtype, buf, start, n, off)
                 if rtype == RecordType.RUNS:
                     insns += sum(cnt * binsn[b] for b, cnt in rec.pairs)
                 elif rtype == RecordType.BLOCK:
                     binsn.append(block_insns(rec.code, rec.addr))
                 continue
-            if rd.ended:
-                raise rd.error(off, "data after the END record")
-            spec = specs.get(buf[start + 32:start + 48])
+            # The head from the instruction to the memory counts decides the
+            # record's layout: one dict lookup checks it for the whole kind.
+            spec = specs.get(buf[start + 32:start + 52])
             if spec is None:
+                rd.n_events, rd.last_seq = nev, last
                 spec = self._spec(buf, start, n, off, specs)
-            index, fh_off, nin, kind = spec
+            index, fh_off, kind, explen, memst, lens, sid = spec
             (seqv,) = unpack_seq(buf, start)
-            if seqv <= last:
+            if seqv <= last or rd.ended:
                 rd.last_seq = last
-                raise rd.error(off, f"event seq {seqv} does not follow {last}")
+                raise rd.error(off, "data after the END record" if rd.ended
+                               else f"event seq {seqv} does not follow {last}")
             prev, last = last, seqv
-            rd.n_events += 1
-            if buf[start + 48:start + 52] == b"\0\0\0\0":
-                if n != _EH + 8 * (nin + pop[buf[start + 46] | buf[start + 47] << 8]):
+            nev += 1
+            if n != explen or memst is not None:
+                if n != explen or memst.unpack_from(buf, start + _EH)[1::2] != lens or (
+                        memsize and max(a + ln for a, ln in zip(
+                            memst.unpack_from(buf, start + _EH)[0::2], lens)) > memsize):
                     rd.last_seq = prev
-                    parse_event(rd, buf, start, n, off)      # raises the precise error
-                    raise rd.error(off, "EVENT record length does not match its registers")
-            else:
-                rd.last_seq = last
-                self._check_mem(buf, start, n, off, nin, memsize)
+                    parse_event(rd, buf, start, n, off)      # the full check; raises if bad
             if fast and kind == 1:
-                k = (epoch, index, buf[start + fh_off:start + fh_off + 4])
+                # A path may decline (and userspace serve) depending on the
+                # instruction's fields and the problem state as well as on the
+                # handle: the key holds the event's head kind (instruction
+                # bytes included) and the PSW byte with the problem-state bit.
+                k = (epoch, sid, buf[start + fh_off:start + fh_off + 4], buf[start + 22])
                 c = counts.get(k)
                 if c is not None:
                     counts[k] = c + 1
-                else:
-                    rd.last_seq = prev
-                    cache[k] = self.run_full(parse_event(rd, buf, start, n, off))
-                    counts[k] = 1
+                    if bar is not None and not nev & 0xFFFF:
+                        bar.update(rd.raw_position() - bar.n)
+                    continue
+                rd.last_seq = prev
+                cache[k] = (index, self.run_full(parse_event(rd, buf, start, n, off)))
+                counts[k] = 1
             else:
                 rd.last_seq = prev
+                if kind == 2 and fast:
+                    before = self.decision_state()
                 routes = self.run_full(parse_event(rd, buf, start, n, off))
                 agg[(index, routes)] += 1
-                if kind == 2 and fast:
+                if kind == 2 and fast and self.decision_state() != before:
                     for k2, c in counts.items():
-                        agg[(k2[1], cache[k2])] += c
+                        agg[cache[k2]] += c
                     counts.clear()
                     cache.clear()
                     epoch += 1
-            tick += 1
-            if bar is not None and not tick & 0xFFFF:
-                bar.update(rd.raw_position() - bar.n)
-        rd.last_seq = last
+        rd.n_events, rd.last_seq = nev, last
         rd.finish()
         for k2, c in counts.items():
-            agg[(k2[1], cache[k2])] += c
+            agg[cache[k2]] += c
         if bar is not None:
             bar.update(rd.raw_position() - bar.n)
             bar.close()
@@ -535,12 +627,34 @@ class _FileReplay:
         res.block_execs = rd.n_execs
         return res
 
+    def decision_state(self):
+        """Everything a decision (or a path's decline) reads besides the instruction.
+
+        Machine.execute decides from the handle, the VM's interpretation
+        control and GISA, and the host's view of the function the handle
+        resolves to; the firmware and KVM paths decline on the same records
+        (IOAT present, a vfio DMA limit).  A configuration instruction that
+        leaves all of it as it was does not end the cache's epoch.
+        """
+        out = []
+        try:
+            for m, _ in self.machines:
+                vm = m.vm
+                out.append((vm.use_zpci_interp, vm.gisa, vm.id,
+                            tuple((hf.fh, hf.plugged, hf.view(), hf.ioat is None)
+                                  for hf in m.host.functions),
+                            tuple((fn.fh, fn.ioat_enabled, fn.dma_avail is None)
+                                  for fn in m.bus.functions)))
+        except AttributeError:         # a Machine without these records: every change counts
+            return object()
+        return tuple(out)
+
     def _spec(self, buf, start, n, off, specs):
         """What the fast path needs for one kind of event head; checks the head once."""
         rd = self.rd
         if n < _EH:
             raise rd.error(off, f"short EVENT record ({n} bytes)")
-        (_seq, _addr, _pb, _pa, insn6, ilen, flags, cc, _r, _pgm, in_mask, _out, _nr, _nw) = \
+        (_seq, _addr, _pb, _pa, insn6, ilen, flags, cc, _r, _pgm, in_mask, out_mask, nr, nw) = \
             EVENT_HEAD.unpack_from(buf, start)
         ins = insn_of(insn6)
         if ins is None or ins.ilen != ilen:
@@ -559,29 +673,25 @@ class _FileReplay:
             fh_off = _EH + 8 * popcount16(in_mask & ((1 << hr) - 1)) + 4   # high word: the handle
         else:
             kind, fh_off = 0, 0      # handle not recorded: the full model sees it as missing
-        spec = (ins.index, fh_off, nin, kind)
+        regs = 8 * (nin + popcount16(out_mask))
+        nmem = nr + nw
+        if nmem:
+            # The memory ranges' lengths of this record stand for its kind:
+            # records of the same shape (DMA table entries, an IIB) then check
+            # in one unpack; any other shape takes parse_event's walk.
+            rd.last_seq = _seq - 1
+            ev = parse_event(rd, buf, start, n, off)
+            lens = tuple(len(d) for _, d in ev.reads + ev.writes)
+            memst = struct.Struct("<" + "8x" * (regs // 8) + "".join(f"QI{ln}x" for ln in lens))
+            explen = memst.size + _EH
+        else:
+            memst, explen, lens = None, _EH + regs, ()
+        self._sid += 1
+        spec = (ins.index, fh_off, kind, explen, memst, lens, self._sid)
         if len(specs) > 4096:
             specs.clear()
-        specs[bytes(buf[start + 32:start + 48])] = spec
+        specs[bytes(buf[start + 32:start + 52])] = spec
         return spec
-
-    def _check_mem(self, buf, start, n, off, nin, memsize):
-        rd = self.rd
-        nout = _POP[buf[start + 46] | buf[start + 47] << 8]
-        nr, nw = struct.unpack_from("<HH", buf, start + 48)
-        p = start + _EH + 8 * (nin + nout)
-        lim = start + n
-        for _ in range(nr + nw):
-            if p + _MH > lim:
-                raise rd.error(off, "EVENT record shorter than its memory list")
-            a, ln = MEM_HEAD.unpack_from(buf, p)
-            p += _MH + ln
-            if p > lim:
-                raise rd.error(off, "EVENT memory data runs past the record")
-            if memsize and a + ln > memsize:
-                raise rd.error(off, f"memory at {a:#x}+{ln} is outside the header's {memsize:#x} bytes")
-        if p != lim:
-            raise rd.error(off, f"EVENT record has {lim - p} unexplained bytes")
 
 
 def _progress_bar(rd: TraceReader):

@@ -12,7 +12,8 @@ API (stable; ``zpci-emu boot --trace`` and the importer use it)::
         bid = w.add_block(addr, code)      # once per distinct basic block -> id 0, 1, ...
         w.run_block(bid)                   # every time the block runs (cheap)
         w.zpci_event(addr, insn_bytes, gprs_before, gprs_after,
-                     pswm_before=..., pswm_after=...,   # or cc=... when no PSW is at hand
+                     pswm_before=..., pswm_after=...,   # PSW masks (problem state, cc)
+                     cc=...,                            # or pswm_before and cc only
                      reads=rg.reads, writes=rg.writes,  # RecordingGuest lists of (addr, bytes)
                      pgm=None)                          # program-interruption code, None = none
         w.mark("module load")              # optional phase marks
@@ -133,6 +134,12 @@ class TraceWriter:
         if seq <= self._last_seq:
             raise ValueError(f"sequence number {seq} not after {self._last_seq}")
         flags = EventFlag(0)
+        if pswm_before is not None and pswm_after is None:
+            # Only the mask before is at hand: completing changes nothing in the
+            # mask but the cc; an interruption leaves the old PSW's mask as it was.
+            pswm_after = pswm_before
+            if cc is not None and pgm is None:
+                pswm_after = (pswm_before & ~(3 << 44)) | (cc & 3) << 44
         if pswm_before is not None and pswm_after is not None:
             flags |= EventFlag.PSW
             if cc is None:
@@ -157,6 +164,20 @@ class TraceWriter:
         self._last_seq = seq
         self._events += 1
         return seq
+
+    def append_event_records(self, data: bytes, count: int, first_seq: int, last_seq: int) -> None:
+        """Append ``count`` framed EVENT records at once (benchmarks build big traces this way).
+
+        The caller vouches that ``data`` holds exactly that many EVENT records
+        with sequence numbers from first_seq to last_seq, increasing; the
+        reader checks all of it again.
+        """
+        if first_seq <= self._last_seq or last_seq < first_seq:
+            raise ValueError(f"sequence numbers {first_seq}..{last_seq} not after {self._last_seq}")
+        self._flush_runs()
+        self._out.write(data)
+        self._last_seq = last_seq
+        self._events += count
 
     def zpci_event_raw(self, payload: bytes, seq: int) -> None:
         """Append an already encoded EVENT payload (benchmarks replicate real events)."""

@@ -1,1 +1,278 @@
-"""Device models behind zPCI functions."""
+"""Device models behind zPCI functions and their registry.
+
+``make_device(kind, props)`` builds a model from a ``-device`` string's name
+and properties (a dict or a tuple of (name, value) strings), with QEMU 7.2's
+defaults and its rules for combining them.  ``DEVICE_KINDS`` lists every
+supported device with its properties and defaults.  Bad input raises
+``DeviceConfigError`` with one line naming the bad device or property and
+what is supported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..device import PciDevice
+
+
+class DeviceConfigError(ValueError):
+    """A -device name or property the models cannot honour."""
+
+
+@dataclass(frozen=True)
+class PropSpec:
+    name: str
+    default: str
+    help: str
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    name: str
+    help: str
+    props: tuple[PropSpec, ...]
+
+    def prop_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.props)
+
+
+_VIRTIO_PCI_PROPS = (
+    PropSpec("id", "", "device id (the zpci device's target)"),
+    PropSpec("disable-legacy", "auto", "on: modern-only device (own device id, no legacy BAR0); "
+             "auto is off on the zPCI bus"),
+    PropSpec("disable-modern", "off", "on: legacy-only device (no BAR4, no virtio capabilities)"),
+    PropSpec("iommu_platform", "off", "on: offer and require VIRTIO_F_ACCESS_PLATFORM; "
+             "DMA goes through the zPCI translation"),
+    PropSpec("page-per-vq", "off", "on: 4 KiB of notify region per queue"),
+    PropSpec("queue_reset", "on", "offer VIRTIO_F_RING_RESET"),
+    PropSpec("event_idx", "on", "offer VIRTIO_RING_F_EVENT_IDX"),
+    PropSpec("indirect_desc", "on", "offer VIRTIO_RING_F_INDIRECT_DESC"),
+    PropSpec("notify_on_empty", "on", "offer VIRTIO_F_NOTIFY_ON_EMPTY (legacy)"),
+    PropSpec("any_layout", "on", "offer VIRTIO_F_ANY_LAYOUT (legacy)"),
+    PropSpec("rombar", "1", "0: no ROM BAR"),
+)
+
+DEVICE_KINDS: dict[str, DeviceKind] = {
+    "virtio-rng-pci": DeviceKind(
+        "virtio-rng-pci", "virtio entropy device (builtin backend, seeded PRNG)",
+        _VIRTIO_PCI_PROPS + (
+            PropSpec("vectors", "2", "MSI-X vectors (0: no MSI-X)"),
+            PropSpec("romfile", "", "option ROM file"),
+            PropSpec("max-bytes", str((1 << 63) - 1), "bytes the guest may take per period"),
+            PropSpec("period", "65536", "rate-limit period in ms"),
+        )),
+    "virtio-net-pci": DeviceKind(
+        "virtio-net-pci", "virtio network device without a peer (TX dropped, RX idle)",
+        _VIRTIO_PCI_PROPS + (
+            PropSpec("vectors", "4", "MSI-X vectors (0: no MSI-X)"),
+            PropSpec("romfile", "efi-virtio.rom", "option ROM file ('' for none)"),
+            PropSpec("ioeventfd", "on", "host notifiers: DRIVER_OK kicks every queue"),
+            PropSpec("mac", "52:54:00:12:34:56", "MAC address (default: QEMU's, +1 per NIC)"),
+            PropSpec("rx_queue_size", "256", "power of 2, 256..1024"),
+            PropSpec("tx_queue_size", "256", "power of 2, 256..1024"),
+            PropSpec("host_mtu", "0", "MTU offered with VIRTIO_NET_F_MTU (0: none)"),
+            PropSpec("x-txburst", "256", "frames per transmit pass"),
+        ) + tuple(PropSpec(n, "on", "feature bit") for n in (
+            "gso", "mrg_rxbuf", "status", "ctrl_vq", "ctrl_rx", "ctrl_vlan", "ctrl_rx_extra",
+            "ctrl_mac_addr", "ctrl_guest_offloads", "guest_announce"))
+        + tuple(PropSpec(n, "on", "offload (no effect: stripped without a vnet-header peer)")
+                for n in ("csum", "guest_csum", "guest_tso4", "guest_tso6", "guest_ecn",
+                          "guest_ufo", "host_tso4", "host_tso6", "host_ecn", "host_ufo"))),
+    "memdev": DeviceKind(
+        "memdev", "memory-backed test device (BARs are plain bytes)",
+        (PropSpec("shape", "", "virtio-rng: the virtio-rng-pci layout, no behaviour"),
+         PropSpec("vendor", "0x1af4", "vendor id"),
+         PropSpec("device", "0x10ff", "device id"),
+         PropSpec("bar0..bar5", "", "BAR size (power of 2)"))),
+}
+
+
+def _supported_kinds() -> str:
+    return ", ".join(DEVICE_KINDS)
+
+
+def _bad_prop(kind: DeviceKind, name: str, why: str) -> DeviceConfigError:
+    return DeviceConfigError(f"{kind.name}: {why} (supported properties: "
+                             f"{', '.join(kind.prop_names())})")
+
+
+_ON = ("on", "yes", "true", "y")
+_OFF = ("off", "no", "false", "n")
+
+
+def _bool(kind: DeviceKind, name: str, value: str) -> bool:
+    v = value.lower()
+    if v in _ON:
+        return True
+    if v in _OFF:
+        return False
+    raise _bad_prop(kind, name, f"property '{name}' expects 'on' or 'off', not '{value}'")
+
+
+def _int(kind: DeviceKind, name: str, value: str, lo: int, hi: int) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise _bad_prop(kind, name, f"property '{name}' expects an integer, not '{value}'") from None
+    if not lo <= n <= hi:
+        raise _bad_prop(kind, name, f"property '{name}' = {n} is outside {lo}..{hi}")
+    return n
+
+
+def _mac(kind: DeviceKind, value: str) -> bytes:
+    parts = value.split(":")
+    try:
+        if len(parts) != 6 or any(len(p) != 2 for p in parts):
+            raise ValueError
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise _bad_prop(kind, "mac", f"property 'mac' doesn't take value '{value}'") from None
+
+
+def _props_dict(kind: DeviceKind, props) -> dict[str, str]:
+    items = props.items() if isinstance(props, Mapping) else props
+    out: dict[str, str] = {}
+    names = kind.prop_names()
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise DeviceConfigError(f"{kind.name}: property {item!r} is not a (name, value) pair") from None
+        name, value = str(name), str(value)
+        if name not in names:
+            raise _bad_prop(kind, name, f"property '{name}' not supported")
+        out[name] = value          # a repeated property: the last one counts, as in QEMU
+    return out
+
+
+def _transport(kind: DeviceKind, p: dict[str, str]):
+    from .virtio import TransportOptions
+    get = lambda n: p.get(n, _default(kind, n))    # noqa: E731
+    dl = get("disable-legacy").lower()
+    legacy = True if dl == "auto" else not _bool(kind, "disable-legacy", dl)
+    modern = not _bool(kind, "disable-modern", get("disable-modern"))
+    iommu = _bool(kind, "iommu_platform", get("iommu_platform"))
+    if not legacy and not modern:
+        raise _bad_prop(kind, "disable-modern",
+                        "device cannot work as neither modern nor legacy mode is enabled")
+    if iommu and legacy:
+        raise _bad_prop(kind, "iommu_platform",
+                        "VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor "
+                        "transitional device (add disable-legacy=on)")
+    if iommu and not modern:
+        raise _bad_prop(kind, "iommu_platform", "iommu_platform=on needs a modern device")
+    vectors = _int(kind, "vectors", get("vectors"), 0, 0xFFFFFFFF)
+    if vectors > 2048:
+        vectors = 0                # msix_init refuses; QEMU goes on without MSI-X
+    rombar = _int(kind, "rombar", get("rombar"), 0, 0xFFFFFFFF)
+    romfile = get("romfile")
+    rom_size = 0
+    if rombar and romfile:
+        from .virtio_net import rom_bar_size
+        rom_size = rom_bar_size(romfile)
+    ioeventfd = "ioeventfd" in kind.prop_names() and _bool(kind, "ioeventfd", get("ioeventfd"))
+    return TransportOptions(
+        legacy=legacy, modern=modern, iommu_platform=iommu, vectors=vectors,
+        page_per_vq=_bool(kind, "page-per-vq", get("page-per-vq")),
+        ioeventfd=ioeventfd,
+        queue_reset=_bool(kind, "queue_reset", get("queue_reset")),
+        event_idx=_bool(kind, "event_idx", get("event_idx")),
+        indirect_desc=_bool(kind, "indirect_desc", get("indirect_desc")),
+        notify_on_empty=_bool(kind, "notify_on_empty", get("notify_on_empty")),
+        any_layout=_bool(kind, "any_layout", get("any_layout")),
+        rom_size=rom_size)
+
+
+def _default(kind: DeviceKind, name: str) -> str:
+    for p in kind.props:
+        if p.name == name:
+            return p.default
+    raise KeyError(name)
+
+
+def _make_rng(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
+    from .virtio_rng import VirtioRngPci
+    opts = _transport(kind, p)
+    max_bytes = _int(kind, "max-bytes", p.get("max-bytes", _default(kind, "max-bytes")),
+                     0, (1 << 63) - 1)
+    period = _int(kind, "period", p.get("period", _default(kind, "period")), 1, 0xFFFFFFFF)
+    if seed is None:
+        seed = context.get("rngs", 0)
+    context["rngs"] = context.get("rngs", 0) + 1
+    return VirtioRngPci(opts, max_bytes=max_bytes, period_ms=period, seed=seed)
+
+
+def _queue_size(kind: DeviceKind, name: str, value: str) -> int:
+    n = _int(kind, name, value, 0, 0xFFFF)
+    if n < 256 or n > 1024 or n & (n - 1):
+        raise _bad_prop(kind, name, f"Invalid {name} (= {n}), must be a power of 2 "
+                                    f"between 256 and 1024.")
+    return n
+
+
+def _make_net(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
+    from .virtio_net import FEATURE_PROPS, VirtioNetPci
+    opts = _transport(kind, p)
+    get = lambda n: p.get(n, _default(kind, n))    # noqa: E731
+    for name in ("csum", "guest_csum", "guest_tso4", "guest_tso6", "guest_ecn",
+                 "guest_ufo", "host_tso4", "host_tso6", "host_ecn", "host_ufo"):
+        _bool(kind, name, get(name))
+    features = 0
+    for name, bit in FEATURE_PROPS:
+        if _bool(kind, name, get(name)):
+            features |= 1 << bit
+    if "mac" in p:
+        mac = _mac(kind, p["mac"])
+    else:
+        # qemu_macaddr_default_if_unset: 52:54:00:12:34:56 + the next free index
+        index = context.get("nics", 0)
+        context["nics"] = index + 1
+        mac = bytes((0x52, 0x54, 0x00, 0x12, 0x34, (0x56 + index) & 0xFF))
+    mtu = _int(kind, "host_mtu", get("host_mtu"), 0, 0xFFFF)
+    return VirtioNetPci(opts, mac, features,
+                        rx_queue_size=_queue_size(kind, "rx_queue_size", get("rx_queue_size")),
+                        tx_queue_size=_queue_size(kind, "tx_queue_size", get("tx_queue_size")),
+                        host_mtu=mtu or None,
+                        tx_burst=_int(kind, "x-txburst", get("x-txburst"), 1, 0x7FFFFFFF))
+
+
+def _make_memdev(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
+    try:
+        from .memdev import MemDevice
+    except ImportError:
+        raise DeviceConfigError("memdev: the memory-backed test device is not available") from None
+    try:
+        return MemDevice.from_props(tuple(p.items()))
+    except ValueError as e:
+        raise DeviceConfigError(f"memdev: {e}") from None
+
+
+_MEMDEV_PROPS = ("shape", "vendor", "device") + tuple(f"bar{i}" for i in range(6))
+_FACTORIES = {"virtio-rng-pci": _make_rng, "virtio-net-pci": _make_net, "memdev": _make_memdev}
+
+
+def make_device(kind: str, props=(), *, context: dict | None = None,
+                seed: int | None = None) -> PciDevice:
+    """Build the device a ``-device kind,props...`` string describes.
+
+    ``context`` is per machine state shared between the devices of one
+    machine (QEMU's default MAC numbering; default PRNG seeds); pass the same
+    dict for every device of a machine.  ``seed`` overrides a random device's
+    PRNG seed.
+    """
+    spec = DEVICE_KINDS.get(kind)
+    if spec is None:
+        raise DeviceConfigError(f"'{kind}' is not a supported device model name "
+                                f"(supported: {_supported_kinds()})")
+    if kind == "memdev":
+        items = props.items() if isinstance(props, Mapping) else props
+        p = {str(k): str(v) for k, v in items}
+        for name in p:
+            if name not in _MEMDEV_PROPS:
+                raise _bad_prop(spec, name, f"property '{name}' not supported")
+        return _make_memdev(spec, p, {}, seed)
+    p = _props_dict(spec, props)
+    return _FACTORIES[kind](spec, p, context if context is not None else {}, seed)
+
+
+__all__ = ["DEVICE_KINDS", "DeviceConfigError", "DeviceKind", "PropSpec", "make_device"]

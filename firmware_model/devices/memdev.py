@@ -1,11 +1,13 @@
 """A memory-backed PCI test device: BARs are plain byte arrays.
 
 Each BAR has QEMU-style access rules (a MemoryRegion's ``.valid``: minimum
-and maximum access size, whether unaligned accesses are accepted) so tests
-can exercise the zPCI layer's operand-exception paths.  ``virtio_rng_shaped``
-gives the layout of QEMU's virtio-rng-pci function (vendor 1af4, device 1005,
-BAR0 32-byte I/O, BAR1 4 KiB MSI-X, BAR4 16 KiB 64-bit prefetchable) without
-any virtio behaviour.
+and maximum access size, whether unaligned accesses are accepted, and the
+windows its subregions cover, outside which a BAR container refuses every
+access) so tests can exercise the zPCI layer's operand-exception paths.
+``virtio_rng_shaped`` gives the layout of QEMU's virtio-rng-pci function
+(vendor 1af4, device 1005, interrupt pin A, BAR0 32-byte I/O, BAR1 4 KiB with
+a 2-vector MSI-X table at 0 and its PBA at 0x800, BAR4 16 KiB 64-bit
+prefetchable) without any virtio behaviour.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class BarSpec:
     min_access: int = 1
     max_access: int = 8
     unaligned: bool = True
+    windows: tuple[tuple[int, int], ...] = ()    # (offset, size) subregions; () = whole BAR
 
     @property
     def flags(self) -> int:
@@ -38,34 +41,42 @@ class MemDevice(PciDevice):
     kind = "memdev"
 
     def __init__(self, vendor_id: int = 0x1AF4, device_id: int = 0x10FF,
-                 bars: dict[int, BarSpec] | None = None, class_code: int = 0xFF0000):
+                 bars: dict[int, BarSpec] | None = None, class_code: int = 0xFF0000,
+                 interrupt_pin: int = 0):
         super().__init__()
         self.vendor_id = vendor_id
         self.device_id = device_id
         self.class_code = class_code
+        self.interrupt_pin = interrupt_pin
         self.bars = dict(bars if bars is not None else {0: BarSpec(4096)})
         for bar, spec in self.bars.items():
-            if spec.size & (spec.size - 1) or not 0 <= bar <= 5:
-                raise ValueError(f"BAR{bar}: size must be a power of two")
+            if not 0 <= bar <= 5:
+                raise ValueError(f"BAR{bar}: a function has BARs 0 to 5")
+            if spec.size & (spec.size - 1):
+                raise ValueError(f"BAR{bar}: size {spec.size:#x} is not a power of two")
         self.mem = {bar: bytearray(spec.size) for bar, spec in self.bars.items()}
         self.config = bytearray(CONFIG_SIZE)
         self.wmask = bytearray(CONFIG_SIZE)
         self._init_config()
 
     @classmethod
-    def virtio_rng_shaped(cls) -> "MemDevice":
+    def virtio_rng_shaped(cls, vectors: int = 2) -> "MemDevice":
+        if not 1 <= vectors <= 128:
+            raise ValueError("vectors: 1..128 fit the 4 KiB MSI-X BAR of this shape")
+        pba = ((vectors + 63) // 64) * 8
         return cls(0x1AF4, 0x1005, {
             0: BarSpec(32, io=True),
-            1: BarSpec(4096, min_access=4, max_access=8),            # MSI-X table rules
+            # MSI-X exclusive BAR: 16 bytes of table per vector at 0, the PBA at 0x800
+            1: BarSpec(4096, min_access=4, max_access=8, windows=((0, 16 * vectors), (0x800, pba))),
             4: BarSpec(16384, mem64=True, prefetch=True, unaligned=False),
-        }, class_code=0x00FF00)
+        }, class_code=0x00FF00, interrupt_pin=1)
 
     @classmethod
     def from_props(cls, props: tuple[tuple[str, str], ...] = ()) -> "MemDevice":
-        """Properties: shape=virtio-rng, vendor=0x..., device=0x..., barN=<size>."""
+        """Properties: shape=virtio-rng [vectors=N], vendor=0x..., device=0x..., barN=<size>."""
         p = dict(props)
         if p.get("shape") == "virtio-rng":
-            return cls.virtio_rng_shaped()
+            return cls.virtio_rng_shaped(int(p.get("vectors", "2"), 0))
         bars = {int(k[3:]): BarSpec(int(v, 0)) for k, v in p.items() if k.startswith("bar")}
         return cls(int(p.get("vendor", "0x1af4"), 0), int(p.get("device", "0x10ff"), 0),
                    bars or None)
@@ -77,6 +88,7 @@ class MemDevice(PciDevice):
         c[0:2] = self.vendor_id.to_bytes(2, "little")
         c[2:4] = self.device_id.to_bytes(2, "little")
         c[9:12] = self.class_code.to_bytes(3, "little")
+        c[0x3D] = self.interrupt_pin
         self.wmask[4:6] = _CMD_WMASK.to_bytes(2, "little")
         for bar, spec in self.bars.items():
             off = 0x10 + 4 * bar
@@ -112,7 +124,17 @@ class MemDevice(PciDevice):
             return False
         if not spec.unaligned and offset & (size - 1):
             return False
+        if spec.windows:
+            return any(lo <= offset and offset + size <= lo + n for lo, n in spec.windows)
         return 0 <= offset and offset + size <= spec.size
+
+    def bar_block_valid(self, bar, offset, length) -> bool:
+        """PCISTB's pre-check: one window holds the block and takes 8-byte stores."""
+        spec = self.bars.get(bar)
+        if spec is None or not spec.min_access <= 8 <= spec.max_access:
+            return False
+        windows = spec.windows or ((0, spec.size),)
+        return any(lo <= offset and offset + length <= lo + n for lo, n in windows)
 
     def bar_read(self, bar, offset, size):
         if not self.bar_access_valid(bar, offset, size):

@@ -570,13 +570,13 @@ static void post(u64 addr, u32 len, u16 flags)
 /* Wait for the device (QEMU completes from a bottom half, asynchronously). */
 static void wait_used(void)
 {
-    for (u32 i = 0; i < 2000000; i++) {
+    for (u32 i = 0; i < 40000000; i++) {
         if (get16(ring.used + 2) != used_seen)
             break;
         asm volatile("" ::: "memory");
     }
     /* and a little longer, so a late completion shows up the same way */
-    for (volatile u32 i = 0; i < 200000; i++)
+    for (volatile u32 i = 0; i < 2000000; i++)
         ;
 }
 
@@ -830,6 +830,216 @@ static void run_driver(u16 device, const struct zpci_dev *d)
     }
 }
 
+/* ---------------------------------------------------------------- legacy driver */
+
+/* A virtio 0.9 driver over BAR0: rings in the device's byte order, which a
+ * legacy device on s390x keeps big-endian. */
+static u8 lring[4 * 4096] ALIGNED(4096);
+
+static void be_put(u8 *p, u64 v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (u8)v;
+        v >>= 8;
+    }
+}
+
+static u64 be_get(const volatile u8 *p, int n)
+{
+    u64 v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void lline(const char *what)
+{
+    head('L');
+    puts_(what);
+    putc_('\n');
+}
+
+static void run_legacy(u16 device)
+{
+    int rng = device == 0x1005;
+    if (device != 0x1005 && device != 0x1000)
+        return;
+    u16 q = rng ? 0 : 1;
+    bar_st_le(0, 18, 1, 0);                      /* reset */
+    bar_st_le(0, 18, 1, STATUS_ACK | STATUS_DRIVER);
+    reg(0, 4, 4, "guest_features");
+    u64 cmd = ld(PCIAS_CFG, 4, 2);
+    head('L');
+    puts_("command after ACK|DRIVER = ");
+    tok(cmd, 2);
+    putc_('\n');
+    bar_st_le(0, 4, 4, 0);
+    bar_st_le(0, 14, 2, q);
+    u32 num = (u32)bar_le(0, 12, 2);
+    mset(lring, 0, sizeof lring);
+    u8 *desc = lring, *avail = lring + 16 * num;
+    u64 used_off = ((16 * num + 4 + 2 * num) + 4095) & ~4095UL;
+    u8 *used = lring + used_off;
+    bar_st_le(0, 8, 4, (u64)lring >> 12);
+    head('L');
+    puts_("queue_pfn_is_ring=");
+    hex(bar_le(0, 8, 4) == (u64)lring >> 12, 1);
+    putc_('\n');
+    bar_st_le(0, 18, 1, STATUS_ACK | STATUS_DRIVER | STATUS_DRIVER_OK);
+    mset(bufpage, 0, sizeof bufpage);
+    for (int i = 0; !rng && i < 70; i++)
+        bufpage[i] = (u8)i;
+    be_put(desc, (u64)bufpage, 8);
+    be_put(desc + 8, rng ? 32 : 70, 4);         /* 10-byte header + 60-byte frame */
+    be_put(desc + 12, rng ? 2 : 0, 2);
+    be_put(avail + 4, 0, 2);
+    asm volatile("bcr 14,0" ::: "memory");
+    be_put(avail + 2, 1, 2);
+    asm volatile("bcr 14,0" ::: "memory");
+    bar_st_le(0, 16, 2, q);
+    for (u32 i = 0; i < 40000000 && be_get(used + 2, 2) == 0; i++)
+        asm volatile("" ::: "memory");
+    for (volatile u32 i = 0; i < 2000000; i++)
+        ;
+    head('L');
+    puts_("used_idx=");
+    hex(be_get(used + 2, 2), 4);
+    puts_(" id=");
+    hex(be_get(used + 4, 4), 4);
+    puts_(" len=");
+    hex(be_get(used + 8, 4), 8);
+    if (rng) {
+        u32 nz = 0;
+        for (int i = 0; i < 32; i++)
+            nz |= bufpage[i];
+        puts_(" written=");
+        hex(nz != 0, 1);
+    }
+    putc_('\n');
+    reg(0, 19, 1, "isr");
+    reg(0, 19, 1, "isr");
+    /* with MSI-X enabled the vector registers appear and device config moves to 24 */
+    if (msix_pos) {
+        st(PCIAS_CFG, msix_pos + 3, 1, 0x80);
+        lline("msix enabled");
+        reg(0, 20, 2, "config_vector");
+        reg(0, 22, 2, "queue_vector");
+        wreg(0, 20, 2, 0, "config_vector");
+        reg(0, 20, 2, "config_vector");
+        wreg(0, 22, 2, 1, "queue_vector");
+        reg(0, 22, 2, "queue_vector");
+        wreg(0, 22, 2, 0x40, "queue_vector");
+        reg(0, 22, 2, "queue_vector");
+        for (u32 o = 24; o < 32; o++)
+            reg(0, o, 1, "dev");
+        reg(0, 24, 4, "dev");
+        wreg(0, 20, 2, 0xffff, "config_vector");
+        st(PCIAS_CFG, msix_pos + 3, 1, 0);
+        lline("msix disabled");
+        reg(0, 20, 2, "dev");
+    }
+    bar_st_le(0, 8, 4, 0);                       /* PFN 0: reset */
+    reg(0, 18, 1, "status");
+    reg(0, 8, 4, "queue_pfn");
+    set_master(0);
+}
+
+/* ---------------------------------------------------------------- MSI-X delivery */
+
+static u8 aibv[8] ALIGNED(8);
+static u8 aisb[8] ALIGNED(8);
+
+static void ind_line(const char *what)
+{
+    head('I');
+    puts_(what);
+    puts_(" aibv=");
+    hex(aibv[0], 2);
+    puts_(" aisb=");
+    hex(aisb[0], 2);
+    puts_(" pba=");
+    tok(ld((int)msix_pbar, msix_poff, 4), 4);
+    putc_('\n');
+}
+
+static void run_msi(u16 device, const struct zpci_dev *d)
+{
+    int rng = device == 0x1005 || device == 0x1044;
+    if (!rng || !msix_pos || !vc[1].present)
+        return;
+    int b = vc[1].bar, tb = (int)msix_tbar;
+    u64 c = vc[1].off;
+    /* adapter interruptions: ISC 3, 2 interrupts, AIBV/AISB offsets 0 */
+    mset(fib, 0, sizeof fib);
+    u32 data = (3u << 28) | (2u << 16);
+    fib[40] = (u8)(data >> 24); fib[41] = (u8)(data >> 16); fib[42] = (u8)(data >> 8); fib[43] = (u8)data;
+    st64(fib + 48, (u64)aibv);
+    st64(fib + 56, (u64)aisb);
+    u64 r1 = ZREQ(fh, 0, MPCIFC_REG_INT);
+    int cc = mpcifc(&r1, fib);
+    head('S');
+    puts_("reg_int cc=");
+    hex((u64)cc, 1);
+    putc_('\n');
+    if (translated) {
+        u64 r2;
+        zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r2);
+        dma_map(iova_base, &ring, 0);
+        dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
+        dma_map(iova_base + 0x2000, bufpage, 0);
+        r2 = ZREQ(fh, 0, 0);
+        rpcit(&r2, iova_base, 0x3000);
+    }
+    set_master(1);
+    setup_queue(0, translated);
+    /* vector 0: message to the group's MSI address, data = vector number */
+    bar_st_le(tb, msix_toff + 0, 8, d->grp.msia);
+    bar_st_le(tb, msix_toff + 8, 4, 0);
+    wreg(b, c + 0x16, 2, 0, "queue_select");
+    wreg(b, c + 0x1a, 2, 0, "queue_msix_vector");
+    reg(b, c + 0x1a, 2, "queue_msix_vector");
+    st(PCIAS_CFG, msix_pos + 3, 1, 0x80);        /* MSI-X enable */
+    ind_line("enabled_masked");
+    post(dmaaddr(bufpage), 16, 2);
+    notify(0);
+    wait_used();
+    used_line("msi_masked", 0, 0);
+    ind_line("after_masked");
+    bar_st_le(tb, msix_toff + 12, 4, 0);         /* unmask: the pending message goes */
+    ind_line("after_unmask");
+    aibv[0] = aisb[0] = 0;
+    post(dmaaddr(bufpage), 16, 2);
+    notify(0);
+    wait_used();
+    used_line("msi_unmasked", 0, 0);
+    ind_line("after_unmasked");
+    reg(vc[3].bar, vc[3].off, 1, "isr");
+    aibv[0] = aisb[0] = 0;
+    st(PCIAS_CFG, msix_pos + 3, 1, 0xc0);        /* function mask */
+    post(dmaaddr(bufpage), 16, 2);
+    notify(0);
+    wait_used();
+    used_line("msi_function_masked", 0, 0);
+    ind_line("after_function_masked");
+    st(PCIAS_CFG, msix_pos + 3, 1, 0x80);
+    ind_line("after_function_unmask");
+    aibv[0] = aisb[0] = 0;
+    set_master(0);                               /* no bus master: no MSI, no DRIVER_OK */
+    bar_st_le(b, c + 0x14, 1, STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
+    set_master(0);
+    ind_line("no_master");
+    set_master(1);
+    bar_st_le(b, c + 0x14, 1, 0);
+    st(PCIAS_CFG, msix_pos + 3, 1, 0);
+    set_master(0);
+    r1 = ZREQ(fh, 0, MPCIFC_DEREG_INT);
+    mpcifc(&r1, fib);
+    if (translated) {
+        r1 = ZREQ(fh, 0, MPCIFC_DEREG_IOAT);
+        mpcifc(&r1, fib);
+    }
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(void)
@@ -878,7 +1088,12 @@ int main(void)
         if (d.info.bar_size[0])
             dump_legacy(1u << d.info.bar_size[0]);
         dump_modern();
+        if (clp_query_grp(d.info.pfgid, &d.grp, &rsp) || rsp != CLP_RSP_OK)
+            fail("DEVDUMP", "CLP QUERY PCI FUNCTION GROUP failed");
         run_driver(fns[i].device, &d);
+        if (d.info.bar_size[0])
+            run_legacy(fns[i].device);
+        run_msi(fns[i].device, &d);
         u32 nfh;
         clp_set(fh, CLP_SET_DISABLE, 0, &nfh, &rsp);
     }

@@ -1,0 +1,171 @@
+"""Speed of `zpci-emu boot`, with every baseline measured in the same run.
+
+Builds benchmarks/guests/bench.c twice with the s390x cross compiler:
+bench_zpci (PCILG config reads in a loop) and bench_plain (a memory checksum,
+no zPCI).  Prints
+  * zPCI instructions per second end to end with the full firmware model, and
+    with a constant-answer model (the cost of the trap path alone);
+  * the guest's plain-code speed under `zpci-emu boot` as a ratio to unicorn
+    running the same code with no hooks at all;
+  * the wall time of each ELF under qemu-system-s390x and under the
+    `zpci-emu boot` command, as a ratio.
+Usage: python benchmarks/boot.py [--zpci-loops N] [--plain-loops N] [--repeat N]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc  # noqa: E402
+from unicorn.s390x_const import UC_S390X_REG_PSWM  # noqa: E402
+
+from emulator import boot, elf_load, qemu_args  # noqa: E402
+from emulator.machine_uc import UcMachine  # noqa: E402
+from emulator.qemu_oracle import base_args, find_qemu  # noqa: E402
+from firmware_model.outcome import Completion, Decision, Outcome, Route  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("guest_build", ROOT / "benchmarks/guests/build.py")
+guest_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(guest_build)
+
+DEVICES = ["-device", "zpci,uid=1,fid=1,target=r0", "-device", "virtio-rng-pci,id=r0"]
+MEMORY = 256 << 20
+
+
+def best(fn, repeat):
+    times = []
+    result = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), result
+
+
+def symbol(elf: Path, name: str) -> int:
+    from elftools.elf.elffile import ELFFile
+    with open(elf, "rb") as f:
+        for sym in ELFFile(f).get_section_by_name(".symtab").iter_symbols():
+            if sym.name == name:
+                return sym["st_value"]
+    raise KeyError(name)
+
+
+def run_full(elf: Path):
+    args = qemu_args.parse([*base_args(), "-kernel", str(elf), *DEVICES])
+    result = boot.run(args, io.BytesIO())
+    assert result.exit_code == 0, result.message
+    return result.stats
+
+
+def run_null_model(elf: Path):
+    """The trap path with a model that answers every instruction with cc 0."""
+    answer = Outcome("PCILG", Completion(cc=0), Decision(Route.FIRMWARE, "bench"))
+    m = UcMachine(MEMORY, lambda d, g: answer, lambda b: None)
+    img = elf_load.load(elf, MEMORY)
+    m.load(img)
+    halt = m.run(img.entry)
+    assert halt.exit_code == 0, halt.message
+    return m.stats
+
+
+def run_raw_unicorn(elf: Path, stop_at: int):
+    """Unicorn with no hook of any kind, from the entry to `stop_at`."""
+    img = elf_load.load(elf, MEMORY)
+    uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+    uc.mem_map(0, MEMORY, UC_PROT_ALL)
+    for seg in img.segments:
+        uc.mem_write(seg.addr, seg.data)
+    uc.reg_write(UC_S390X_REG_PSWM, 0x0000000180000000)
+    uc.emu_start(img.entry, stop_at)
+
+
+def run_emulated_to(elf: Path, stop_at: int):
+    """The same span under UcMachine (counting block hook and trap hooks installed)."""
+    m = UcMachine(MEMORY, lambda d, g: None, lambda b: None)
+    img = elf_load.load(elf, MEMORY)
+    m.load(img)
+    # stop where the raw run stops: an LPSWE-free way is a disabled-wait PSW there
+    m.uc.mem_write(stop_at, bytes.fromhex("b2b20000"))      # lpswe 0 -> PSW at 0
+    m.uc.mem_write(0, bytes.fromhex("0002000180000000") + (0xFFF).to_bytes(8, "big"))
+    halt = m.run(img.entry)
+    assert halt.exit_code == 0, halt.message
+    return m.stats
+
+
+def wall(cmd):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, timeout=600)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({p.returncode}): {p.stderr.decode()[-300:]}")
+    return dt, p.stdout
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--zpci-loops", type=int, default=200_000)
+    ap.add_argument("--plain-loops", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    opts = ap.parse_args()
+    if not guest_build.have_compiler():
+        print("benchmarks/boot.py: s390x-linux-gnu-gcc not installed; nothing measured")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        zelf = guest_build.bench_zpci(Path(tmp), opts.zpci_loops)
+        pelf = guest_build.bench_plain(Path(tmp), opts.plain_loops)
+        stop = symbol(pelf, "plain_done")
+
+        t_full = t_null = float("inf")
+        for _ in range(opts.repeat):
+            t, stats = best(lambda: run_full(zelf), 1)
+            t_full = min(t_full, t)
+            t_null = min(t_null, best(lambda: run_null_model(zelf), 1)[0])
+        n_zpci = stats["zpci_instructions"]
+        print(f"zPCI end to end, full model : {n_zpci} zPCI insns ({stats['instructions']} total) "
+              f"in {t_full:.3f} s = {n_zpci / t_full:,.0f} zPCI insns/s (aim >= 500,000)")
+        print(f"zPCI trap path, null model  : {n_zpci / t_null:,.0f} zPCI insns/s "
+              f"(full model / null model time = {t_full / t_null:.2f})")
+
+        # interleaved, so a load change on the machine hits both sides alike
+        t_raw = t_emu = float("inf")
+        for _ in range(opts.repeat):
+            t_raw = min(t_raw, best(lambda: run_raw_unicorn(pelf, stop), 1)[0])
+            t, pstats = best(lambda: run_emulated_to(pelf, stop), 1)
+            t_emu = min(t_emu, t)
+        print(f"plain code                  : {pstats.insns} guest insns; unicorn without hooks "
+              f"{t_raw:.3f} s ({pstats.insns / t_raw / 1e6:.0f} M/s), zpci-emu {t_emu:.3f} s "
+              f"({pstats.insns / t_emu / 1e6:.0f} M/s): ratio {t_raw / t_emu:.2f} (aim >= 0.5)")
+
+        if shutil.which("qemu-system-s390x") is None:
+            print("qemu-system-s390x not installed: no QEMU comparison")
+            return 0
+        qemu = find_qemu()
+        cli = [sys.executable, "-m", "emulator.cli", "boot"]
+        for name, elf in (("bench_zpci", zelf), ("bench_plain", pelf)):
+            args = [*base_args(), "-kernel", str(elf), *DEVICES]
+            tq = te = float("inf")
+            for _ in range(opts.repeat):
+                t, outq = best(lambda: wall([qemu, *args]), 1)
+                tq = min(tq, t)
+                t, oute = best(lambda: wall([*cli, *args]), 1)
+                te = min(te, t)
+            same = "same output" if outq[1] == oute[1] else "OUTPUT DIFFERS"
+            print(f"{name:<12} wall time      : qemu-system-s390x {tq:.3f} s, zpci-emu boot "
+                  f"{te:.3f} s: qemu/zpci-emu = {tq / te:.2f} (> 1 means faster than QEMU; "
+                  f"{same})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+/*
+ * Probe of the privileged instructions zpci-emu boot emulates (tests/test_boot_priv.py):
+ * prints what the guest sees of each, so a run under qemu-system-s390x and
+ * one under zpci-emu boot can be compared line by line.  Links with start.S.
+ */
+typedef unsigned long u64;
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned char u8;
+
+static u8 sccb[4096] __attribute__((aligned(4096)));
+static u8 info[4096] __attribute__((aligned(4096)));
+static char buf[256];
+static u32 n;
+
+static int servc(u32 cmd, void *blk)
+{
+    int cc;
+    asm volatile(".insn rre,0xb2200000,%[cmd],%[blk]\n\tipm %[cc]\n\tsrl %[cc],28"
+                 : [cc] "=d"(cc) : [cmd] "d"((u64)cmd), [blk] "a"(blk) : "cc", "memory");
+    return cc;
+}
+
+static void flush(void)
+{
+    for (u32 i = 0; i < 16; i++)
+        sccb[i] = 0;
+    u32 tot = 8 + 6 + n, el = 6 + n;
+    sccb[0] = tot >> 8; sccb[1] = tot;
+    sccb[8] = el >> 8; sccb[9] = el; sccb[10] = 0x1a;
+    for (u32 i = 0; i < n; i++)
+        sccb[14 + i] = buf[i];
+    servc(0x00760005, sccb);
+    n = 0;
+}
+
+static void s(const char *p) { while (*p) buf[n++] = *p++; }
+static void h(u64 v, int d) { for (int i = d - 1; i >= 0; i--) buf[n++] = "0123456789abcdef"[(v >> (4 * i)) & 0xf]; }
+static void kv(const char *k, u64 v, int d) { s(k); h(v, d); buf[n++] = '\n'; flush(); }
+
+extern u64 pgm_psw[2], svc_psw[2], ext_psw[2];
+extern u32 pgm_word, ext_param, ext_count;
+extern u16 ext_code;
+void set_handlers(void);
+void do_svc(void);
+void do_invalid(void);
+
+void main(void)
+{
+    u64 v[4] = {0, 0, 0, 0};
+    u32 w = 0;
+    u16 hw = 0;
+    u8 b = 0;
+    int cc;
+
+    /* What the IPL left in the lowcore (before anything here writes to it):
+     * every non-zero doubleword of the first 8 KiB. */
+    for (u64 a = 0; a < 0x2000; a += 8) {
+        u64 dw = *(volatile u64 *)a;
+        if (dw) { s("LOWCORE "); h(a, 4); buf[n++] = ' '; h(dw, 16); buf[n++] = '\n'; flush(); }
+    }
+    set_handlers();
+    asm volatile("stidp %0" : "=Q"(v[0]));
+    kv("STIDP ", v[0], 16);
+    asm volatile("stfl 0" ::: "memory");
+    kv("STFL ", *(volatile u32 *)0xc8, 8);
+    {
+        u64 r0v;
+        register u64 r0 asm("0") = 3;
+        asm volatile(".insn s,0xb2b00000,%[f]\n\tipm %[cc]\n\tsrl %[cc],28"
+                     : [cc] "=d"(cc), "+d"(r0), [f] "=Q"(v) : : "cc");
+        r0v = r0;
+        kv("STFLE cc=", cc, 1);
+        kv("STFLE r0=", r0v, 16);
+        kv("STFLE0 ", v[0], 16); kv("STFLE1 ", v[1], 16);
+        kv("STFLE2 ", v[2], 16); kv("STFLE3 ", v[3], 16);
+    }
+    asm volatile("stap %0" : "=Q"(hw));
+    kv("STAP ", hw, 4);
+    asm volatile("stpx %0" : "=Q"(w));
+    kv("STPX ", w, 8);
+    {
+        u64 cr[16];
+        asm volatile("stctg 0,15,%0" : "=Q"(cr));
+        for (int i = 0; i < 16; i++) { s("CR"); h(i, 1); buf[n++] = ' '; h(cr[i], 16); buf[n++] = '\n'; flush(); }
+    }
+    {
+        u64 r1 = 0, r2 = 0;
+        asm volatile("epsw %0,%1" : "=d"(r1), "=d"(r2));
+        kv("EPSW1 ", r1, 8); kv("EPSW2 ", r2, 8);
+    }
+    asm volatile("stosm %0,0x00" : "=Q"(b) : : "memory");
+    kv("STOSM ", b, 2);
+    asm volatile("stnsm %0,0xff" : "=Q"(b) : : "memory");
+    kv("STNSM ", b, 2);
+    {
+        u64 st1, st2;
+        int cc1, cc2, cc3;
+        register u64 r2 asm("2") = 0;
+        register u64 r3 asm("3") = 0;
+        asm volatile("sigp %[r2],%[r3],0x12\n\tipm %[cc]\n\tsrl %[cc],28"
+                     : [cc] "=d"(cc1), [r2] "+d"(r2) : [r3] "d"(r3) : "cc");
+        st1 = r2;
+        r2 = 0;
+        asm volatile("sigp %[r2],%[r3],0x01\n\tipm %[cc]\n\tsrl %[cc],28"
+                     : [cc] "=d"(cc2), [r2] "+d"(r2) : [r3] "d"(r3) : "cc");
+        st2 = r2;
+        r3 = 1;
+        asm volatile("sigp %[r2],%[r3],0x01\n\tipm %[cc]\n\tsrl %[cc],28"
+                     : [cc] "=d"(cc3), [r2] "+d"(r2) : [r3] "d"(r3) : "cc");
+        kv("SIGP_SETARCH cc=", cc1, 1); kv("SIGP_SETARCH st=", st1, 16);
+        kv("SIGP_SENSE cc=", cc2, 1); kv("SIGP_SENSE st=", st2, 16);
+        kv("SIGP_SENSE1 cc=", cc3, 1);
+    }
+    do_svc();
+    kv("SVC_OLD_MASK ", svc_psw[0], 16);
+    kv("SVC_CODE ", *(volatile u32 *)0x88, 8);
+    do_invalid();
+    kv("PGM_WORD ", pgm_word, 8);
+    kv("PGM_OLD_MASK ", pgm_psw[0], 16);
+    kv("PGM_OLD_ADDR_DELTA ", pgm_psw[1] - (u64)do_invalid, 4);
+    /* SCLP write event mask (4-byte masks) */
+    for (u32 i = 0; i < 64; i++) info[i] = 0;
+    info[1] = 28; info[11] = 4; info[12] = 0x00; info[13] = 0x00; info[14] = 0x00; info[15] = 0x40;
+    cc = servc(0x00780005, info);
+    kv("WEM cc=", cc, 1);
+    kv("WEM rc=", (info[6] << 8) | info[7], 4);
+    kv("WEM masks0 ", ((u64)info[12] << 24) | (info[13] << 16) | (info[14] << 8) | info[15], 8);
+    kv("WEM masks2 ", ((u64)info[20] << 24) | (info[21] << 16) | (info[22] << 8) | info[23], 8);
+    kv("WEM masks3 ", ((u64)info[24] << 24) | (info[25] << 16) | (info[26] << 8) | info[27], 8);
+    /* SCLP read SCP info */
+    for (u32 i = 0; i < 4096; i++) info[i] = 0;
+    info[0] = 0x10;                    /* 4 KiB */
+    cc = servc(0x00020001, info);
+    kv("RSCPI cc=", cc, 1);
+    kv("RSCPI rc=", (info[6] << 8) | info[7], 4);
+    kv("RSCPI rnmax=", (info[8] << 8) | info[9], 4);
+    kv("RSCPI rnsize=", info[10], 2);
+    kv("RSCPI cpus=", (info[16] << 8) | info[17], 4);
+    kv("RSCPI offcpu=", (info[18] << 8) | info[19], 4);
+    /* SERVC with an SCCB in the first 8 KiB: specification exception */
+    pgm_word = 0;
+    servc(0x00760005, (void *)0x1000);
+    kv("SERVC_LOW pgm=", pgm_word, 8);
+    /* The service signal of all those SERVCs is pending: enable the service
+     * subclass in CR0 and external interruptions, and take it. */
+    {
+        u64 cr0;
+        asm volatile("stctg 0,0,%0" : "=Q"(cr0));
+        cr0 |= 0x200;
+        asm volatile("lctlg 0,0,%0" : : "Q"(cr0));
+        asm volatile("stosm %0,0x01" : "=Q"(b) : : "memory");
+        kv("EXT_CODE ", ext_code, 4);
+        kv("EXT_PARAM ", ext_param, 8);
+        kv("EXT_OLD_MASK ", ext_psw[0], 16);
+        kv("EXT_COUNT ", ext_count, 2);
+    }
+    s("PRIVPROBE done\n"); flush();
+}

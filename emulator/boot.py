@@ -1,0 +1,255 @@
+"""``zpci-emu boot``: a bare-metal s390x guest under unicorn with the zPCI firmware model.
+
+Ties together the QEMU-style machine description (emulator.qemu_args), the
+ELF loader, the unicorn CPU with its trap path (emulator.machine_uc) and the
+firmware model (firmware_model.machine.Machine), plus the optional outputs:
+``--stats`` (JSON counters for every policy at once) and ``--trace`` (the
+run in the trace format of emulator/trace).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from emulator import elf_load
+from emulator.errors import UserError
+from emulator.machine_uc import DEFAULT_MAX_INSNS, Halt, UcMachine
+from emulator.qemu_args import USAGE_EXIT, BootArgs
+from firmware_model.guest import RecordingGuest
+from firmware_model.insns import TABLE
+
+DEFAULT_POLICY = "linux-6.0"
+BASELINE_POLICY = "intercept-all"
+
+
+@dataclass
+class BootResult:
+    exit_code: int
+    message: str | None
+    stats: dict
+
+
+def _config_error_names() -> tuple[type, ...]:
+    """Exception types that mean "the -device strings describe an impossible machine"."""
+    kinds: list[type] = [ValueError]
+    try:
+        from firmware_model.devices import DeviceConfigError
+        kinds.insert(0, DeviceConfigError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+def build_firmware(args: BootArgs, policy: str):
+    """The firmware model for the machine; a bad device becomes a usage error naming it."""
+    from firmware_model.machine import Machine
+    from firmware_model.policy import POLICY_NAMES
+
+    if policy not in POLICY_NAMES:
+        raise UserError(f"unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})",
+                        where="--policy", exit_code=USAGE_EXIT)
+    _check_devices(args)
+    try:
+        return Machine(args.config, policy=policy, assume="passthrough")
+    except _config_error_names() as exc:
+        raise UserError(_device_message(args, exc), exit_code=USAGE_EXIT) from None
+
+
+def _check_devices(args: BootArgs) -> None:
+    """Builds each PCI device once on its own, so an error names its -device string."""
+    try:
+        from firmware_model.devices import DeviceConfigError, make_device
+    except ImportError:
+        return
+    from emulator.qemu_args import CONSOLE_DEVICES, split_device
+    for text in args.device_strings:
+        kind, props = split_device(text)
+        if kind in CONSOLE_DEVICES or kind == "zpci":
+            continue
+        try:
+            make_device(kind, tuple((k, v) for k, v in props if k != "id"), context={})
+        except DeviceConfigError as exc:
+            raise UserError(str(exc).splitlines()[0], where=f"-device {text}",
+                            exit_code=USAGE_EXIT) from None
+
+
+def _device_message(args: BootArgs, exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if len(args.device_strings) == 1:
+        return f"-device {args.device_strings[0]}: {text}"
+    return f"bad -device: {text}"
+
+
+def _trace_header(args: BootArgs, fw, argv_text: str):
+    from emulator.trace.format import FunctionInfo, SourceKind, StreamKind, TraceHeader
+    fns = []
+    for fn in fw.bus.functions:
+        dev = fn.device
+        spec = _spec_of(args, fn.target)
+        fns.append(FunctionInfo(fid=fn.fid, uid=fn.uid,
+                                kind=spec.kind if spec else getattr(dev, "kind", "?"),
+                                fhs=(fn.fh,), props=tuple(spec.props) if spec else (),
+                                vendor_id=getattr(dev, "vendor_id", None),
+                                device_id=getattr(dev, "device_id", None)))
+    workload = args.kernel.rsplit("/", 1)[-1].removesuffix(".elf")
+    return TraceHeader(source=SourceKind.BOOT, stream=StreamKind.FULL,
+                       memory=args.config.memory, functions=tuple(fns), workload=workload,
+                       detail=argv_text)
+
+
+def _spec_of(args: BootArgs, target):
+    for spec in args.config.functions:
+        if spec.target == target:
+            return spec
+    return None
+
+
+def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
+    """Boots ``args.kernel``; console bytes go to ``out`` (a binary stream)."""
+    out = out if out is not None else sys.stdout.buffer
+    policy = args.policy or DEFAULT_POLICY
+    fw = build_firmware(args, policy)
+    image = elf_load.load(args.kernel, args.config.memory, args.append)
+
+    def console(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    writer = None
+    handler = fw.execute
+    if args.trace:
+        from emulator.trace.writer import TraceWriter
+        try:
+            writer = TraceWriter(args.trace, _trace_header(args, fw, argv_text))
+        except OSError as exc:
+            raise UserError(exc.strerror or str(exc), where=args.trace) from None
+
+    recorder = None
+    if writer is not None:
+        recorder = _block_recorder(None, writer)
+        handler = _traced(fw, writer, lambda: uc.t)
+    bus = fw.bus
+    uc = UcMachine(args.config.memory, handler, console, console=args.console,
+                   max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
+                   block_hook=recorder,
+                   pci_configure=getattr(bus, "sclp_configure", None),
+                   pci_deconfigure=getattr(bus, "sclp_deconfigure", None))
+    if recorder is not None:
+        recorder.machine = uc
+    uc.load(image)
+    try:
+        halt = uc.run(image.entry)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        if halt.exit_code != 0 and recorder.pending is not None:
+            recorder.pending = None       # stopped before that block could run
+        recorder.close()
+        writer.close()
+    stats = collect_stats(uc, fw, halt)
+    if args.stats:
+        try:
+            with open(args.stats, "w") as f:
+                json.dump(stats, f, indent=1, sort_keys=True)
+                f.write("\n")
+        except OSError as exc:
+            raise UserError(exc.strerror or str(exc), where=args.stats) from None
+    return BootResult(halt.exit_code, halt.message, stats)
+
+
+class _block_recorder:
+    """UC_HOOK_BLOCK consumer of --trace: each distinct block once, then its runs.
+
+    The hook fires before a block runs, so a block is only written once it is
+    known how far it ran: to its end when the next block starts, or up to and
+    including the instruction that trapped inside it (``cut``).
+    """
+
+    def __init__(self, machine, writer):
+        self.machine = machine
+        self.writer = writer
+        self.ids: dict = {}
+        self.pending = None
+
+    def __call__(self, addr: int, size: int) -> None:
+        if self.pending is not None:
+            self._emit(*self.pending)
+        self.pending = (addr, size)
+
+    def cut(self, pc: int, ilen: int) -> None:
+        p = self.pending
+        self.pending = None
+        if p is not None and p[0] <= pc < p[0] + p[1]:
+            self._emit(p[0], pc + ilen - p[0])
+            return
+        if p is not None:
+            self._emit(*p)
+        # unicorn made a block of the trapping instruction alone (size 0)
+        self._emit(pc, ilen)
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self._emit(*self.pending)
+            self.pending = None
+
+    def _emit(self, addr: int, size: int) -> None:
+        if size <= 0:
+            return
+        key = (addr, size)
+        bid = self.ids.get(key)
+        if bid is None:
+            code = self.machine.read(addr, size) or b""
+            bid = self.writer.add_block(addr, code)
+            self.ids[key] = bid
+        self.writer.run_block(bid)
+
+
+def _traced(fw, writer, trap_state):
+    """The firmware model's execute, recording one trace event per instruction."""
+    execute = fw.execute
+
+    def handler(d, guest):
+        t = trap_state()
+        before = list(guest.gprs)
+        rg = RecordingGuest(guest)
+        outcome = execute(d, rg)
+        comp = outcome.completion
+        cc = comp.cc if comp.cc is not None else (t.pswm >> 44) & 3
+        writer.zpci_event(d.addr, bytes(t.bytes[0:d.ilen]), before, list(guest.gprs),
+                          cc=None if comp.pgm is not None else cc,
+                          reads=rg.reads, writes=rg.writes, pgm=comp.pgm)
+        return outcome
+
+    return handler
+
+
+def collect_stats(uc: UcMachine, fw, halt: Halt) -> dict:
+    """The --stats document: counts from this run for every policy at once."""
+    zpci = {TABLE[i].mnemonic: n for i, n in enumerate(uc.stats.zpci) if n}
+    fws = fw.stats()
+    outcomes = {}
+    intercepts = {}
+    for policy, acc in fws["policies"].items():
+        routes = {r: acc["routes"].get(r, 0) for r in ("firmware", "kvm", "userspace")}
+        outcomes[policy] = routes
+        intercepts[policy] = routes["kvm"] + routes["userspace"]
+    baseline = intercepts.get(BASELINE_POLICY, 0)
+    return {
+        "exit": {"code": halt.exit_code, "message": halt.message},
+        "instructions": uc.stats.insns,
+        "blocks": uc.stats.blocks,
+        "zpci_instructions": sum(zpci.values()),
+        "zpci": zpci,
+        "privileged": dict(sorted(uc.stats.privileged.items())),
+        "program_interruptions": {f"{k:#04x}": v for k, v in
+                                  sorted(uc.stats.program_interruptions.items())},
+        "sclp_commands": {f"{k:#010x}": v for k, v in sorted(uc.sclp.commands.items())},
+        "policy": fw.policy,
+        "outcomes": outcomes,
+        "intercepts": intercepts,
+        "intercepts_saved": {p: baseline - n for p, n in intercepts.items()},
+        "model": fws,
+    }

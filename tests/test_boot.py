@@ -1,0 +1,489 @@
+"""zpci-emu boot: the unicorn trap path, lowcore delivery, privileged emulation, the CLI.
+
+The small guests here are assembled by a few encoders below, so these tests
+need no cross toolchain; the ones against QEMU live in test_boot_priv.py and
+test_differential.py.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from emulator import elf_load, lowcore as lc
+from emulator.errors import UserError
+from emulator.machine_uc import UcMachine
+from firmware_model.insns import BY_MNEMONIC, encode
+from firmware_model.outcome import Completion, Decision, Outcome, Route
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = ROOT / "traces" / "guests" / "build" / "probe.elf"
+BASE = 0x20000
+MEM = 4 << 20
+QUIESCE = (0x0002000180000000, 0xFFF)
+
+
+# --- a tiny assembler (two passes: labels, then bytes) -------------------------------
+def _ri(op2, r, i):
+    return bytes([0xA7, (r << 4) | op2]) + (i & 0xFFFF).to_bytes(2, "big")
+
+
+def _rre(op, r1, r2):
+    return op.to_bytes(2, "big") + bytes([0, (r1 << 4) | r2])
+
+
+def _rxy(op, r1, d, b):
+    return bytes([0xE3, r1 << 4, (b << 4) | ((d >> 8) & 0xF), d & 0xFF, (d >> 12) & 0xFF, op])
+
+
+class Asm:
+    def __init__(self, base=BASE):
+        self.base, self.items, self.labels = base, [], {}
+
+    def label(self, name):
+        self.items.append(("label", name))
+
+    def raw(self, data):
+        self.items.append(("raw", bytes(data)))
+
+    def rel(self, kind, r, target):          # relative branches / larl to a label
+        self.items.append((kind, r, target))
+
+    def align8(self):
+        self.items.append(("align",))
+
+    def build(self):
+        sizes = {"brct": 4, "brc": 4, "larl": 6}
+        addr = self.base
+        for it in self.items:
+            if it[0] == "label":
+                self.labels[it[1]] = addr
+            elif it[0] == "align":
+                addr += -addr % 8
+            else:
+                addr += len(it[1]) if it[0] == "raw" else sizes[it[0]]
+        out = bytearray()
+        for it in self.items:
+            addr = self.base + len(out)
+            if it[0] == "label":
+                continue
+            if it[0] == "align":
+                out += bytes(-addr % 8)
+            elif it[0] == "raw":
+                out += it[1]
+            elif it[0] == "larl":
+                off = (self.labels[it[2]] - addr) // 2
+                out += bytes([0xC0, it[1] << 4]) + (off & 0xFFFFFFFF).to_bytes(4, "big")
+            else:
+                off = (self.labels[it[2]] - addr) // 2
+                out += _ri(6 if it[0] == "brct" else 4, it[1], off)
+        return bytes(out)
+
+
+def lghi(r, i): return _ri(9, r, i)
+def aghi(r, i): return _ri(0xB, r, i)
+def cghi(r, i): return _ri(0xF, r, i)
+def lgr(r1, r2): return _rre(0xB904, r1, r2)
+def agr(r1, r2): return _rre(0xB908, r1, r2)
+def ipm(r): return bytes([0xB2, 0x22, 0, r << 4])
+def epsw(r1, r2): return _rre(0xB98D, r1, r2)
+def stg(r, d, b=0): return _rxy(0x24, r, d, b)
+def lpswe(d, b=0): return bytes([0xB2, 0xB2, (b << 4) | (d >> 8), d & 0xFF])
+def stosm(d, i, b=0): return bytes([0xAD, i, (b << 4) | (d >> 8), d & 0xFF])
+def mvc(l, d1, b1, d2, b2):  # noqa: E741  (12-bit displacements)
+    return bytes([0xD2, l - 1, (b1 << 4) | (d1 >> 8), d1 & 0xFF,
+                 (b2 << 4) | (d2 >> 8), d2 & 0xFF])
+
+
+def psw(mask, addr):
+    return lc.psw_bytes(mask, addr)
+
+
+def image(code, data=b"", data_at=0x30000):
+    segs = [elf_load.Segment(BASE, code, len(code), 1)]
+    if data:
+        segs.append(elf_load.Segment(data_at, data, len(data), 0))
+    return elf_load.Image(BASE, tuple(segs))
+
+
+def outcome(cc=None, pgm=None):
+    return Outcome("PCILG", Completion(cc=cc, pgm=pgm), Decision(Route.USERSPACE, "test"))
+
+
+def machine(handler, **kw):
+    out = bytearray()
+    m = UcMachine(MEM, handler, out.extend, **kw)
+    return m, out
+
+
+def quiesce_tail(a):
+    a.rel("larl", 1, "exitpsw")
+    a.raw(lpswe(0, 1))
+    a.align8()
+    a.label("exitpsw")
+    a.raw(psw(*QUIESCE))
+
+
+# --- the trap path ---------------------------------------------------------------
+def test_pcilg_loop_reaches_model_once_each_and_guest_sees_cc_and_registers():
+    n = 1000
+    a = Asm()
+    a.raw(lghi(3, 0) + lghi(5, 0) + lghi(6, 0) + lghi(7, n))
+    a.label("loop")
+    a.raw(lgr(4, 3))
+    a.raw(encode("PCILG", r1=8, r2=2))
+    a.rel("brc", 8, "skip")             # cc 0: skip the counter
+    a.raw(aghi(6, 1))
+    a.label("skip")
+    a.raw(agr(5, 8) + aghi(3, 1))
+    a.rel("brct", 7, "loop")
+    a.raw(stg(5, 0x1000) + stg(6, 0x1008))
+    quiesce_tail(a)
+    seen = []
+
+    def model(d, guest):
+        seen.append((d.addr, d.r1, d.r2, d.ilen))
+        i = guest.gpr(4)
+        guest.set_gpr(8, 2 * i)
+        return outcome(cc=1 if i % 10 == 0 else 0)
+
+    m, _ = machine(model)
+    m.load(image(a.build()))
+    halt = m.run(BASE)
+    assert halt.exit_code == 0 and halt.message is None
+    assert len(seen) == n and m.t.zpci_traps == n
+    pcilg_at = BASE + 16 + 4
+    assert set(seen) == {(pcilg_at, 8, 2, 4)}
+    assert int.from_bytes(m.read(0x1000, 8), "big") == sum(2 * i for i in range(n))
+    assert int.from_bytes(m.read(0x1008, 8), "big") == n // 10
+    # exact count: 4 setup, per iteration lgr pcilg brc agr aghi brct (+ aghi when cc 1),
+    # then stg stg larl and the quiescing LPSWE
+    assert m.stats.insns == 4 + 6 * n + n // 10 + 4
+    assert m.stats.zpci[BY_MNEMONIC["PCILG"].index] == n
+
+
+def test_program_interruption_from_model_goes_through_lowcore():
+    a = Asm()
+    a.rel("larl", 1, "newpsw")
+    a.raw(mvc(16, 0x1D0, 0, 0, 1))      # program-new PSW
+    a.raw(lghi(9, 5) + cghi(9, 7))     # cc 1 before the failing instruction
+    a.label("pcilg")
+    a.raw(encode("PCILG", r1=8, r2=2))
+    a.label("after")
+    a.raw(ipm(10) + stg(10, 0x1010))    # the CC the guest continues with
+    quiesce_tail(a)
+    a.label("handler")
+    a.raw(mvc(16, 0x900, 0, 0x150, 0) + mvc(4, 0x920, 0, 0x8C, 0))
+    a.raw(lpswe(0x150))
+    a.align8()
+    a.label("newpsw")
+    a.raw(psw(0x0000000180000000, 0))  # address patched below
+    code = bytearray(a.build())
+    off = a.labels["newpsw"] - BASE + 8
+    code[off:off + 8] = a.labels["handler"].to_bytes(8, "big")
+
+    m, _ = machine(lambda d, g: outcome(pgm=0x15))
+    m.load(image(bytes(code)))
+    assert m.run(BASE).exit_code == 0
+    old_mask = int.from_bytes(m.read(0x900, 8), "big")
+    old_addr = int.from_bytes(m.read(0x908, 8), "big")
+    assert old_addr == a.labels["after"]            # operand exception: PSW advanced
+    assert old_mask == 0x0000100180000000          # cc 1 kept, problem state not shown
+    assert m.read(0x920, 4) == bytes.fromhex("00040015")
+    assert (int.from_bytes(m.read(0x1010, 8), "big") >> 28) & 3 == 1
+    assert m.stats.program_interruptions == {0x15: 1}
+
+
+def test_guest_cannot_see_problem_state():
+    a = Asm()
+    a.raw(epsw(2, 3) + stg(2, 0x1000) + stg(3, 0x1008) + stosm(0x1010, 0))
+    quiesce_tail(a)
+    m, _ = machine(lambda d, g: outcome())
+    m.load(image(a.build()))
+    assert m.run(BASE).exit_code == 0
+    assert int.from_bytes(m.read(0x1000, 8), "big") & 0xFFFFFFFF == 0x00000001
+    assert int.from_bytes(m.read(0x1008, 8), "big") & 0xFFFFFFFF == 0x80000000
+    assert m.read(0x1010, 1) == b"\0"
+    assert m.hooked_sites == 1 and m.stats.privileged == {"EPSW": 1, "STOSM": 1, "LPSWE": 1}
+
+
+def test_runaway_guest_stops_at_max_insns():
+    m, _ = machine(lambda d, g: outcome(), max_insns=200_000)
+    m.load(image(bytes([0xA7, 0xF4, 0, 0])))           # j .
+    halt = m.run(BASE)
+    assert halt.exit_code == 1 and "--max-insns" in halt.message
+    assert 200_000 <= m.stats.insns < 200_000 + 1000
+
+
+def test_disabled_wait_elsewhere_is_an_error():
+    a = Asm()
+    a.rel("larl", 1, "p")
+    a.raw(lpswe(0, 1))
+    a.align8()
+    a.label("p")
+    a.raw(psw(0x0002000180000000, 0x1234))
+    m, _ = machine(lambda d, g: outcome())
+    m.load(image(a.build()))
+    halt = m.run(BASE)
+    assert halt.exit_code == 1 and "disabled wait" in halt.message and "1234" in halt.message
+
+
+def test_unemulated_privileged_instruction_stops_with_address_and_bytes():
+    code = bytes.fromhex("b2290012")                   # ISKE 1,2
+    m, _ = machine(lambda d, g: outcome())
+    m.load(image(code))
+    halt = m.run(BASE)
+    assert halt.exit_code == 1
+    assert f"{BASE:#x}" in halt.message and "b2290012" in halt.message
+
+
+def test_missing_program_new_psw_is_reported_not_looped():
+    m, _ = machine(lambda d, g: outcome(pgm=0x06))
+    m.load(image(encode("PCILG", r1=1, r2=3)))
+    halt = m.run(BASE)
+    assert halt.exit_code == 1 and "no program-new PSW" in halt.message
+
+
+def test_sclp_console_write_reaches_output():
+    text = b"hello, sclp\n"
+    sccb = bytearray(0x1000)
+    tot = 8 + 6 + len(text)
+    sccb[0:2] = tot.to_bytes(2, "big")
+    sccb[8:10] = (6 + len(text)).to_bytes(2, "big")
+    sccb[10] = 0x1A
+    sccb[14:14 + len(text)] = text
+    a = Asm()
+    a.raw(bytes.fromhex("c0f000000000"))              # placeholder larl r15 (patched)
+    a.raw(lghi(2, 0))
+    a.raw(bytes.fromhex("c03f00760005"))              # iilf r3,0x00760005
+    a.raw(_rre(0xB220, 3, 15))                        # servc r3,r15
+    a.raw(ipm(4) + stg(4, 0x1000))
+    quiesce_tail(a)
+    code = bytearray(a.build())
+    code[0:6] = bytes([0xC0, 0xF0]) + ((0x30000 - BASE) // 2).to_bytes(4, "big")
+    m, out = machine(lambda d, g: outcome())
+    m.load(image(bytes(code), bytes(sccb)))
+    assert m.run(BASE).exit_code == 0
+    assert bytes(out) == text
+    assert m.read(0x30006, 2) == b"\x00\x20"          # normal completion
+    assert m.read(0x3000B, 1)[0] & 0x80                # buffer accepted
+    assert (int.from_bytes(m.read(0x1000, 8), "big") >> 28) & 3 == 0
+
+
+# --- ELF loading: any bytes give a UserError or an image ----------------------------
+def test_probe_elf_loads():
+    img = elf_load.load(PROBE, 256 << 20)
+    assert img.entry == 0x20000 and img.segments[0].flags & elf_load.PF_X
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda b: b"MZ" + b[2:], "not an ELF"),
+    (lambda b: b[:40], "cut short"),
+    (lambda b: b[:4] + b"\x01" + b[5:], "EI_CLASS"),
+    (lambda b: b[:18] + b"\x00\x3e" + b[20:], "e_machine"),
+    (lambda b: b[:56] + b"\x00\x00" + b[58:], "e_phnum"),
+    (lambda b: b[:200], "beyond the end|past the end"),
+])
+def test_malformed_elf_names_the_problem(mutate, needle):
+    raw = PROBE.read_bytes()
+    with pytest.raises(UserError) as e:
+        elf_load.parse(mutate(raw), 256 << 20, "x.elf")
+    assert "x.elf" in str(e.value)
+    assert any(n in str(e.value) for n in needle.split("|"))
+
+
+def test_segment_beyond_memory():
+    with pytest.raises(UserError, match="does not fit"):
+        elf_load.parse(PROBE.read_bytes(), 128 << 10, "x.elf")
+
+
+@given(st.binary(max_size=300), st.integers(0, 400))
+def test_elf_parser_total_on_any_bytes(junk, cut):
+    raw = PROBE.read_bytes()
+    for blob in (junk, b"\x7fELF\x02\x02\x01" + junk, raw[:cut] + junk):
+        try:
+            elf_load.parse(blob, 256 << 20)
+        except UserError:
+            pass
+
+
+# --- the command line ---------------------------------------------------------------
+def zpci(*argv, timeout=120):
+    return subprocess.run([sys.executable, "-m", "emulator.cli", "boot", *argv],
+                          capture_output=True, timeout=timeout, cwd=ROOT)
+
+
+def test_cli_probe_stats_and_trace(tmp_path):
+    stats, trace = tmp_path / "s.json", tmp_path / "t.zt"
+    r = zpci("-nodefaults", "-nographic", "-m", "256", "-chardev", "stdio,id=c",
+             "-device", "sclpconsole,chardev=c", "-kernel", str(PROBE),
+             "-device", "zpci,uid=1,fid=1,target=r0", "-device", "virtio-rng-pci,id=r0",
+             "--stats", str(stats), "--trace", str(trace))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"ZPCI-PROBE start\n") and b"ZPCI-PROBE done" in r.stdout
+    s = json.loads(stats.read_text())
+    assert s["zpci_instructions"] == sum(s["zpci"].values()) > 50
+    assert set(s["outcomes"]) >= {"intercept-all", "linux-6.0", "ioat-assist", "firmware-rpcit"}
+    for routes in s["outcomes"].values():
+        assert sum(routes.values()) == s["zpci_instructions"]
+    assert s["intercepts_saved"]["intercept-all"] == 0
+    assert s["intercepts"]["intercept-all"] == s["zpci_instructions"]
+    assert s["instructions"] > s["zpci_instructions"]
+    from emulator.trace.reader import read_all
+    header, records = read_all(trace)
+    events = [r for r in records if type(r).__name__ == "Event"]
+    assert len(events) == s["zpci_instructions"]
+    # the blocks as they ran hold exactly the instructions the run counted
+    from emulator.trace.text import block_insns
+    blocks = {r.block_id: block_insns(r.code, r.addr)
+              for r in records if type(r).__name__ == "Block"}
+    runs = [p for r in records if type(r).__name__ == "Runs" for p in r.pairs]
+    assert sum(blocks[b] * n for b, n in runs) == s["instructions"]
+    assert header.functions[0].fid == 1 and header.functions[0].kind == "virtio-rng-pci"
+
+
+def test_cli_bad_elf_and_missing_kernel(tmp_path):
+    bad = tmp_path / "bad.elf"
+    bad.write_bytes(b"\x7fELF" + bytes(20))
+    r = zpci("-kernel", str(bad))
+    assert r.returncode == 1
+    err = r.stderr.decode().strip()
+    assert err.count("\n") == 0 and "bad.elf" in err and "Traceback" not in err
+    r = zpci("-m", "64")
+    assert r.returncode == 2 and "no -kernel" in r.stderr.decode()
+
+
+def test_cli_bad_device_string_exits_2():
+    r = zpci("-kernel", str(PROBE), "-device", "zpci,uid=1,target=a,bogus=1")
+    assert r.returncode == 2
+    err = r.stderr.decode().strip()
+    assert "zpci,uid=1,target=a,bogus=1" in err and err.count("\n") == 0
+    try:
+        from firmware_model.devices import make_device  # noqa: F401
+    except ImportError:
+        return      # unknown device kinds are the device registry's to reject
+    r = zpci("-kernel", str(PROBE), "-device", "e1000,id=n0")
+    assert r.returncode == 2 and "e1000" in r.stderr.decode()
+
+
+def test_cli_runaway_exits_1(tmp_path):
+    elf = tmp_path / "spin.elf"
+    elf.write_bytes(_minimal_elf(bytes([0xA7, 0xF4, 0, 0])))
+    r = zpci("-kernel", str(elf), "--max-insns", "100000")
+    assert r.returncode == 1 and "--max-insns" in r.stderr.decode()
+
+
+def _minimal_elf(code, addr=BASE):
+    """An ELF64 big-endian EM_S390 executable with one PT_LOAD segment."""
+    eh = bytearray(64)
+    eh[0:7] = b"\x7fELF\x02\x02\x01"
+    eh[16:18] = (2).to_bytes(2, "big")
+    eh[18:20] = (22).to_bytes(2, "big")
+    eh[20:24] = (1).to_bytes(4, "big")
+    eh[24:32] = addr.to_bytes(8, "big")
+    eh[32:40] = (64).to_bytes(8, "big")
+    eh[52:54] = (64).to_bytes(2, "big")
+    eh[54:56] = (56).to_bytes(2, "big")
+    eh[56:58] = (1).to_bytes(2, "big")
+    ph = bytearray(56)
+    ph[0:4] = (1).to_bytes(4, "big")
+    ph[4:8] = (5).to_bytes(4, "big")
+    ph[8:16] = (120).to_bytes(8, "big")
+    ph[16:24] = addr.to_bytes(8, "big")
+    ph[24:32] = addr.to_bytes(8, "big")
+    ph[32:40] = len(code).to_bytes(8, "big")
+    ph[40:48] = len(code).to_bytes(8, "big")
+    return bytes(eh) + bytes(ph) + code
+
+
+# --- program exceptions unicorn raises by itself ----------------------------------
+def _guest_with_pgm_handler(setup: bytes, insn: bytes):
+    """setup; insn; quiesce.  The program handler saves the old PSW (0x900) and the
+    ILC/code word (0x920), then resumes at the old PSW."""
+    a = Asm()
+    a.rel("larl", 1, "newpsw")
+    a.raw(mvc(16, 0x1D0, 0, 0, 1))
+    a.raw(setup)
+    a.label("insn")
+    a.raw(insn)
+    a.label("after")
+    quiesce_tail(a)
+    a.label("handler")
+    a.raw(mvc(16, 0x900, 0, 0x150, 0) + mvc(4, 0x920, 0, 0x8C, 0))
+    a.raw(lpswe(0x150))
+    a.align8()
+    a.label("newpsw")
+    a.raw(psw(0x0000000180000000, 0))
+    code = bytearray(a.build())
+    off = a.labels["newpsw"] - BASE + 8
+    code[off:off + 8] = a.labels["handler"].to_bytes(8, "big")
+    return bytes(code), a.labels
+
+
+@pytest.mark.parametrize("setup,insn,word", [
+    (lghi(2, 0) + lghi(3, 7) + lghi(4, 0), bytes([0x1D, 0x24]), "00020009"),   # dr 2,4: /0
+    (lghi(3, 7) + lghi(4, 1), bytes([0x1D, 0x34]), "00020006"),               # dr 3,4: odd pair
+    (bytes.fromhex("c02120000000"), _rxy(0x04, 3, 0, 2), "00060005"),         # lg beyond memory
+    ((b""), bytes([0x00, 0x00]), "00020001"),                                 # no such opcode
+])
+def test_unicorn_exceptions_are_classified_like_qemu(setup, insn, word):
+    code, labels = _guest_with_pgm_handler(setup, insn)
+    m, _ = machine(lambda d, g: outcome())
+    m.load(image(code))
+    halt = m.run(BASE)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(0x920, 4) == bytes.fromhex(word)
+    # all four codes are non-nullifying in QEMU: the old PSW points past the instruction
+    assert int.from_bytes(m.read(0x908, 8), "big") == labels["after"]
+    assert int.from_bytes(m.read(0x900, 8), "big") & lc.PSW_MASK_PSTATE == 0
+
+
+def test_model_failure_is_one_line_not_a_traceback():
+    def broken(d, g):
+        raise KeyError("boom")
+
+    m, _ = machine(broken)
+    m.load(image(encode("PCILG", r1=1, r2=2)))
+    halt = m.run(BASE)
+    assert halt.exit_code == 1
+    assert "internal error" in halt.message and "b9d20012" in halt.message
+    assert "KeyError" in halt.message and "\n" not in halt.message
+
+
+def test_guest_problem_state_reaches_the_model_and_svc_returns():
+    a = Asm()
+    a.rel("larl", 1, "svcnew")
+    a.raw(mvc(16, 0x1C0, 0, 0, 1))
+    a.rel("larl", 1, "userpsw")
+    a.raw(lpswe(0, 1))                                  # to problem state, at "user"
+    a.label("user")
+    a.raw(encode("PCILG", r1=8, r2=2))
+    a.raw(bytes([0x0A, 0x07]))                          # svc 7: back to supervisor
+    a.raw(encode("PCILG", r1=8, r2=2))
+    quiesce_tail(a)
+    a.label("svch")
+    a.raw(bytes.fromhex("94fe0141"))                    # ni 0x141,0xfe: clear bit 15
+    a.raw(lpswe(0x140))
+    a.align8()
+    a.label("svcnew")
+    a.raw(psw(0x0000000180000000, 0))
+    a.label("userpsw")
+    a.raw(psw(0x0001000180000000, 0))
+    code = bytearray(a.build())
+    for name, target in (("svcnew", "svch"), ("userpsw", "user")):
+        off = a.labels[name] - BASE + 8
+        code[off:off + 8] = a.labels[target].to_bytes(8, "big")
+    states = []
+
+    def model(d, guest):
+        states.append(guest.problem_state)
+        return outcome(cc=0)
+
+    m, _ = machine(model)
+    m.load(image(bytes(code)))
+    assert m.run(BASE).exit_code == 0
+    assert states == [True, False]
+    assert m.read(0x88, 4) == bytes.fromhex("00020007")            # SVC ILC and number
+    assert int.from_bytes(m.read(0x140, 8), "big") == 0x0000000180000000   # after the ni

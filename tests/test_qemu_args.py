@@ -1,0 +1,101 @@
+"""emulator.qemu_args: the qemu-system-s390x part of `zpci-emu boot`."""
+import pytest
+
+from emulator import qemu_args
+from emulator.errors import UserError
+from firmware_model.config import FunctionSpec
+
+
+def parse(*argv):
+    return qemu_args.parse(["-kernel", "k.elf", *argv])
+
+
+def test_memory_sizes():
+    assert parse().config.memory == 128 << 20          # QEMU's s390-ccw-virtio default
+    assert parse("-m", "256").config.memory == 256 << 20
+    assert parse("-m", "256M").config.memory == 256 << 20
+    assert parse("-m", "1G").config.memory == 1 << 30
+    assert parse("-m", "size=512M").config.memory == 512 << 20
+    for bad in ("lots", "0", "1536K", "-5"):
+        with pytest.raises(UserError) as e:
+            parse("-m", bad)
+        assert e.value.exit_code == 2 and "-m" in str(e.value)
+
+
+def test_zpci_then_device_keeps_given_ids_in_plug_order():
+    a = parse("-device", "zpci,uid=5,fid=0x10,target=b", "-device", "zpci,uid=1,fid=2,target=a",
+              "-device", "virtio-rng-pci,id=a", "-device", "virtio-net-pci,id=b,mac=52:54:00:00:00:01")
+    fns = a.config.functions
+    assert [f.target for f in fns] == ["b", "a"]                 # zpci order, not device order
+    assert fns[0] == FunctionSpec("virtio-net-pci", (("mac", "52:54:00:00:00:01"),), 0x10, 5, "b")
+    assert fns[1] == FunctionSpec("virtio-rng-pci", (), 2, 1, "a")
+
+
+def test_device_without_zpci_gets_automatic_function_at_its_position():
+    a = parse("-device", "virtio-rng-pci,id=x,disable-legacy=on,iommu_platform=on",
+              "-device", "zpci,uid=3,target=y", "-device", "virtio-rng-pci,id=y")
+    fns = a.config.functions
+    assert [(f.target, f.uid, f.fid) for f in fns] == [("x", None, None), ("y", 3, None)]
+    assert fns[0].props == (("disable-legacy", "on"), ("iommu_platform", "on"))
+
+
+def test_zpci_after_its_device_is_rejected_like_qemu():
+    with pytest.raises(UserError) as e:
+        parse("-device", "virtio-rng-pci,id=x", "-device", "zpci,target=x")
+    assert e.value.exit_code == 2 and "already has an associated zpci device" in str(e.value)
+
+
+@pytest.mark.parametrize("dev,needle", [
+    ("zpci,uid=1,fid=1", "target must be defined"),
+    ("zpci,uid=1,colour=red,target=a", "no property 'colour'"),
+    ("zpci,uid=0x10000,target=a", "uid"),
+    ("zpci,fid=zz,target=a", "fid"),
+    (",id=a", "no device kind"),
+])
+def test_bad_zpci_strings_name_the_device(dev, needle):
+    with pytest.raises(UserError) as e:
+        parse("-device", dev)
+    assert e.value.exit_code == 2
+    assert needle in str(e.value) and dev in str(e.value)
+
+
+def test_duplicate_explicit_ids():
+    with pytest.raises(UserError, match="uid 1 already in use"):
+        parse("-device", "zpci,uid=1,target=a", "-device", "zpci,uid=1,target=b")
+    with pytest.raises(UserError, match="fid 7 already in use"):
+        parse("-device", "zpci,fid=7,target=a", "-device", "zpci,fid=7,target=b")
+
+
+def test_unlisted_zpci_without_device_is_not_a_function():
+    a = parse("-device", "zpci,uid=1,target=nothing")
+    assert a.config.functions == ()
+
+
+def test_ignored_qemu_options_and_console_rules():
+    a = parse("-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
+              "-cpu", "qemu", "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
+              "-no-reboot", "-netdev", "user,id=n0")
+    assert a.console and a.config.functions == ()
+    assert not parse("-nodefaults").console        # nothing would print in QEMU either
+    assert parse().console
+
+
+def test_own_options_and_escaped_commas():
+    a = parse("--policy", "ioat-assist", "--max-insns", "2e6", "--stats=s.json", "--trace", "t.zt")
+    assert (a.policy, a.max_insns, a.stats, a.trace) == ("ioat-assist", 2_000_000, "s.json", "t.zt")
+    kind, props = qemu_args.split_device("virtio-net-pci,id=n,romfile=a,,b,x")
+    assert kind == "virtio-net-pci" and props == [("id", "n"), ("romfile", "a,b"), ("x", "on")]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    ([], "no -kernel"),
+    (["-kernel"], "needs a value"),
+    (["-kernel", "k", "-bogus"], "unsupported option -bogus"),
+    (["-kernel", "k", "stray"], "unexpected argument"),
+    (["-kernel", "k", "-smp", "2"], "one CPU"),
+    (["-kernel", "k", "--max-insns", "-3"], "positive"),
+])
+def test_usage_errors(argv, needle):
+    with pytest.raises(UserError) as e:
+        qemu_args.parse(argv)
+    assert e.value.exit_code == 2 and needle in str(e.value)
