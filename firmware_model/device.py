@@ -48,7 +48,16 @@ class NoDma(DmaPort):
 
 
 class PciDevice:
-    """Base class for device models; defaults describe an absent device."""
+    """Base class for device models; defaults describe an absent device.
+
+    ``config_read`` returning None means "past the end of config space"; the
+    zPCI layer then answers all ones, as QEMU's config accessors do.
+
+    Optional: ``bar_block_valid(bar, offset, length) -> bool``. QEMU checks
+    that one subregion takes the whole PCISTB block as 8-byte stores before
+    it reads the source operand; a device that has the method lets the model
+    give the operand exception in that order.
+    """
 
     kind = "none"
     vendor_id = 0xFFFF

@@ -566,3 +566,22 @@ def test_pci_reset_restores_config_and_virtio_state():
     assert d.config_read(4, 2) == 0 and d.config_read(0x3C, 1) == 0
     assert drv.r(0x14, 1) == 0 and not d.status & S_DRIVER_OK
     assert d.bar_read(1, 12, 4) == _bs(1, 4)         # every vector masked again
+
+
+@given(table=st.binary(min_size=16 * 8, max_size=16 * 8),
+       heads=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=4),
+       kind=st.sampled_from(["virtio-rng-pci", "virtio-net-pci"]))
+def test_arbitrary_rings_end_in_completions_or_a_virtio_error(table, heads, kind):
+    """Garbage descriptors (loops, bad next, zero lengths) never hang or crash the model."""
+    d = make_device(kind, {"disable-legacy": "on"})
+    drv = Driver(d)
+    drv.setup(q=0 if kind == "virtio-rng-pci" else 1)
+    drv.mem[drv.RING:drv.RING + len(table)] = table
+    for h in heads:
+        drv.publish(h)
+    drv.kick()
+    done = drv.used_idx()
+    assert done <= len(heads)
+    assert done == len(heads) or d.errors or drv.used_idx() == 0
+    if d.errors:
+        assert drv.r(0x14, 1) & S_NEEDS_RESET
