@@ -1,7 +1,9 @@
 """cffi API-mode build of the native core: the zPCI decoder and the unicorn trap path.
 
 The cdef for each C file lives next to it (``*_api.h``), so each part owns its
-declarations.  The zPCI table is included from ``firmware_model/zpci_insns.def``.
+declarations; ``*_api.h`` is also #included into the module, so it must be
+valid C. A part may add ``*_cdef.h`` with cffi-only declarations (such as
+``extern "Python"`` callbacks), which go to the cdef alone.  The zPCI table is included from ``firmware_model/zpci_insns.def``.
 """
 from pathlib import Path
 
@@ -19,6 +21,9 @@ for part in PARTS:
     src = HERE / f"{part}.c"
     if api.exists() and src.exists():
         cdef.append(api.read_text())
+        extra = HERE / f"{part}_cdef.h"
+        if extra.exists():
+            cdef.append(extra.read_text())
         sources.append(str(src.relative_to(ROOT)))
 ffibuilder.cdef("\n".join(cdef))
 ffibuilder.set_source(

@@ -130,15 +130,15 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
         recorder = _block_recorder(None, writer)
         handler = _traced(fw, writer, lambda: uc.t)
     bus = fw.bus
-    uc = UcMachine(args.config.memory, handler, console, console=args.console,
-                   max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
-                   block_hook=recorder,
-                   pci_configure=getattr(bus, "sclp_configure", None),
-                   pci_deconfigure=getattr(bus, "sclp_deconfigure", None))
-    if recorder is not None:
-        recorder.machine = uc
-    uc.load(image)
     try:
+        uc = UcMachine(args.config.memory, handler, console, console=args.console,
+                       max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
+                       block_hook=recorder,
+                       pci_configure=getattr(bus, "sclp_configure", None),
+                       pci_deconfigure=getattr(bus, "sclp_deconfigure", None))
+        if recorder is not None:
+            recorder.machine = uc
+        uc.load(image)
         halt = uc.run(image.entry)
     except BaseException:
         if writer is not None:

@@ -26,6 +26,8 @@ def main(args) -> int:
     if parsed.help:
         sys.stdout.write(qemu_args.USAGE)
         return 0
+    for w in parsed.warnings:
+        print(f"zpci-emu: warning: {w}", file=sys.stderr)
     result = boot.run(parsed, argv_text="zpci-emu boot " + shlex.join(args.argv))
     if result.exit_code != 0:
         raise UserError(result.message or "guest stopped", where=parsed.kernel,

@@ -40,6 +40,8 @@ def run_stats(args) -> int:
                   f"instructions {st['instructions']}")
         for m, n in st["by_mnemonic"].items():
             print(f"  {m:8} {n}")
+        if st["by_phase"]:
+            print("  by phase: " + ", ".join(f"{k or '(start)'}: {v}" for k, v in st["by_phase"].items()))
         if st["by_cc"]:
             print("  by cc: " + ", ".join(f"{k}:{v}" for k, v in st["by_cc"].items()))
         for k in ("incomplete", "pgm-unknown", "program-exceptions"):

@@ -26,10 +26,6 @@ PSW_MASK_INTERRUPTS = PSW_MASK_IO | PSW_MASK_EXT | PSW_MASK_MCHECK
 # QEMU's -kernel start state (hw/s390x/ipl.c IPL_PSW_MASK): EA|BA, all else 0
 IPL_PSW_MASK = PSW_MASK_64 | PSW_MASK_32
 
-# Bits a valid z/Architecture PSW must have zero (PoP "Program-Status Word":
-# bits 0, 2-4, 12 (must be 0 in z/Arch format), 25-30, 33-63 of the mask).
-PSW_MASK_RESERVED = ((1 << 63) | (0x7 << 59) | (1 << 51) | (0x3F << 33) | 0x7FFFFFFF)
-
 # Reset values of the control registers (QEMU target/s390x/cpu.h CR0_RESET, CR14_RESET)
 CR0_RESET = 0xE0
 CR14_RESET = 0xC2000000
@@ -87,20 +83,6 @@ def ilen_of(first_byte: int) -> int:
     """Instruction length from the ILC bits of the first byte."""
     top = first_byte >> 6
     return 2 if top == 0 else 6 if top == 3 else 4
-
-
-def psw_valid(mask: int, addr: int) -> bool:
-    """The checks QEMU/the PoP make when a PSW is loaded (LPSWE, interruptions)."""
-    if mask & PSW_MASK_RESERVED:
-        return False
-    ea, ba = bool(mask & PSW_MASK_64), bool(mask & PSW_MASK_32)
-    if ea and not ba:
-        return False
-    if not ea:
-        limit = (1 << 31) if ba else (1 << 24)
-        if addr >= limit:
-            return False
-    return not (addr & 1)
 
 
 def psw_bytes(mask: int, addr: int) -> bytes:

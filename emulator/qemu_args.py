@@ -53,6 +53,7 @@ class BootArgs:
     trace: str | None = None
     help: bool = False
     device_strings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _usage_error(message: str, where: str | None = None) -> UserError:
@@ -296,7 +297,10 @@ def parse(argv: list[str]) -> BootArgs:
             if out.smp != 1:
                 raise _usage_error("only one CPU is emulated (-smp 1)", where="-smp")
         elif arg in IGNORED_WITH_VALUE:
-            value(arg)
+            text = value(arg)
+            if arg == "-cpu" and text.split(",")[0] != "qemu":
+                out.warnings.append(f"-cpu {text}: the CPU always reports QEMU 7.2's "
+                                    "'qemu' model here (STIDP, STFL, STFLE)")
         elif arg in IGNORED_FLAGS:
             if arg == "-nodefaults":
                 nodefaults = True

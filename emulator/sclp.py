@@ -45,6 +45,15 @@ FC_NORMAL_WRITE = 0
 
 IOA_PCI = 2                    # atype of a PCI function in CONFIGURE I/O ADAPTER
 
+# READ SCP INFO constants of QEMU 7.2.22 with -cpu qemu, as it stored them
+# (benchmarks/guests/privprobe.c dumps the block): the facilities word
+# (CPU info and I/O-adapter reconfiguration), the configuration
+# characteristics (bytes 80-98), mha_pow and hmfai.
+SCP_FACILITIES = 0x0C00000040000000
+SCP_CONF_CHAR = bytes(5) + b"\x02" + bytes(13)
+SCP_MHA_POW = 0x2F
+SCP_HMFAI = 0x08000000
+
 
 def event_mask(event_type: int) -> int:
     """QEMU's SCLP_EVENT_MASK: 64-bit masks, type 1 is the top bit."""
@@ -199,7 +208,11 @@ class Sclp:
 
     # -- configuration information
     def _read_scp_info(self, sccb: bytearray) -> None:
-        """The storage and CPU fields of ReadInfo; feature blocks stay zero."""
+        """ReadInfo with the values QEMU 7.2.22 stores for -cpu qemu (one CPU).
+
+        The constant fields were read back from QEMU by
+        benchmarks/guests/privprobe.c; storage fields follow the memory size.
+        """
         offset_cpu = 128            # SCLP_READ_SCP_INFO_FIXED_CPU_OFFSET (no ELS)
         if len(sccb) < offset_cpu + 16:
             self._rc(sccb, RC_INSUFFICIENT_SCCB_LENGTH)
@@ -214,19 +227,28 @@ class Sclp:
         sccb[10] = 1 << (increment - 20)
         sccb[16:18] = (1).to_bytes(2, "big")          # entries_cpu
         sccb[18:20] = offset_cpu.to_bytes(2, "big")
+        sccb[24:32] = b"\x40" * 8                     # loadparm: EBCDIC blanks
+        sccb[48:56] = SCP_FACILITIES.to_bytes(8, "big")
+        sccb[80:99] = SCP_CONF_CHAR
+        sccb[99] = SCP_MHA_POW
         sccb[120:122] = (0).to_bytes(2, "big")        # highest_cpu: max_cpus - 1
-        sccb[offset_cpu:offset_cpu + 16] = bytes(16)  # CPU 0, type CP
+        sccb[124:128] = SCP_HMFAI.to_bytes(4, "big")
+        sccb[offset_cpu:offset_cpu + 16] = bytes(16)  # CPU 0, type CP, no features
         self._rc(sccb, RC_NORMAL_READ_COMPLETION)
 
     def _read_cpu_info(self, sccb: bytearray) -> None:
-        if len(sccb) < 16 + 16:
+        offset = 24                                   # offsetof(ReadCpuInfo, entries)
+        if len(sccb) < offset + 16:
             self._rc(sccb, RC_INSUFFICIENT_SCCB_LENGTH)
             return
         sccb[8:10] = (1).to_bytes(2, "big")           # nr_configured
-        sccb[10:12] = (16).to_bytes(2, "big")         # offset_configured
+        sccb[10:12] = offset.to_bytes(2, "big")       # offset_configured
         sccb[12:14] = (0).to_bytes(2, "big")          # nr_standby
-        sccb[14:16] = (32).to_bytes(2, "big")         # offset_standby
-        sccb[16:32] = bytes(16)
+        # offset_standby as QEMU 7.2 computes it: from the already big-endian
+        # offset and count, on a little-endian host (measured: bytes 28 00)
+        swap = lambda v: int.from_bytes(v.to_bytes(2, "big"), "little")  # noqa: E731
+        sccb[14:16] = ((swap(offset) + swap(1) * 16) & 0xFFFF).to_bytes(2, "big")
+        sccb[offset:offset + 16] = bytes(16)
         self._rc(sccb, RC_NORMAL_READ_COMPLETION)
 
     def _configure_ioa(self, sccb: bytearray, configure: bool) -> None:

@@ -97,6 +97,7 @@ class Machine:
         # guest handle of an enabled passthrough function -> (HostFunction, ZpciFunction, tally);
         # shared with the firmware and KVM paths, refilled in place by resync()
         self._by_fh: dict[int, tuple] = {}
+        self._by_pfh: dict[int, object] = {}     # host handle -> HostFunction, every function
         self.firmware = Firmware(self._by_fh, self.vm)
         self.kvm = KvmZpci(self.host, self.vm, self._by_fh)
         self.router = Router(self.userspace, self.firmware, self.kvm)
@@ -137,6 +138,7 @@ class Machine:
             return
         host, vm = self.host, self.vm
         self._by_fh.clear()
+        self._by_pfh.clear()
         for fn in self.bus.functions:
             if fn.idx not in self._hf:
                 self._attach(fn)
@@ -145,6 +147,7 @@ class Machine:
             # While the guest has the function disabled the host has no enabled handle
             # the guest could present (QEMU's vfio reset behind CLP disable).
             hf.fh = passthrough_handle(fn.fh)
+            self._by_pfh[hf.fh] = hf
             if fn.fh & _ENABLE:
                 self._by_fh[fn.fh] = entry
             ioat = hf.ioat
@@ -200,9 +203,16 @@ class Machine:
                                             vm.id, vm.gisa, d.ipa, d.ipb)
             else:
                 entry = None
-                if self._passthrough and fh & _SHM in (0, _EMUL):
-                    fh ^= _EMUL
-                ds = self.decider.decisions(index, fh, vm.use_zpci_interp, None, vm.id, vm.gisa,
+                view = None
+                if self._passthrough:
+                    if fh & _SHM in (0, _EMUL):
+                        fh ^= _EMUL
+                    # a host function the guest cannot run through the firmware table
+                    # (e.g. one it disabled) still answers the decision's lookup
+                    other = self._by_pfh.get(fh)
+                    if other is not None:
+                        view = other.view()
+                ds = self.decider.decisions(index, fh, vm.use_zpci_interp, view, vm.id, vm.gisa,
                                             d.ipa, d.ipb)
             if index == RPCIT:
                 window = (guest.gpr(d.r2), guest.gpr((d.r2 + 1) & 15))

@@ -153,6 +153,7 @@ def test_unknown_property_names_it_and_lists_the_supported_ones(kind):
     ((("disable-legacy", "on"), ("disable-modern", "on")), "disable-modern"),
     ((("iommu_platform", "maybe"),), "iommu_platform"),
     ((("vectors", "many"),), "vectors"),
+    ((("vectors", "0"),), "vectors"),
 ])
 def test_bad_combinations_and_values_are_one_line_errors(props, field):
     with pytest.raises(DeviceConfigError) as e:
@@ -225,12 +226,17 @@ def test_iommu_platform_offers_and_requires_access_platform():
     assert not plain.dma_translated and not plain.host_features >> F_ACCESS_PLATFORM & 1
 
 
-def test_vectors_zero_removes_msix_and_moves_legacy_config():
-    d = make_device("virtio-net-pci", {"vectors": "0"})
-    assert d.bar_size(1) == 0 and d.msix is None
-    assert d.bar_size(0) == 32             # 20 + 8 bytes of config, rounded up
-    # device config starts at 20: the MAC's first two bytes
-    assert d.bar_read(0, 20, 2) == 0x5254
+@pytest.mark.parametrize("n", ["0", "2049"])
+def test_msix_is_mandatory_on_zpci(n):
+    with pytest.raises(DeviceConfigError, match="MSI-X support is mandatory"):
+        make_device("virtio-net-pci", {"vectors": n})
+
+
+def test_vectors_sets_the_table_size():
+    d = make_device("virtio-net-pci", {"vectors": "9"})
+    assert d.config_read(d.msix.cap + 2, 2) == 8
+    assert d.bar_read(1, 9 * 16 - 4, 4) is not None and d.bar_read(1, 9 * 16, 4) is None
+    assert d.bar_read(1, 0x800, 8) == 0 and d.bar_read(1, 0x808, 4) is None
 
 
 def test_page_per_vq_spreads_the_notify_region():

@@ -75,7 +75,8 @@ def test_ignored_qemu_options_and_console_rules():
     a = parse("-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
               "-cpu", "qemu", "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
               "-no-reboot", "-netdev", "user,id=n0")
-    assert a.console and a.config.functions == ()
+    assert a.console and a.config.functions == () and a.warnings == []
+    assert "-cpu max" in parse("-cpu", "max").warnings[0]
     assert not parse("-nodefaults").console        # nothing would print in QEMU either
     assert parse().console
 

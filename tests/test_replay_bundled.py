@@ -33,6 +33,17 @@ def test_boot_traces_reproduce_exactly(path):
         assert r.instructions > r.events          # the full stream was counted
 
 
+LINUX = [p for p in ALL if p.parent.name == "linux"]
+
+
+@pytest.mark.parametrize("path", LINUX, ids=lambda p: p.stem)
+def test_linux_captures_have_no_mismatch(path):
+    bad = []
+    (r,) = replay([path], assume="as-recorded", check=True, on_mismatch=bad.append, progress=False)
+    assert not bad, [str(m) for m in bad[:5]]
+    assert r.passed + sum(r.unchecked.values()) == r.events
+
+
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_cache_gives_the_full_model_counts(path):
     (fast,) = replay([path], progress=False)

@@ -36,13 +36,12 @@ def record(name: str, programs: dict) -> Path:
     if not elf.exists():
         raise SystemExit(f"{elf}: missing (run `make guests`)")
     dst = TRACES / f"{name}.zpt"
-    tmp = dst.with_suffix(".zpt.part")
+    # written in place: the header keeps the command line, which should name the real file
     r = zpci_emu("boot", "-kernel", str(elf.relative_to(ROOT)), *programs[name],
-                 "--trace", str(tmp.relative_to(ROOT)))
+                 "--trace", str(dst.relative_to(ROOT)))
     if r.returncode != 0:
-        tmp.unlink(missing_ok=True)
+        dst.unlink(missing_ok=True)
         raise SystemExit(f"{name}: boot failed ({r.returncode}): {r.stderr.strip()}")
-    tmp.replace(dst)
     return dst
 
 

@@ -138,6 +138,44 @@ void main(void)
     kv("RSCPI rnsize=", info[10], 2);
     kv("RSCPI cpus=", (info[16] << 8) | info[17], 4);
     kv("RSCPI offcpu=", (info[18] << 8) | info[19], 4);
+    for (u32 off = 0; off < 160; off += 16) {
+        s("RSCPI "); h(off, 3); buf[n++] = ':';
+        for (u32 j = 0; j < 16; j++) { buf[n++] = ' '; h(info[off + j], 2); }
+        buf[n++] = '\n'; flush();
+    }
+    /* READ CPU INFO */
+    for (u32 i = 0; i < 4096; i++) info[i] = 0;
+    info[0] = 0x10;
+    cc = servc(0x00010001, info);
+    kv("RCPUI cc=", cc, 1);
+    for (u32 off = 0; off < 48; off += 16) {
+        s("RCPUI "); h(off, 3); buf[n++] = ':';
+        for (u32 j = 0; j < 16; j++) { buf[n++] = ' '; h(info[off + j], 2); }
+        buf[n++] = '\n'; flush();
+    }
+    /* SCLP error answers: unknown command, page-crossing SCCB, bad event
+     * buffer length, an event type nobody handles, a non-zero function code */
+    {
+        static const struct { u32 cmd; u32 at; u16 len; u16 elen; u8 type; u8 fc; } cases[] = {
+            { 0x00990001, 0, 32, 18, 0x1a, 0 },
+            { 0x00760005, 4096 - 16, 32, 24, 0x1a, 0 },
+            { 0x00760005, 0, 32, 4, 0x1a, 0 },
+            { 0x00760005, 0, 32, 40, 0x1a, 0 },
+            { 0x00760005, 0, 32, 24, 0x02, 0 },
+            { 0x00760005, 0, 32, 24, 0x1a, 1 },
+        };
+        for (u32 c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            u8 *b = info + cases[c].at;
+            for (u32 i = 0; i < 4096; i++) info[i] = 0;
+            b[0] = cases[c].len >> 8; b[1] = cases[c].len; b[2] = cases[c].fc;
+            b[8] = cases[c].elen >> 8; b[9] = cases[c].elen; b[10] = cases[c].type;
+            for (u32 i = 14; i < cases[c].len && i < 24; i++) b[i] = 'x';
+            b[22] = '\n';
+            cc = servc(cases[c].cmd, b);
+            s("SCLPERR "); h(c, 1); s(" cc="); h(cc, 1); s(" rc="); h((b[6] << 8) | b[7], 4);
+            s(" flags="); h(b[11], 2); buf[n++] = '\n'; flush();
+        }
+    }
     /* SERVC with an SCCB in the first 8 KiB: specification exception */
     pgm_word = 0;
     servc(0x00760005, (void *)0x1000);

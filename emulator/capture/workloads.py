@@ -137,13 +137,14 @@ def init_script(w: Workload, module_files: list[str]) -> str:
                   f"else echo 'ZPCI-STATS-MISSING {fn}'; fi"]
     lines += [f"mark {PHASES.index('workload')} workload", w.body.strip(),
               f"mark {PHASES.index('quiesce')} quiesce"]
-    # Wait for the next measurement-block update after the workload (the
-    # sample count changes), then read at once: the counters then cover the
-    # whole workload and as little as possible after it.
+    # Wait for the next measurement-block update after the workload, then
+    # read at once: the counters then cover the whole workload and as little
+    # as possible after it.  The update time is the changing field (QEMU's
+    # first update writes sample count 0, the value a fresh FMB already has).
     for fn in w.functions:
         st = f"/sys/kernel/debug/pci/{fn}/statistics"
-        lines += [f"s0=$(grep Samples: {st}); n=0",
-                  f"while [ \"$(grep Samples: {st})\" = \"$s0\" ] && [ $n -lt {QUIESCE_SECONDS * 10} ]; "
+        lines += [f"s0=$(grep 'Last update' {st}); n=0",
+                  f"while [ \"$(grep 'Last update' {st})\" = \"$s0\" ] && [ $n -lt {QUIESCE_SECONDS * 10} ]; "
                   "do sleep 0.1; n=$((n+1)); done"]
     lines += [f"mark {PHASES.index('stats-read')} stats-read"]
     for fn in w.functions:

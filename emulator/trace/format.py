@@ -40,7 +40,7 @@ class SourceKind(enum.Enum):
     BOOT = "boot"          # zpci-emu boot --trace
     IMPORT = "import"      # zpci-emu import of a JSONL recording
     CAPTURE = "capture"    # zpci-emu capture (Linux guest under QEMU)
-    SYNTHETIC = "synthetic"  # benchmarks: repetitions of a real event mix
+    SYNTHETIC = "synthetic"  # written by the firmware model itself (tests): every store recorded
 
 
 class EventFlag(enum.IntFlag):

@@ -206,7 +206,7 @@ def _functions(evs) -> tuple[FunctionInfo, ...]:
         if code != CLP_RSP_OK:
             continue
         if cmd == CLP_LIST_PCI and len(rsp) >= 32:
-            esz = rsp[31] or 16
+            esz = max(rsp[31], 16)          # entries are 16 bytes; a smaller size is corrupt
             for off in range(32, min(rsp_len, len(rsp)) - esz + 1, esz):
                 dev, ven, _cfg, fid, fh = struct.unpack_from(">HHIII", rsp, off)
                 listed.setdefault(fid, {"vendor": ven, "device": dev})

@@ -80,7 +80,7 @@ class TraceReader:
             raise TraceError(path, off, None, f"first record is type {rtype:#x}, not a header")
         try:
             self.header = TraceHeader.from_bytes(bytes(buf[start:start + n]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise TraceError(path, off, None, f"malformed header: {exc}") from None
         self.full = self.header.stream is StreamKind.FULL
 

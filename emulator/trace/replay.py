@@ -252,13 +252,15 @@ def config_from_header(h: TraceHeader) -> MachineConfig:
         FunctionSpec(kind=f.kind, props=f.props, fid=f.fid, uid=f.uid) for f in h.functions))
 
 
-def _device_factory(stand_ins: list, live: bool):
+def _device_factory(stand_ins: list, live: bool, ids: dict):
     """Device models for a replay: the registry's, wrapped so loads answer from the recording.
 
     A kind the registry does not model (e.g. virtio-blk-pci in a Linux
-    capture) gets the memory-backed stand-in with virtio-pci's BAR layout, and
-    is named in ``stand_ins``: decisions do not depend on the device, but a
-    --check of its BAR accesses compares against the stand-in's rules.
+    capture) gets the memory-backed stand-in with virtio-pci's BAR layout
+    (without the legacy BAR 0 when disable-legacy is on) and the PCI ids the
+    recording listed, and is named in ``stand_ins``: decisions do not depend
+    on the device, but a --check of its BAR accesses compares against the
+    stand-in's access rules.
     """
     def make(kind: str, props: tuple):
         try:
@@ -267,13 +269,21 @@ def _device_factory(stand_ins: list, live: bool):
         except (ImportError, ValueError, KeyError):
             from firmware_model.devices.memdev import MemDevice
             stand_ins.append(kind)
-            inner = MemDevice.virtio_rng_shaped() if kind.startswith("virtio") else MemDevice()
+            if kind.startswith("virtio"):
+                shape = MemDevice.virtio_rng_shaped()
+                bars = dict(shape.bars)
+                if ("disable-legacy", "on") in tuple(props):
+                    bars.pop(0, None)
+                ven, dev = ids.get(kind, (shape.vendor_id, shape.device_id))
+                inner = MemDevice(ven, dev, bars)
+            else:
+                inner = MemDevice()
         return ReplayDevice(inner, live and kind not in stand_ins)
     return make
 
 
 def make_machine(config: MachineConfig, policy: str, assume: str, where: str, stand_ins=None,
-                 live: bool = False):
+                 live: bool = False, ids: dict | None = None):
     try:
         from firmware_model.function import ZpciBus
         from firmware_model.machine import Machine
@@ -281,7 +291,7 @@ def make_machine(config: MachineConfig, policy: str, assume: str, where: str, st
         raise UserError(f"the firmware model is not available ({exc})", where=where) from None
     stand_ins = [] if stand_ins is None else stand_ins
     try:
-        bus = ZpciBus.from_config(config, _device_factory(stand_ins, live))
+        bus = ZpciBus.from_config(config, _device_factory(stand_ins, live, ids or {}))
         m = Machine(config, policy, assume, bus=bus)
     except (KeyError, ValueError) as exc:
         raise UserError(f"cannot build the machine the header describes: {exc}", where=where) from None
@@ -470,8 +480,10 @@ class _FileReplay:
         self.policies = tuple(policies)
         cfg = config_from_header(h)
         stand_ins: list = []
+        ids = {f.kind: (f.vendor_id, f.device_id) for f in h.functions
+               if f.vendor_id is not None and f.device_id is not None}
         self.machines = [make_machine(cfg, p, ASSUME[assume], self.path, stand_ins,
-                                      live=self.all_writes) for p in self.policies]
+                                      live=self.all_writes, ids=ids) for p in self.policies]
         self.stand_ins = sorted(set(stand_ins))
         self.res = WorkloadResult(self.path, h.workload or self.path, h.source.value, h.stream.value,
                                   self.policies, routes={p: {} for p in self.policies})

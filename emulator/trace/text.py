@@ -118,11 +118,14 @@ def stats(path) -> dict:
     insns = execs = 0
     blocks: dict[int, int] = {}
     marks = notes = 0
+    phase = ""
+    by_phase: dict[str, int] = {}
     with TraceReader(path) as rd:
         h = rd.header
         for rec in rd:
             if isinstance(rec, Event):
                 by_mn[rec.mnemonic] += 1
+                by_phase[phase] = by_phase.get(phase, 0) + 1
                 if rec.flags & EventFlag.CC:
                     by_cc[(rec.mnemonic, rec.cc)] += 1
                 if rec.flags & EventFlag.INCOMPLETE:
@@ -139,6 +142,7 @@ def stats(path) -> dict:
                     insns += n * blocks[bid]
             elif isinstance(rec, Mark):
                 marks += 1
+                phase = rec.label
             elif isinstance(rec, Note):
                 notes += 1
         compressed = rd.compressed
@@ -149,4 +153,5 @@ def stats(path) -> dict:
             "by_cc": {f"{m}/{c}": n for (m, c), n in sorted(by_cc.items())},
             "blocks": len(blocks), "block_executions": execs,
             "instructions": insns if h.stream.value == "full" else None,
-            "marks": marks, "notes": notes, **dict(flags)}
+            "marks": marks, "notes": notes,
+            "by_phase": by_phase if marks else {}, **dict(flags)}

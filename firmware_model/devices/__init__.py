@@ -56,7 +56,7 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
     "virtio-rng-pci": DeviceKind(
         "virtio-rng-pci", "virtio entropy device (builtin backend, seeded PRNG)",
         _VIRTIO_PCI_PROPS + (
-            PropSpec("vectors", "2", "MSI-X vectors (0: no MSI-X)"),
+            PropSpec("vectors", "2", "MSI-X vectors, 1..2048"),
             PropSpec("romfile", "", "option ROM file"),
             PropSpec("max-bytes", str((1 << 63) - 1), "bytes the guest may take per period"),
             PropSpec("period", "65536", "rate-limit period in ms"),
@@ -64,7 +64,7 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
     "virtio-net-pci": DeviceKind(
         "virtio-net-pci", "virtio network device without a peer (TX dropped, RX idle)",
         _VIRTIO_PCI_PROPS + (
-            PropSpec("vectors", "4", "MSI-X vectors (0: no MSI-X)"),
+            PropSpec("vectors", "4", "MSI-X vectors, 1..2048"),
             PropSpec("romfile", "efi-virtio.rom", "option ROM file ('' for none)"),
             PropSpec("ioeventfd", "on", "host notifiers: DRIVER_OK kicks every queue"),
             PropSpec("mac", "52:54:00:12:34:56", "MAC address (default: QEMU's, +1 per NIC)"),
@@ -162,8 +162,10 @@ def _transport(kind: DeviceKind, p: dict[str, str]):
     if iommu and not modern:
         raise _bad_prop(kind, "iommu_platform", "iommu_platform=on needs a modern device")
     vectors = _int(kind, "vectors", get("vectors"), 0, 0xFFFFFFFF)
-    if vectors > 2048:
-        vectors = 0                # msix_init refuses; QEMU goes on without MSI-X
+    if not 1 <= vectors <= 2048:
+        # msix_init refuses more than 2048; zPCI refuses a function without MSI-X
+        raise _bad_prop(kind, "vectors", f"vectors={vectors}: MSI-X support is mandatory "
+                                         f"in the S390 architecture (1..2048 vectors)")
     rombar = _int(kind, "rombar", get("rombar"), 0, 0xFFFFFFFF)
     romfile = get("romfile")
     rom_size = 0

@@ -913,15 +913,27 @@ class VirtioPciDevice(PciDevice):
             out += self.dma_read(addr, length)
         return bytes(out)
 
-    def write_in(self, elem: VirtQueueElement, data: bytes) -> int:
-        """iov_from_buf into the device-writable buffers; returns the bytes placed."""
+    def write_in(self, elem: VirtQueueElement, source, size: int) -> int:
+        """iov_from_buf into the device-writable buffers; returns the bytes placed.
+
+        ``source(n)`` supplies the next n bytes.  A piece whose DMA fails ends
+        that buffer: QEMU's mapping of it would have been short or a bounce
+        buffer whose contents go nowhere; the bytes count as placed either way.
+        """
         pos = 0
         for addr, length in elem.in_sg:
-            if pos >= len(data):
+            if pos >= size:
                 break
-            chunk = data[pos:pos + length]
-            self.dma_write(addr, chunk)
-            pos += len(chunk)
+            n = min(length, size - pos)
+            done = 0
+            while done < n:
+                chunk = min(n - done, _CHUNK)
+                errors = len(self.dma_errors)
+                self.dma_write(addr + done, source(chunk))
+                done += chunk
+                if len(self.dma_errors) != errors:
+                    break
+            pos += n
         return pos
 
     def push(self, vq: VirtQueue, elem: VirtQueueElement, length: int) -> None:
@@ -972,6 +984,9 @@ class VirtioPciDevice(PciDevice):
             return
         self.set_isr(1)
         self.notify_vector(vq.vector)
+
+
+_CHUNK = 1 << 16            # DMA granule of the model for long buffers (a multiple of 4)
 
 
 def _set_num(vq: VirtQueue, num: int) -> None:

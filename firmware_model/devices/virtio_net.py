@@ -1,6 +1,7 @@
 """virtio-net-pci as QEMU 7.2 presents it without a peer (hw/net/virtio-net.c).
 
-Queues: receiveq0, transmitq0 and, with ctrl_vq (default), the control queue.
+Queues: receiveq0, transmitq0 and the control queue (present even with
+ctrl_vq=off, which only withdraws the feature bit).
 Device configuration: MAC and status (plus max_virtqueue_pairs and MTU when
 host_mtu is given), stored in the device's byte order like virtio_stw_p.
 Without a peer QEMU strips every offload feature and drops each transmitted
@@ -41,6 +42,8 @@ CTRL_OK, CTRL_ERR = 0, 1
 CTRL_RX, CTRL_MAC, CTRL_VLAN, CTRL_ANNOUNCE = 0, 1, 2, 3
 CTRL_MAC_ADDR_SET, CTRL_ANNOUNCE_ACK = 1, 0
 TX_BURST = 256
+TX_QUEUE_DEFAULT_SIZE = 256
+NET_BUFSIZE = 4096 + 65536
 TX_FRAMES_KEPT = 64
 
 # Where Debian's QEMU finds option ROMs (qemu_find_file for QEMU_FILE_TYPE_BIOS)
@@ -79,14 +82,15 @@ class VirtioNetPci(VirtioPciDevice):
         if host_mtu is not None:
             features |= 1 << NET_F_MTU
         features |= 1 << NET_F_MAC
-        self.config_len = 12 if host_mtu is not None else 8
+        # virtio_net_set_config_size: up to the last field an offered feature needs
+        self.config_len = 12 if host_mtu is not None else 8 if features >> NET_F_STATUS & 1 else 6
         self.tx_waiting = False
         self.tx_frames: deque[bytes] = deque(maxlen=TX_FRAMES_KEPT)
         self.tx_count = 0
         self.guest_hdr_len = 10
-        sizes = [rx_queue_size, tx_queue_size]
-        if features >> NET_F_CTRL_VQ & 1:
-            sizes.append(64)
+        # without a (vhost-user) peer the TX queue stays at its default size; the
+        # control queue exists whether or not VIRTIO_NET_F_CTRL_VQ is offered
+        sizes = [rx_queue_size, min(tx_queue_size, TX_QUEUE_DEFAULT_SIZE), 64]
         super().__init__(options, features, sizes)
 
     def _queue_handlers(self):
@@ -101,7 +105,7 @@ class VirtioNetPci(VirtioPciDevice):
         cfg = self.mac + self.link_status.to_bytes(2, order)
         if self.host_mtu is not None:
             cfg += (1).to_bytes(2, order) + self.host_mtu.to_bytes(2, order)
-        return cfg
+        return cfg[:self.config_len]
 
     def set_config(self, data: bytes) -> None:
         # only a legacy driver without CTRL_MAC_ADDR may change the MAC this way
@@ -180,8 +184,9 @@ class VirtioNetPci(VirtioPciDevice):
                 self.virtio_error("virtio-net header incorrect")
                 self.detach(vq, elem)
                 return -1
-            frame = self.read_out(elem)[self.guest_hdr_len:]
-            self.tx_frames.append(frame)
+            # qemu_sendv_packet_async drops a packet above NET_BUFSIZE unread
+            if total - self.guest_hdr_len <= NET_BUFSIZE:
+                self.tx_frames.append(self.read_out(elem)[self.guest_hdr_len:])
             self.tx_count += 1
             self.push(vq, elem, 0)
             self.notify(vq)
@@ -212,6 +217,6 @@ class VirtioNetPci(VirtioPciDevice):
                 status = CTRL_OK if int.from_bytes(data[:2], self._order()) < 4096 else CTRL_ERR
             elif cls == CTRL_ANNOUNCE and cmd == CTRL_ANNOUNCE_ACK:
                 status = CTRL_OK
-            n = self.write_in(elem, bytes([status]))
+            n = self.write_in(elem, lambda k: bytes([status])[:k], 1)
             self.push(vq, elem, n)
             self.notify(vq)

@@ -5,7 +5,8 @@ device-writable byte the driver offers is filled with random bytes and the
 element is returned with the number written.  QEMU's builtin backend answers
 from a bottom half; the model answers at once, which the guest cannot tell
 apart from a fast bottom half.  The bytes come from a PRNG seeded per device,
-so runs are reproducible.
+so runs are reproducible; they are drawn as they are written (64 KiB at a
+time at most), so a huge buffer costs no more than the memory it reaches.
 """
 from __future__ import annotations
 
@@ -58,14 +59,13 @@ class VirtioRngPci(VirtioPciDevice):
             size = min(self.quota_remaining, size)
             if size <= 0:
                 return
-            buf = self.prng.randbytes(size)
             offset = 0
             self.quota_remaining -= size
             while offset < size:
                 elem = self.pop(vq)
                 if elem is None:
                     break
-                n = self.write_in(elem, buf[offset:])
+                n = self.write_in(elem, self.prng.randbytes, size - offset)
                 offset += n
                 self.push(vq, elem, n)
             self.bytes_delivered += offset
