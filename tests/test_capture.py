@@ -121,6 +121,48 @@ def test_crosscheck_window_and_function():
     assert rows[0]["counters"]["Load operations"] == {"trace": 1, "guest": 2}
 
 
+def _kallsyms_image(symbols, base):
+    """A kernel-image fragment laid out like 6.1's kallsyms tables (see kernel.py)."""
+    import struct
+    def al(b):
+        return b + b"\0" * (-len(b) % 8)
+    toks = [b"_s", b"te", b"xt"] + [bytes([c]) for c in b"0123456789"] + \
+        [bytes([c]) for c in b"abcdefghijklmnopqrstuvwxyzTtDd_"]
+    toks += [b"z%d" % i for i in range(256 - len(toks))]
+    index = {t: i for i, t in enumerate(toks)}
+
+    def enc(s):
+        out, i = [], 0
+        while i < len(s):
+            for n in (2, 1):
+                if s[i:i + n] in index:
+                    out.append(index[s[i:i + n]])
+                    i += n
+                    break
+        return bytes(out)
+    names = b"".join(bytes([len(e)]) + e for e in (enc(t.encode() + n.encode()) for a, t, n in symbols))
+    table = b"".join(t + b"\0" for t in toks)
+    idx, o = [], 0
+    for t in toks:
+        idx.append(o)
+        o += len(t) + 1
+    n = len(symbols)
+    blob = al(b"".join(struct.pack(">I", a - base) for a, _, _ in symbols))
+    blob += struct.pack(">Q", 0) + al(struct.pack(">I", n)) + al(names)
+    blob += al(struct.pack(">I", 0)) + al(b"\0" * 3 * n) + al(table) + struct.pack(">256H", *idx)
+    return b"\x07\x07" * 64 + blob + b"\0" * 64
+
+
+def test_kallsyms_decoded_from_image():
+    from emulator.capture import kernel
+    base = 0x100000
+    syms = [(base, "T", "_stext"), (base + 0x40, "t", "do_it"), (base + 0x80, "T", "_etext")]
+    syms += [(base + 0x100 + 8 * i, "d", "v%d" % i) for i in range(1000)]
+    got = kernel.kallsyms(_kallsyms_image(syms, base), base)
+    assert [(s.addr, s.type, s.name) for s in got] == syms
+    assert kernel.text_ranges(got) == [(base, base + 0x80)]
+
+
 def test_bad_vmlinuz_is_a_user_error():
     from emulator.capture.kernel import extract_image
     with pytest.raises(UserError):

@@ -842,6 +842,16 @@ def model_dump(kind: str, props=()) -> list[str]:
     return DevdumpDriver(make_device(kind, props)).run()
 
 
+def model_dump_machine(devices: list[str]) -> list[str]:
+    """Several functions in plug order; one make_device context, as one machine has."""
+    context: dict = {}
+    out: list[str] = []
+    for n, dev in enumerate(devices):
+        kind, props = _kind_props(dev)
+        out += DevdumpDriver(make_device(kind, props, context=context), fnum=n).run()
+    return out
+
+
 # ---------------------------------------------------------------- the tests
 
 import difflib  # noqa: E402
@@ -883,14 +893,23 @@ def _kind_props(device: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 VARIANTS = {name: (dev, *_kind_props(dev)) for name, dev in DEVICES.items()}
 
+# several functions in one machine (default MACs count up, CLP LIST order)
+MACHINES = {
+    "two_nics_and_rng": ["virtio-net-pci", "virtio-rng-pci,disable-legacy=on,iommu_platform=on",
+                         "virtio-net-pci,disable-legacy=on"],
+}
 
-def qemu_devdump(device: str) -> str:
-    """The golden files' recipe: docs/qemu-oracle.md's command line, one function."""
+
+def qemu_devdump(device: str | list[str]) -> str:
+    """The golden files' recipe: docs/qemu-oracle.md's command line, a function per device."""
+    devices = [device] if isinstance(device, str) else device
     cmd = [QEMU or "qemu-system-s390x", "-nodefaults", "-nographic",
            "-machine", "s390-ccw-virtio,accel=tcg", "-cpu", "qemu", "-m", "256",
-           "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
-           "-device", "zpci,uid=1,fid=1,target=vpci0", "-device", f"{device},id=vpci0",
-           "-kernel", str(ELF)]
+           "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0"]
+    for n, dev in enumerate(devices):
+        cmd += ["-device", f"zpci,uid={n + 1},fid={n + 1},target=vpci{n}",
+                "-device", f"{dev},id=vpci{n}"]
+    cmd += ["-kernel", str(ELF)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
@@ -908,7 +927,14 @@ def test_model_dump_matches_qemu_line_for_line(name):
     assert got == want, _diff(want, got)
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", sorted(MACHINES))
+def test_model_dump_of_a_machine_matches_qemu(name):
+    want = device_lines((DATA / f"devdump_qemu_{name}.txt").read_text())
+    got = model_dump_machine(MACHINES[name])
+    assert got == want, _diff(want, got)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS) + sorted(MACHINES))
 def test_golden_file_is_a_complete_qemu_run(name):
     text = (DATA / f"devdump_qemu_{name}.txt").read_text()
     lines = text.splitlines()
@@ -949,6 +975,6 @@ def test_dump_comparison_detects_a_wrong_register():
 
 
 if __name__ == "__main__":      # regenerate the golden files from QEMU
-    for _name, (_device, _, _) in VARIANTS.items():
-        (DATA / f"devdump_qemu_{_name}.txt").write_text(qemu_devdump(_device))
+    for _name, _devices in [*((n, v[0]) for n, v in VARIANTS.items()), *MACHINES.items()]:
+        (DATA / f"devdump_qemu_{_name}.txt").write_text(qemu_devdump(_devices))
         print("wrote", DATA / f"devdump_qemu_{_name}.txt")

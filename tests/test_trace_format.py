@@ -270,3 +270,30 @@ def test_mask_before_and_cc_only(tmp_path):
     a, b = [r for r in read_all(p)[1] if isinstance(r, Event)]
     assert a.flags & EventFlag.PSW and a.cc == 3 and a.pswm_after == 0x0705F00180000000
     assert b.pswm_after == b.pswm_before and b.pgm == 2 and (b.pswm_before >> 48) & 1
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 1 << 40) | st.text(max_size=6),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=150)
+@given(st.dictionaries(st.sampled_from(["source", "stream", "memory", "functions", "extra", "workload"]),
+                       _json | st.lists(st.fixed_dictionaries(
+                           {"fid": st.integers(-1, 3), "uid": st.none() | st.integers(-1, 3),
+                            "kind": st.sampled_from(["virtio-rng-pci", "virtio-net-pci", "memdev", "x"]),
+                            "props": st.lists(st.tuples(st.text(max_size=4), st.text(max_size=4)),
+                                              max_size=2)}), max_size=3), max_size=4))
+def test_malformed_header_is_a_user_error(tmp_path_factory, changes):
+    import json as _j
+    good = _j.loads(HDR.to_bytes())
+    p = tmp_path_factory.mktemp("hdr") / "h.zpt"
+    body = record(RecordType.HEADER, _j.dumps({**good, **changes}).encode()) + _end(0)
+    p.write_bytes(PREAMBLE.pack(b"\x89ZPT\r\n\x1a\n", 1, 0, 0) + body)
+    from emulator.trace.replay import replay
+    for action in (read_all, lambda q: replay([q], progress=False)):
+        try:
+            action(p)
+        except UserError as exc:
+            assert "\n" not in str(exc) and str(p) in str(exc)

@@ -349,7 +349,7 @@ def _public_args(args: list[str]) -> list[str]:
     """QEMU arguments with cache/temporary paths reduced to file names."""
     out = []
     for a in args:
-        if a.startswith(os.sep) and os.path.exists(a):
+        if a.startswith(os.sep):
             a = os.path.basename(a)
         elif "file=" + os.sep in a:
             a = ",".join("file=" + os.path.basename(p[5:]) if p.startswith("file=" + os.sep) else p

@@ -264,9 +264,12 @@ def _device_factory(stand_ins: list, live: bool, ids: dict):
     """
     def make(kind: str, props: tuple):
         try:
-            from firmware_model.devices import make_device
-            inner = make_device(kind, props)
-        except (ImportError, ValueError, KeyError):
+            from firmware_model.devices import DEVICE_KINDS, make_device
+        except ImportError:
+            DEVICE_KINDS, make_device = {}, None
+        if kind in DEVICE_KINDS:
+            inner = make_device(kind, props)     # bad properties: the caller's one-line error
+        else:
             from firmware_model.devices.memdev import MemDevice
             stand_ins.append(kind)
             if kind.startswith("virtio"):

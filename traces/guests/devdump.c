@@ -6,14 +6,20 @@
  * write the old value back), named registers of every BAR region at their
  * natural sizes, an access matrix (every length 1..8 at every offset of a
  * doubleword) per region, register round trips, and for virtio-rng and
- * virtio-net a small driver run (reset, negotiate, one queue, notify) whose
- * deterministic results are printed.  Random data is never printed.
+ * virtio-net small driver runs (reset, negotiate, one queue, notify; DMA
+ * errors; bus master; MSI-X) whose deterministic results are printed.
+ * Random data is never printed.
  *
  * Line kinds (the model's dump in tests/test_devices_dump.py produces the
  * same lines except F and S, which depend on the bus):
  *   F <n> ...            CLP LIST entry
- *   S <n> ...            zPCI function state (STPCIFC fc byte)
- *   Q/C/X/W/B/M/E <n> .. device facts
+ *   S <n> ...            zPCI function state (STPCIFC fc byte, MPCIFC cc)
+ *   Q <n> ...            CLP QUERY BAR values and sizes
+ *   C/X/W <n> ...        config space: dump, odd accesses, write masks
+ *   B/M <n> ...          BAR registers: named, and the access matrix
+ *   E <n> ...            modern driver run (virtio 1.x over BAR4)
+ *   L <n> ...            legacy driver run (virtio 0.9 over BAR0, big-endian rings)
+ *   I <n> ...            MSI-X delivery into the adapter-interruption indicators
  * A value token is hex of the access width, "pgmXX" for a program
  * interruption with code XX, or "ccN" for a non-zero condition code.
  */
