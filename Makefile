@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NATIVE_SRC := $(wildcard cbits/*.c cbits/*.h cbits/*.py) firmware_model/zpci_insns.def pyproject.toml setup.py
 
-.PHONY: report test install guests bench clean native
+.PHONY: report test install guests bench clean native traces
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 # Rebuild the bundled guest ELFs (needs Debian's gcc-s390x-linux-gnu).
 guests:
 	$(MAKE) -C traces/guests
+
+# Re-record the bundled traces from the guest ELFs (fails unless replay --check reproduces them).
+traces: $(STAMP)
+	$(BIN)/python traces/build_traces.py
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from firmware_model.arch import (
-    FH_MASK_ENABLE, FH_MASK_SHM, FH_SHM_EMUL, MASK64, PAGE_MASK, PAGE_SIZE,
+    FH_MASK_ENABLE, FH_MASK_SHM, FH_SHM_EMUL, MASK64, PAGE_MASK, PAGE_SIZE, MpcifcOc,
 )
 from firmware_model.config import MachineConfig
 from firmware_model.device import DmaError, DmaErrorKind
@@ -31,6 +31,7 @@ ASSUMPTIONS = ("passthrough", "as-given")
 
 _CLP = BY_MNEMONIC["CLP"].index
 _MPCIFC = BY_MNEMONIC["MPCIFC"].index
+_REREG_IOAT = MpcifcOc.REREG_IOAT
 _SHM, _EMUL, _ENABLE = FH_MASK_SHM, FH_SHM_EMUL, FH_MASK_ENABLE
 _USERSPACE = Route.USERSPACE
 _FIRMWARE = Route.FIRMWARE
@@ -127,11 +128,13 @@ class Machine:
         if type(fn.device.dma) is TranslatedDma:
             fn.device.dma = IommuDma(fn, hf)
 
-    def resync(self) -> None:
+    def resync(self, reregistered: int | None = None) -> None:
         """Bring the host's records in line with what userspace (QEMU) did for the guest.
 
         QEMU tells KVM about IOAT and AEN registrations of interpreted
         functions; here that follows every userspace-served CLP/MPCIFC.
+        ``reregistered``: the guest handle of a function whose IOAT MPCIFC
+        REREG_IOAT just replaced (same values, fresh registration).
         Call it after changing the bus out of band (SCLP, reset, hot plug).
         """
         if not self._passthrough:
@@ -152,13 +155,14 @@ class Machine:
                 self._by_fh[fn.fh] = entry
             ioat = hf.ioat
             if fn.ioat_enabled:
-                if ioat is None or (ioat.iota, ioat.pba, ioat.pal) != (fn.iota, fn.pba, fn.pal):
+                if (ioat is None or fn.fh == reregistered
+                        or (ioat.iota, ioat.pba, ioat.pal) != (fn.iota, fn.pba, fn.pal)):
                     if ioat is not None:
                         host.zpci_op(vm, hf.fh, ZpciOp.DEREG_IOAT)
                     host.zpci_op(vm, hf.fh, ZpciOp.REG_IOAT, iota=fn.iota, pba=fn.pba, pal=fn.pal)
-                    self._mirror(hf, fn, 0, 0)
             elif ioat is not None:
                 host.zpci_op(vm, hf.fh, ZpciOp.DEREG_IOAT)
+            self._mirror(hf, fn, 0, 0)
             if fn.irq_registered and hf.aen is None:
                 host.zpci_op(vm, hf.fh, ZpciOp.REG_AEN, ibv=fn.aibv, sb=fn.aisb if fn.sum else 0,
                              noi=fn.noi, isc=fn.isc, sbo=fn.aisbo)
@@ -238,7 +242,10 @@ class Machine:
             decision = Decision(_USERSPACE, Reason.DECLINED.value, decision.intercept)
             route = _USERSPACE
         if route is _USERSPACE and self._passthrough:
-            if index == _CLP or index == _MPCIFC:
+            if index == _MPCIFC:
+                r1 = guest.gpr(d.r1)
+                self.resync(r1 >> 32 if completion.cc == 0 and r1 & 0xFF == _REREG_IOAT else None)
+            elif index == _CLP:
                 self.resync()
             elif index == RPCIT and entry is not None:
                 self._mirror(entry[0], entry[1], *window)

@@ -168,3 +168,14 @@ def test_cffi_records_from_the_native_decoder_drive_execute():
     w.rpcit(g, 0x80020000, w.SDMA, 0x1000)
     out = m.execute(recs[1], g)
     assert out.decision.route is Route.KVM and out.completion.cc == 0
+
+
+def test_reregistration_is_a_fresh_registration():
+    m, g = booted("linux-6.0")
+    hf = m._hf[0][0]
+    w.perform(m, g, ("rpcit", "enabled", 0, 0, 0x2000, 2))
+    gen = hf.ioat.gen
+    assert len(hf.domain.entries) == 2
+    w.perform(m, g, ("mpcifc", "enabled", 0, 6, 0, "good"))       # REREG_IOAT, same FIB
+    assert hf.ioat.gen != gen and not hf.domain.entries and not m.bus.functions[0].iotlb
+    assert w.domain_matches_iotlb(m)
