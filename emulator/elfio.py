@@ -1,14 +1,21 @@
-"""Executable code of an s390x ELF, read with pyelftools.
+"""Opening and checking an s390x ELF with pyelftools, shared by the decoder and the loader.
 
-Every failure a user can cause (not an ELF, a cut or corrupt file, another
-architecture, nothing executable) becomes a one-line UserError naming the
-file, never a pyelftools traceback.
+``open_elf`` checks the magic and parses the ELF header with pyelftools;
+``pyelftools_errors`` turns whatever pyelftools raises on a cut or corrupt
+file into a one-line UserError naming the file.  On top of them:
+``executable_regions`` (the decoder's executable sections) here, and the
+``-kernel`` loader in emulator/elf_load.py.  Every failure a user can cause
+(not an ELF, a cut or corrupt file, another architecture, nothing
+executable) becomes a one-line UserError naming the file, never a
+pyelftools traceback.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from struct import error as struct_error
+from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import P_FLAGS, SH_FLAGS
@@ -17,6 +24,75 @@ from elftools.elf.elffile import ELFFile
 from emulator.errors import UserError
 
 ELF_MAGIC = b"\x7fELF"
+EI_NIDENT = 16
+# offsets of the e_ident bytes and ELF64 header fields named in messages
+OFF_EI_CLASS, OFF_EI_DATA = 0x4, 0x5
+ELF_HEADER_SIZE = {1: 52, 2: 64}      # by EI_CLASS
+
+# pyelftools reports cut or corrupt headers with assorted exceptions (its own
+# ELFError, construct's StreamError, ValueError, OSError on a bad seek, ...):
+# any of them means the file is not a sound ELF.
+PARSE_ERRORS = (ELFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+                OverflowError, OSError, MemoryError, struct_error, UnicodeDecodeError)
+
+
+def _is_parse_error(exc: BaseException) -> bool:
+    return isinstance(exc, PARSE_ERRORS) or type(exc).__module__.split(".")[0] == "elftools"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def pyelftools_errors(where: str, what: str = "corrupt ELF"):
+    """Within the block, a pyelftools failure becomes ``UserError("<what>: <detail>")``."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        if not _is_parse_error(exc):
+            raise
+        raise UserError(f"{what}: {first_line(exc)}", where=where) from None
+
+
+def open_elf(stream: BinaryIO, where: str, file_size: int) -> ELFFile:
+    """pyelftools' ELFFile over ``stream`` (``file_size`` bytes), header parsed and checked.
+
+    Only what pyelftools itself needs is checked here (magic, EI_CLASS,
+    EI_DATA, a header that fits the file); callers check the machine, class
+    and whatever parts they read.
+    """
+    stream.seek(0)
+    ident = stream.read(EI_NIDENT)
+    if ident[:4] != ELF_MAGIC:
+        raise UserError("not an ELF file (no \\x7fELF magic at offset 0)", where=where)
+    # pyelftools' own messages for these say neither the field's offset nor
+    # what was expected, so the two bytes it identifies the file by come first
+    if len(ident) > OFF_EI_CLASS and ident[OFF_EI_CLASS] not in ELF_HEADER_SIZE:
+        raise UserError(f"corrupt ELF: EI_CLASS at offset {OFF_EI_CLASS:#x} is "
+                        f"{ident[OFF_EI_CLASS]}, neither 1 (ELF32) nor 2 (ELF64)", where=where)
+    if len(ident) > OFF_EI_DATA and ident[OFF_EI_DATA] not in (1, 2):
+        raise UserError(f"corrupt ELF: EI_DATA at offset {OFF_EI_DATA:#x} is "
+                        f"{ident[OFF_EI_DATA]}, neither 1 (little-endian) nor 2 (big-endian)",
+                        where=where)
+    need = ELF_HEADER_SIZE[ident[OFF_EI_CLASS]] if len(ident) > OFF_EI_CLASS else EI_NIDENT
+    if file_size < need:
+        raise UserError(f"corrupt ELF: header cut short: file has {file_size} bytes, "
+                        f"the ELF header needs {need}", where=where)
+    stream.seek(0)
+    with pyelftools_errors(where):
+        return ELFFile(stream)
+
+
+def check_machine(elf: ELFFile, where: str) -> None:
+    """The file must be for s390 (EM_S390 covers both s390 and s390x)."""
+    machine = elf["e_machine"]
+    if machine != "EM_S390":
+        raise UserError(f"not an s390 ELF (e_machine at offset 0x12 is {machine}, "
+                        "not EM_S390)", where=where)
 
 
 @dataclass(frozen=True)
@@ -49,27 +125,11 @@ def executable_regions(path: str | Path) -> list[CodeRegion]:
     except OSError as exc:
         raise UserError(exc.strerror or str(exc), where=where) from None
     with f:
-        if f.read(4) != ELF_MAGIC:
-            raise UserError("not an ELF file (no \\x7fELF magic)", where=where)
         f.seek(0, 2)
         file_size = f.tell()
-        f.seek(0)
-        try:
-            return _regions(ELFFile(f), file_size, where)
-        except UserError:
-            raise
-        except Exception as exc:
-            # pyelftools reports cut or corrupt headers with assorted exceptions
-            # (its own ELFError, construct's StreamError, ValueError, OSError on a
-            # bad seek, ...): any of them means the file is not a sound ELF.
-            if not isinstance(exc, _PARSE_ERRORS) and type(exc).__module__.split(".")[0] != "elftools":
-                raise
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"corrupt ELF: {detail}", where=where) from None
-
-
-_PARSE_ERRORS = (ELFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
-                 OverflowError, OSError, MemoryError, struct_error, UnicodeDecodeError)
+        elf = open_elf(f, where, file_size)
+        with pyelftools_errors(where):
+            return _regions(elf, file_size, where)
 
 
 def _exec_sections(elf: ELFFile):
@@ -86,9 +146,7 @@ def _exec_segments(elf: ELFFile):
 
 
 def _regions(elf: ELFFile, file_size: int, where: str) -> list[CodeRegion]:
-    machine = elf["e_machine"]
-    if machine != "EM_S390":
-        raise UserError(f"not an s390 ELF (e_machine {machine})", where=where)
+    check_machine(elf, where)
     found = list(_exec_sections(elf))
     if not found and elf.num_sections() == 0:
         found = list(_exec_segments(elf))

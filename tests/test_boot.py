@@ -5,12 +5,13 @@ need no cross toolchain; the ones against QEMU live in test_boot_priv.py and
 test_differential.py.
 """
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from emulator import elf_load, lowcore as lc
 from emulator.errors import UserError
@@ -278,35 +279,107 @@ def test_probe_elf_loads():
     assert img.entry == 0x20000 and img.segments[0].flags & elf_load.PF_X
 
 
+def _elf64(entry, phdrs, tail=b"", machine=22, phentsize=56, ident=b"\x02\x02\x01"):
+    """A minimal ELF64 image: header, program headers (type, flags, offset, paddr,
+    filesz, memsz), then ``tail`` (segment data, at offsets the caller chose)."""
+    hdr = (b"\x7fELF" + ident + bytes(9)
+           + struct.pack(">HHIQQQIHHHHHH", 2, machine, 1, entry, 64, 0, 0, 64, phentsize,
+                         len(phdrs), 64, 0, 0))
+    ph = b"".join(struct.pack(">IIQQQQQQ", t, f, off, pa | 0x40000000, pa, fs, ms, 8)
+                  .ljust(phentsize, b"\0") for t, f, off, pa, fs, ms in phdrs)
+    return hdr + ph + tail
+
+
+def test_loader_takes_pt_load_at_paddr_with_bss_and_flags():
+    data = bytes(range(1, 33))
+    off = 64 + 3 * 56
+    raw = _elf64(0x20000, [(1, 5, off, 0x20000, 16, 16),          # text, R+X
+                           (4, 4, off, 0x99999, 8, 8),            # PT_NOTE: not loaded
+                           (1, 6, off + 16, 0x30000, 16, 0x1000)],  # data + bss, R+W
+                 data)
+    img = elf_load.parse(raw, MEM, "t.elf")
+    assert img == elf_load.Image(0x20000, (
+        elf_load.Segment(0x20000, data[:16], 16, 5),
+        elf_load.Segment(0x30000, data[16:], 0x1000, 6)))
+    # a Linux entry point moves to 0x10000 and gets the command line at 0x10480
+    lin = elf_load.parse(_elf64(0x800, [(1, 5, off - 112, 0x10000, 16, 16)], data), MEM,
+                         "t.elf", "root=/dev/x")
+    assert lin.linux and lin.entry == 0x10000
+    assert lin.segments[-1] == elf_load.Segment(0x10480, b"root=/dev/x\0", 0)
+
+
 @pytest.mark.parametrize("mutate,needle", [
     (lambda b: b"MZ" + b[2:], "not an ELF"),
     (lambda b: b[:40], "cut short"),
-    (lambda b: b[:4] + b"\x01" + b[5:], "EI_CLASS"),
+    (lambda b: b[:4] + b"\x01" + b[5:], "EI_CLASS at offset 0x4 is 1"),
+    (lambda b: b[:4] + b"\x07" + b[5:], "EI_CLASS at offset 0x4 is 7"),
+    (lambda b: b[:5] + b"\x01" + b[6:], "EI_DATA at offset 0x5 is 1"),
+    (lambda b: b[:5] + b"\x00" + b[6:], "EI_DATA at offset 0x5 is 0"),
     (lambda b: b[:18] + b"\x00\x3e" + b[20:], "e_machine"),
-    (lambda b: b[:56] + b"\x00\x00" + b[58:], "e_phnum"),
+    (lambda b: b[:56] + b"\x00\x00" + b[58:], "e_phnum at offset 0x38 is 0"),
+    (lambda b: b[:56] + b"\xff\xff" + b[58:], "PN_XNUM"),
+    (lambda b: b[:54] + b"\x00\x20" + b[56:], "e_phentsize at offset 0x36 is 32"),
+    (lambda b: b[:32] + (1 << 40).to_bytes(8, "big") + b[40:], "program header 0 at offset"),
     (lambda b: b[:200], "beyond the end|past the end"),
+    (lambda b: b[:24] + (0x20001).to_bytes(8, "big") + b[32:], "e_entry, offset 0x18"),
 ])
 def test_malformed_elf_names_the_problem(mutate, needle):
     raw = PROBE.read_bytes()
     with pytest.raises(UserError) as e:
         elf_load.parse(mutate(raw), 256 << 20, "x.elf")
-    assert "x.elf" in str(e.value)
-    assert any(n in str(e.value) for n in needle.split("|"))
+    assert str(e.value).startswith("x.elf: ") and "\n" not in str(e.value)
+    assert any(n in str(e.value) for n in needle.split("|")), str(e.value)
+
+
+@pytest.mark.parametrize("phdr,needle", [
+    ((1, 5, 64 + 56, 0x20000, 32, 16), "p_filesz 0x20 exceeds p_memsz 0x10"),
+    ((1, 5, 64 + 56, 0x20000, 4096, 4096), "runs past the end of the file"),
+    ((1, 5, (1 << 64) - 8, 0x20000, 16, 16), "runs past the end of the file"),
+    ((1, 5, 64 + 56, MEM - 8, 16, 16), "does not fit in 4 MiB"),
+    ((1, 5, 64 + 56, (1 << 64) - 8, 16, 16), "does not fit"),
+    ((4, 4, 64 + 56, 0x20000, 16, 16), "no PT_LOAD segment"),
+])
+def test_bad_segment_names_its_program_header(phdr, needle):
+    with pytest.raises(UserError) as e:
+        elf_load.parse(_elf64(0x20000, [phdr], bytes(16)), MEM, "s.elf")
+    msg = str(e.value)
+    assert msg.startswith("s.elf: ") and "\n" not in msg and needle in msg, msg
+    if "PT_LOAD" not in needle:
+        assert "program header 0 (offset 0x40)" in msg
 
 
 def test_segment_beyond_memory():
-    with pytest.raises(UserError, match="does not fit"):
+    with pytest.raises(UserError, match="does not fit in 128 KiB"):
         elf_load.parse(PROBE.read_bytes(), 128 << 10, "x.elf")
+
+
+def _one_line_or_image(blob, where="j.elf"):
+    try:
+        img = elf_load.parse(blob, 256 << 20, where)
+    except UserError as exc:
+        assert str(exc).startswith(where + ": ") and "\n" not in str(exc)
+    else:
+        assert img.segments and all(s.addr + s.memsz <= 256 << 20 for s in img.segments)
 
 
 @given(st.binary(max_size=300), st.integers(0, 400))
 def test_elf_parser_total_on_any_bytes(junk, cut):
     raw = PROBE.read_bytes()
     for blob in (junk, b"\x7fELF\x02\x02\x01" + junk, raw[:cut] + junk):
-        try:
-            elf_load.parse(blob, 256 << 20)
-        except UserError:
-            pass
+        _one_line_or_image(blob)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(0, 64 + 2 * 56 + 16 - 1), st.integers(0, 255)),
+                max_size=6))
+def test_elf_parser_total_on_damaged_headers(edits):
+    """Header and program-header bytes overwritten: an image or a one-line error."""
+    off = 64 + 2 * 56
+    data = bytearray(_elf64(0x20000, [(1, 5, off, 0x20000, 16, 16), (6, 4, off, 0, 8, 8)],
+                            bytes(range(16))))
+    for where, value in edits:
+        data[where] = value
+    _one_line_or_image(bytes(data))
 
 
 # --- the command line ---------------------------------------------------------------

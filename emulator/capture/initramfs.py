@@ -37,12 +37,11 @@ class Cpio:
         self._entry(name, stat.S_IFCHR | mode, rdev=(major, minor))
 
     def bytes(self) -> bytes:
-        self._ino, names = self._ino, set(self._names)
+        """The archive: the entries, the TRAILER!!! entry, padding to 512 bytes."""
         trailer = Cpio()
         trailer._ino = 0
         trailer._entry("TRAILER!!!", 0)
         raw = b"".join(self._parts + trailer._parts)
-        self._names = names
         return raw + b"\0" * (-len(raw) % 512)
 
     def write_gz(self, path: Path) -> Path:

@@ -17,7 +17,6 @@ import lzma
 import re
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 from emulator.errors import UserError
 

@@ -5,6 +5,9 @@ TCP port: nothing outside this process pair can attach).  gdb-multiarch runs
 ``gdb_recorder.py``, which sets the breakpoints, records, and lets the guest
 run to its end (power-off or QEMU's quiesce exit).  The console goes to a
 file, each line stamped with the host time it arrived.
+
+``ZPCI_CAPTURE_DEBUG=1`` makes the recorder also log the mark-breakpoint hits
+it could not match (``mark_miss`` records with the raw pt_regs).
 """
 from __future__ import annotations
 
