@@ -19,6 +19,12 @@
 #include "decode.h"
 #include "trap_api.h"
 
+/* Defined by cffi from trap_cdef.h (extern "Python+C"). */
+int trap_py_zpci(uint32_t site);
+int trap_py_other(void);
+void trap_py_block(uint64_t addr, uint32_t size);
+int trap_py_poll(void);
+
 /* The slice of unicorn.h 2.1 this file relies on (stable ABI values). */
 enum {
     UCH_INTR = 1 << 0,
@@ -130,15 +136,15 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
     t->cur_block_insns = n;
     t->insns += n;
     t->blocks++;
-    if (t->tracing && t->on_block)
-        t->on_block(t, addr, size);
+    if (t->tracing)
+        trap_py_block(addr, size);
     if (t->insns >= t->insn_limit && t->stop == TRAP_STOP_NONE) {
         t->stop = TRAP_STOP_LIMIT;
         U.emu_stop(uc);
     }
     /* A guest that never traps would never let Python see a Ctrl-C. */
-    if (t->on_poll && t->poll_interval && t->blocks % t->poll_interval == 0 &&
-        t->on_poll(t) != 0 && t->stop == TRAP_STOP_NONE) {
+    if (t->poll_interval && t->blocks % t->poll_interval == 0 &&
+        trap_py_poll() != 0 && t->stop == TRAP_STOP_NONE) {
         t->stop = TRAP_STOP_PYTHON;
         U.emu_stop(uc);
     }
@@ -203,10 +209,25 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
     int rc;
     if (t->d.index != ZPCI_INDEX_NONE) {
         t->zpci_traps++;
-        rc = t->on_zpci(t);
+        t->zpci_counts[t->d.index]++;
+        uint32_t slot = (uint32_t)(t->pc >> 1) & (TRAP_SITES - 1);
+        trap_site_slot *s = &t->site_cache[slot];
+        if (s->valid && s->addr == t->pc && memcmp(s->bytes, t->bytes, t->d.ilen) == 0) {
+            t->site = slot;
+        } else {
+            s->valid = 1;
+            s->addr = t->pc;
+            memcpy(s->bytes, t->bytes, t->d.ilen);
+            t->site = slot | TRAP_SITE_NEW;
+        }
+        rc = trap_py_zpci(t->site);
+        if (rc & TRAP_RESUME_CC) {
+            t->cc = rc & 3;
+            rc = 0;
+        }
     } else {
         t->other_traps++;
-        rc = t->on_other ? t->on_other(t) : 1;
+        rc = trap_py_other();
     }
 
     for (int i = 0; i < 16; i++)
@@ -270,8 +291,7 @@ static bool hook_unmapped(void *uc, int type, uint64_t addr, int size, int64_t v
     return false;
 }
 
-int trap_install(trap_state *t, uintptr_t uch, int count, int trace,
-                 trap_insn_cb zpci, trap_insn_cb other, trap_block_cb block)
+int trap_install(trap_state *t, uintptr_t uch, int count, int trace)
 {
     if (!U.bound) {
         snprintf(last_error, sizeof last_error, "trap_bind was not called");
@@ -279,13 +299,11 @@ int trap_install(trap_state *t, uintptr_t uch, int count, int trace,
     }
     void *uc = (void *)uch;
     t->uc = uc;
-    t->on_zpci = zpci;
-    t->on_other = other;
-    t->on_block = block;
     t->counting = count || trace;
     t->tracing = trace;
     memset(t->hooks, 0, sizeof t->hooks);
     memset(t->block_cache, 0, sizeof t->block_cache);
+    memset(t->site_cache, 0, sizeof t->site_cache);
     size_t h;
     int err = U.hook_add(uc, &h, UCH_INTR, (void *)hook_intr, t, 1, 0);
     if (err) {

@@ -4,12 +4,16 @@
  * conditionals, integer #defines only.  Includers provide <stdint.h>.
  *
  * One trap_state per unicorn engine.  The C hook fills it, calls Python once
- * (the zpci callback for a zPCI instruction, the other one for anything else)
- * and applies what Python left in it: changed GPRs, the CC, the PSW mask and
- * the next address.
+ * (trap_py_zpci for a zPCI instruction, trap_py_other for anything else) and
+ * applies what Python left in it: changed GPRs, the CC, the PSW mask and the
+ * next address.
  *
- * The callbacks are ffi.callback function pointers: extern "Python" cannot be
- * declared in a header that is also C.  Needs decode_api.h (zpci_decoded)
+ * The Python side is reached through cffi `extern "Python+C"` functions,
+ * declared in trap_cdef.h (cdef only: that syntax is not C) and defined with
+ * @ffi.def_extern by emulator/machine_uc.py, which attaches the running
+ * machine's handlers for the length of each trap_run.  They take no
+ * trap_state argument: the machine already holds its own, and an argument
+ * would cost a cdata object per call.  Needs decode_api.h (zpci_decoded)
  * first, which build_native.py's part order gives.
  */
 
@@ -21,10 +25,14 @@ typedef struct trap_block_slot {
     uint32_t insns;
 } trap_block_slot;
 
-struct trap_state;
-/* zpci/other callbacks return 0 to resume at next_pc, 1 to stop the run. */
-typedef int (*trap_insn_cb)(struct trap_state *);
-typedef void (*trap_block_cb)(struct trap_state *, uint64_t, uint32_t);
+/* A zPCI instruction site: its address and bytes, direct-mapped by address,
+ * so Python can reuse the decoded instruction it built for the same bytes. */
+typedef struct trap_site_slot {
+    uint64_t addr;
+    uint8_t bytes[6];
+    uint8_t valid;
+    uint8_t pad;
+} trap_site_slot;
 
 typedef struct trap_state {
     void *uc;                 /* uc_engine * */
@@ -57,14 +65,21 @@ typedef struct trap_state {
     uint32_t cur_block_insns;
     int32_t uc_err;           /* uc_emu_start's result */
 
-    trap_insn_cb on_zpci;
-    trap_insn_cb on_other;
-    trap_block_cb on_block;
-    trap_insn_cb on_poll;     /* every poll_interval blocks, when set; 1 stops */
-    uint64_t poll_interval;
+    uint64_t poll_interval;   /* trap_py_poll every this many blocks (0: never); 1 stops */
+    uint64_t zpci_counts[256];  /* zPCI traps per table row (zpci_decoded.index) */
+    /* For a zPCI trap: the site slot of pc, plus TRAP_SITE_NEW when the slot
+     * was (re)filled now, i.e. Python's object for that slot is stale. */
+    uint32_t site;
     uintptr_t hooks[4];       /* uc_hook handles */
     trap_block_slot block_cache[4096];
+    trap_site_slot site_cache[1024];
 } trap_state;
+
+#define TRAP_SITES 1024
+#define TRAP_SITE_NEW 0x10000
+
+/* trap_py_zpci's result: resume and set the condition code to the low 2 bits */
+#define TRAP_RESUME_CC 0x10
 
 /* stop reasons */
 #define TRAP_STOP_NONE 0
@@ -81,13 +96,13 @@ int trap_bind(const char *libpath);
 const char *trap_last_error(void);
 
 /* Hooks the engine `uch` (the binding's uc_engine pointer).  `count` adds the
- * block hook that counts instructions; `trace` makes it report each block. */
-int trap_install(trap_state *t, uintptr_t uch, int count, int trace,
-                 trap_insn_cb zpci, trap_insn_cb other, trap_block_cb block);
+ * block hook that counts instructions; `trace` makes it report each block to
+ * trap_py_block. */
+int trap_install(trap_state *t, uintptr_t uch, int count, int trace);
 int trap_uninstall(trap_state *t);
 
 /* Hooks the instruction at addr (UC_HOOK_CODE bounded to it): it reaches
- * the `other` callback with intno TRAP_INTNO_HOOKED instead of running. */
+ * trap_py_other with intno TRAP_INTNO_HOOKED instead of running. */
 int trap_hook_at(trap_state *t, uint64_t addr);
 
 /* uc_emu_start(begin, no end address) from C; returns uc_err, sets t->stop. */

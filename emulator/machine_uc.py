@@ -22,7 +22,7 @@ from emulator import lowcore as lc
 from emulator.errors import UserError
 from emulator._native import ffi, lib
 from firmware_model.guest import MASK64
-from firmware_model.insns import TABLE
+from firmware_model.insns import TABLE, Decoded
 
 EXCP_SVC = 2
 EXCP_PGM = 3
@@ -72,37 +72,84 @@ class Halt(Exception):
 class UcGuest:
     """firmware_model.guest.Guest over the trap context: GPRs and absolute memory.
 
-    ``gpr`` is the GPR array's own item getter (the model calls it several
-    times per instruction, so no Python frame is spent on it).
+    ``gpr`` is the C-level item getter of the trap context's GPR array (the
+    model calls it several times per instruction, so no Python frame is spent
+    on it); ``set_gpr`` writes the same array, which cbits/trap.c writes back
+    to unicorn after the callback.  Memory goes straight to unicorn through
+    trap.c's helpers; reads of up to READ_BUF bytes reuse one buffer.
     """
 
-    __slots__ = ("gprs", "gpr", "problem_state", "_t", "_size")
+    __slots__ = ("gprs", "gpr", "set_gpr", "problem_state", "_t", "_size", "_buf", "_chars",
+                 "_mem_read", "_mem_write", "_unpack")
+
+    READ_BUF = 4096
 
     def __init__(self, t, size: int):
         self._t = t
-        self.gprs = t.gpr
-        self.gpr = self.gprs.__getitem__
+        self.gprs = gprs = t.gpr
+        self.gpr = gprs.__getitem__
+        self.set_gpr = _gpr_setter(gprs)
         self._size = size
+        self._buf = ffi.new("uint8_t[]", self.READ_BUF)
+        self._chars = ffi.cast("char *", self._buf)     # ffi.unpack of a char * gives bytes
+        self._mem_read = lib.trap_mem_read
+        self._mem_write = lib.trap_mem_write
+        self._unpack = ffi.unpack
         self.problem_state = False
-
-    def set_gpr(self, r: int, value: int) -> None:
-        self.gprs[r] = value & MASK64
 
     def read(self, addr: int, size: int) -> bytes | None:
         if addr < 0 or size < 0 or addr + size > self._size:
             return None
-        buf = ffi.new("uint8_t[]", size)
-        if size and lib.trap_mem_read(self._t, addr, buf, size):
+        if size > self.READ_BUF:
+            buf = ffi.new("uint8_t[]", size)
+            if self._mem_read(self._t, addr, buf, size):
+                return None
+            return ffi.buffer(buf, size)[:]
+        if size and self._mem_read(self._t, addr, self._buf, size):
             return None
-        return ffi.buffer(buf, size)[:]
+        return self._unpack(self._chars, size)
 
     def write(self, addr: int, data: bytes) -> bool:
         n = len(data)
         if addr < 0 or addr + n > self._size:
             return False
-        if n and lib.trap_mem_write(self._t, addr, bytes(data), n):
+        if data.__class__ is not bytes:
+            data = bytes(data)
+        if n and self._mem_write(self._t, addr, data, n):
             return False
         return True
+
+
+def _to_decoded(c) -> Decoded:
+    """A Python copy of cbits' zpci_decoded (same field names)."""
+    return Decoded(c.addr, c.index, c.opcode, c.ilen, c.r1, c.r2, c.r3, c.m3, c.m4, c.x2, c.b2,
+                   c.d2, c.ipa, c.ipb, c.flags)
+
+
+def _gpr_setter(gprs):
+    def set_gpr(r: int, value: int) -> None:
+        gprs[r] = value & MASK64
+    return set_gpr
+
+
+# --- the extern "Python" functions of cbits/trap_cdef.h ------------------------------
+# cbits/trap.c calls these four by name; UcMachine.run attaches the running
+# machine's handlers to them (ffi.def_extern again) for the length of its
+# trap_run and restores the previous ones afterwards, so a machine run from
+# inside another machine's callback works too.
+_EXTERNS = ("trap_py_zpci", "trap_py_other", "trap_py_block", "trap_py_poll")
+_attached: tuple | None = None
+
+
+def _attach(handlers: tuple | None) -> tuple | None:
+    """Attaches ((zpci, onerror), (other, onerror), (block, onerror), (poll, onerror))."""
+    global _attached
+    previous = _attached
+    if handlers is not None and handlers is not previous:
+        for name, (fn, onerror) in zip(_EXTERNS, handlers):
+            ffi.def_extern(name=name, onerror=onerror)(fn)
+    _attached = handlers
+    return previous
 
 
 @dataclass
@@ -148,17 +195,15 @@ class UcMachine:
         self.hooked_sites = 0
         self._error = None
         self._block_hook = block_hook
-        self._cb_zpci = ffi.callback("int(trap_state *)", self._make_on_zpci(),
-                                     onerror=self._on_error)
-        self._cb_other = ffi.callback("int(trap_state *)", self._on_other, onerror=self._on_error)
-        self._cb_block = ffi.callback("void(trap_state *, uint64_t, uint32_t)", self._on_block,
-                                      onerror=self._on_error_void)
-        self._cb_poll = ffi.callback("int(trap_state *)", self._on_poll, onerror=self._on_error)
-        self.t.on_poll = self._cb_poll
-        self.t.poll_interval = POLL_BLOCKS
-        rc = lib.trap_install(self.t, _engine_handle(self.uc), 1 if count else 0,
-                              1 if block_hook else 0, self._cb_zpci, self._cb_other,
-                              self._cb_block)
+        t = self.t
+        self._sites: list = [None] * lib.TRAP_SITES
+        self._handlers = ((self._make_on_zpci(), self._on_error),
+                          (lambda: self._on_other(t), self._on_error),
+                          (self._on_block, self._on_error_void),
+                          (self._on_poll, self._on_error))
+        t.poll_interval = POLL_BLOCKS
+        rc = lib.trap_install(t, _engine_handle(self.uc), 1 if count else 0,
+                              1 if block_hook else 0)
         if rc != 0:
             raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
         self.counting = bool(count or block_hook)
@@ -313,24 +358,39 @@ class UcMachine:
             lib_stop()
 
     def _make_on_zpci(self):
-        """The per-zPCI-instruction callback, with everything it needs bound locally."""
-        counts = self.stats.zpci
+        """trap_py_zpci for this machine, with everything it needs bound locally.
+
+        cbits/trap.c has decoded the instruction into ``t.d`` (counted per
+        table row in ``t.zpci_counts``) and read the GPRs into ``t.gpr``, which
+        the guest adapter serves.  The model gets a Python ``Decoded``, whose
+        attributes it reads several times each: one per instruction site,
+        made again only when trap.c reports the site's slot refilled
+        (argument ``s`` with ``TRAP_SITE_NEW``: another address, or the code
+        at it changed).  A condition code goes back in the return value.
+        """
+        t = self.t
+        cd = t.d
         guest = self.guest
         handler = self.zpci_handler
         machine = self
         cut = getattr(self._block_hook, "cut", None)
+        sites = self._sites
+        site_new = lib.TRAP_SITE_NEW
+        resume_cc = lib.TRAP_RESUME_CC
 
-        def on_zpci(t) -> int:
-            d = t.d
-            counts[d.index] += 1
+        def on_zpci(s: int) -> int:
+            if s < site_new:
+                d = sites[s]
+            else:
+                d = sites[s - site_new] = _to_decoded(cd)
             if cut is not None:
-                cut(t.pc, d.ilen)
+                cut(d.addr, d.ilen)
             try:
                 comp = handler(d, guest).completion
                 if comp.pgm is not None:
                     machine.program_interrupt(t, comp.pgm, d.ilen)
                 elif comp.cc is not None:
-                    t.cc = comp.cc
+                    return resume_cc | comp.cc
             except Halt as h:
                 machine.halted = h
                 return 1
@@ -357,11 +417,11 @@ class UcMachine:
             return 1
         return 0
 
-    def _on_poll(self, t) -> int:
+    def _on_poll(self) -> int:
         """Runs now and then so Python handles signals (Ctrl-C) during a long run."""
         return 0
 
-    def _on_block(self, t, addr, size) -> None:
+    def _on_block(self, addr, size) -> None:
         self._block_hook(addr, size)
 
     def _svc(self, t) -> None:
@@ -382,9 +442,14 @@ class UcMachine:
         self.uc.reg_write(REG_PSWM, self.uc_mask(mask))
         pc = entry
         while True:
-            err = lib.trap_run(t, pc)
+            previous = _attach(self._handlers)
+            try:
+                err = lib.trap_run(t, pc)
+            finally:
+                _attach(previous)
             self.stats.insns = t.insns
             self.stats.blocks = t.blocks
+            self.stats.zpci = list(t.zpci_counts[0:len(TABLE)])
             if self._error is not None:
                 exc, self._error = self._error, None
                 if isinstance(exc, (UserError, KeyboardInterrupt)) or \

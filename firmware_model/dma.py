@@ -5,9 +5,14 @@
   valid entry whose next origin is 0 is a table-type error, so frame 0 can
   never be mapped; the IOTA origin keeps every bit but 0x804).
 * ``refresh``: the RPCIT pass over a range, maintaining the IOTLB.
-* ``TranslatedDma``: device DMA through the IOTLB only (s390_translate_iommu),
-  plus the MSI page at the group's msia (s390_msi_ctrl_write).
-* ``DirectDma``: device DMA straight to guest memory (no zPCI translation).
+* ``TranslatedDma``: device DMA through the function's bus-master address
+  space: the IOMMU region [0, pal] (s390_translate_iommu: only what RPCIT put
+  in the IOTLB; below pba an out-of-range error), the MSI page at the group's
+  msia (s390_msi_ctrl_write), and nothing elsewhere (unassigned: the access
+  fails without an error state or event).
+* ``DirectDma``: device DMA straight to guest memory (no zPCI translation),
+  as QEMU's virtio devices without VIRTIO_F_ACCESS_PLATFORM do
+  (address_space_memory); their MSIs still go through the bus-master space.
 """
 from __future__ import annotations
 
@@ -274,7 +279,11 @@ class TranslatedDma(DmaPort):
         fn = self.fn
         if fn.state not in (FnState.ENABLED, FnState.BLOCKED) or not fn.ioat_enabled:
             return DmaError(DmaErrorKind.NO_IOAT, iova)
-        if iova < fn.pba or iova > fn.pal:
+        if iova > fn.pal:
+            # QEMU's IOMMU region spans [0, pal] (s390_pci_iommu_enable sizes it
+            # pal + 1): above it the access is unassigned, without an error
+            return DmaError(DmaErrorKind.OUT_OF_RANGE, iova)
+        if iova < fn.pba:
             return self._fault(Pec.OORANGE, DmaErrorKind.OUT_OF_RANGE, iova)
         entry = fn.iotlb.get(iova & PAGE_MASK)
         if entry is None:
@@ -338,12 +347,18 @@ class TranslatedDma(DmaPort):
 
 
 class DirectDma(DmaPort):
-    """Device DMA straight to guest absolute memory; MSIs still reach the zPCI vector."""
+    """Device DMA straight to guest absolute memory; MSIs still reach the zPCI vector.
 
-    __slots__ = ("fn",)
+    msi_send_message stores into the PCI device's bus-master address space
+    whatever address space the device uses for its own DMA, so an MSI takes
+    the same path as under ``TranslatedDma``.
+    """
+
+    __slots__ = ("fn", "_bus_master")
 
     def __init__(self, fn):
         self.fn = fn
+        self._bus_master = TranslatedDma(fn)
 
     def read(self, iova: int, size: int) -> bytes | DmaError:
         mem = self.fn.bus.memory
@@ -357,4 +372,4 @@ class DirectDma(DmaPort):
         return None
 
     def msi(self, address: int, data: int) -> None:
-        msi_deliver(self.fn, data)
+        self._bus_master.msi(address, data)

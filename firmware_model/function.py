@@ -8,6 +8,7 @@ order, QEMU's index/fid/uid allocation and its lookups.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -152,6 +153,21 @@ class ZpciFunction:
 DmaFactory = Callable[["ZpciFunction", "ZpciBus"], object]
 
 
+def _takes_context(factory) -> bool:
+    """Whether a device factory accepts ``context=`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return True
+        if p.name == "context" and p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                              inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            return True
+    return False
+
+
 class ZpciBus:
     """QEMU's S390pciState: the zPCI functions of one VM."""
 
@@ -243,8 +259,11 @@ class ZpciBus:
 
         ``shm`` is OR-ed into the handle as QEMU does for emulated (FH_SHM_EMUL)
         and intercepted vfio (FH_SHM_VFIO) functions; 0 for an interpreted one.
-        ``dma`` builds the device's DmaPort; default: translation through this
-        function's IOTLB (s390_translate_iommu), as every QEMU function has.
+        ``dma`` builds the device's DmaPort; default: the function's bus-master
+        address space (translation through its IOTLB, s390_translate_iommu)
+        for a device whose ``dma_translated`` is true or absent, and guest
+        memory itself for one whose DMA bypasses the IOMMU (QEMU's virtio
+        devices without VIRTIO_F_ACCESS_PLATFORM use address_space_memory).
         """
         if target is not None and self.find_by_target(target) is not None:
             raise ConfigError(f"target {target} already has an associated zpci device")
@@ -273,20 +292,35 @@ class ZpciBus:
         fn.state = FnState.DISABLED
         fn.fh |= shm
         if dma is None:
-            from .dma import TranslatedDma
-            device.dma = TranslatedDma(fn)
+            from .dma import DirectDma, TranslatedDma
+            translated = getattr(device, "dma_translated", True)
+            device.dma = TranslatedDma(fn) if translated else DirectDma(fn)
         else:
             device.dma = dma(fn, self)
         return fn
 
     @classmethod
-    def from_config(cls, config, make_device: Callable[[str, tuple], PciDevice],
+    def from_config(cls, config, make_device: Callable[..., PciDevice] | None = None,
                     memory=None) -> "ZpciBus":
-        """A bus with every ``FunctionSpec`` of a MachineConfig plugged in order."""
+        """A bus with every ``FunctionSpec`` of a MachineConfig plugged in order.
+
+        ``make_device(kind, props)`` builds each device (default: the registry's
+        ``firmware_model.devices.make_device``).  A factory that takes a
+        ``context`` keyword gets one dict for the whole bus, so per-machine
+        numbering (QEMU's default MACs, default PRNG seeds) counts up across
+        the functions as in one QEMU process.
+        """
+        if make_device is None:
+            from .devices import make_device
         bus = cls(memory)
+        context: dict = {}
+        with_context = _takes_context(make_device)
         for spec in config.functions:
-            bus.plug(make_device(spec.kind, spec.props), fid=spec.fid, uid=spec.uid,
-                     target=spec.target)
+            if with_context:
+                device = make_device(spec.kind, spec.props, context=context)
+            else:
+                device = make_device(spec.kind, spec.props)
+            bus.plug(device, fid=spec.fid, uid=spec.uid, target=spec.target)
         return bus
 
     # -- events and platform operations

@@ -10,6 +10,12 @@ status, error state, error event, FMB counter, the translations the device
 can use), so the checks run in QEMU's order.  The kernel declines (returns
 None, KVM's -EOPNOTSUPP) where it cannot give that result itself: a function
 under a vfio DMA-entry budget, whose accounting lives in userspace.
+
+v3 answered an ownership mismatch with cc 3 and a failed shadow with cc 1
+status 16; QEMU answers neither case that way, so here the ownership check
+declines (userspace then answers), and a shadow cannot fail once the
+ownership and registration checks passed (the domain accepts exactly those
+maps; a refusal would be counted as ``domain_refused``).
 """
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ from firmware_model.firmware import Firmware
 from firmware_model.function import ZpciBus
 from firmware_model.host import Errno, Host, ZpciOp
 from firmware_model.insns import BY_MNEMONIC, TABLE, StatusReg
-from firmware_model.intercept import DECLINED as EXIT_DECLINED, FIRMWARE as EXIT_FIRMWARE, Router
+from firmware_model.intercept import (
+    DECLINED as EXIT_DECLINED, EXIT_INSTRUCTION, EXIT_USERSPACE, FIRMWARE as EXIT_FIRMWARE, Router,
+)
 from firmware_model.kvm import KvmZpci
 from firmware_model.outcome import Decision, Outcome, Route
 from firmware_model.policy import (
@@ -95,16 +97,19 @@ class Machine:
         self.vm = self.host.create_vm()
         self.bus = bus if bus is not None else ZpciBus.from_config(self.config, _device_factory())
         self.userspace = UserspaceHandler(self.bus)
-        # guest handle of an enabled passthrough function -> (HostFunction, ZpciFunction, tally);
-        # shared with the firmware and KVM paths, refilled in place by resync()
+        # guest handle of an enabled passthrough function -> its entry in _hf; shared with
+        # the firmware and KVM paths (their function tables), refilled in place by resync()
         self._by_fh: dict[int, tuple] = {}
         self._by_pfh: dict[int, object] = {}     # host handle -> HostFunction, every function
         self.firmware = Firmware(self._by_fh, self.vm)
         self.kvm = KvmZpci(self.host, self.vm, self._by_fh)
         self.router = Router(self.userspace, self.firmware, self.kvm)
         self.decider = Decider(policy)
+        self._exits = self.router.exits
         self._passthrough = assume == "passthrough"
-        self._hf: dict[int, tuple] = {}          # bus index -> (HostFunction, ZpciFunction, tally)
+        # rows after which a userspace-served instruction needs the host brought along
+        self._after = tuple(self._passthrough and i.index in (_CLP, _MPCIFC, RPCIT) for i in TABLE)
+        self._hf: dict[int, tuple] = {}          # bus index -> (HostFunction, ZpciFunction, tally, memo)
         self._tally: dict = {}                   # DecisionSet -> count, for handles naming no function
         # which register holds the handle, per table row (0: decisions ignore the handle)
         self._handle_reg = tuple(
@@ -122,7 +127,7 @@ class Machine:
         rc = self.host.vfio_open(self.vm, hf)
         if rc is not Errno.OK:
             raise RuntimeError(f"vfio open of fid {fn.fid:#x} failed: {rc.name}")
-        self._hf[fn.idx] = (hf, fn, {})
+        self._hf[fn.idx] = (hf, fn, {}, {})     # host function, bus function, tally, decision memo
         # Translated device DMA passes the host domain; a port the bus chose
         # otherwise (direct, untranslated) is left as the bus made it.
         if type(fn.device.dma) is TranslatedDma:
@@ -202,9 +207,22 @@ class Machine:
             fh = guest.gpr(d.r2 if reg == 2 else d.r1) >> 32
             entry = self._by_fh.get(fh)
             if entry is not None and entry[1].fh == fh:
+                # Memo per function: the DecisionSet stays valid while the host's view
+                # of the function (a cached object, replaced on change) and LSI stay.
                 hf = entry[0]
-                ds = self.decider.decisions(index, hf.fh, vm.use_zpci_interp, hf._view or hf.view(),
-                                            vm.id, vm.gisa, d.ipa, d.ipb)
+                view = hf._view or hf.view()
+                lsi = vm.use_zpci_interp
+                key = (index, d.ipa, d.ipb)
+                memo = entry[3].get(key)
+                if memo is not None and memo[0] is view and memo[1] is lsi:
+                    ds = memo[2]
+                else:
+                    ds = self.decider.decisions(index, hf.fh, lsi, view, vm.id, vm.gisa,
+                                                d.ipa, d.ipb)
+                    memos = entry[3]
+                    if len(memos) >= 4096:
+                        memos.clear()
+                    memos[key] = (view, lsi, ds)
             else:
                 entry = None
                 view = None
@@ -224,14 +242,20 @@ class Machine:
             ds = self.decider.decisions(index, 0, False, None, vm.id, vm.gisa, d.ipa, d.ipb)
         decision = ds.by_policy[self.policy]
         route = decision.route
-        if route is _FIRMWARE:
-            # the router's firmware branch, inlined: this is the hot path
+        exits = self._exits
+        # The router's userspace and firmware branches, inlined: these are the hot paths.
+        if route is _USERSPACE:
+            exits[EXIT_INSTRUCTION] += 1
+            exits[EXIT_USERSPACE] += 1
+            completion = self.userspace.execute(d, guest)
+            declined = False
+        elif route is _FIRMWARE:
             completion = self.firmware.execute(d, guest)
             if completion is not None:
-                self.router.exits[EXIT_FIRMWARE] += 1
+                exits[EXIT_FIRMWARE] += 1
                 declined = False
             else:
-                self.router.exits[EXIT_DECLINED] += 1
+                exits[EXIT_DECLINED] += 1
                 completion = self.router.run(_USERSPACE, d, guest)[0]
                 declined = True
         else:
@@ -241,13 +265,14 @@ class Machine:
         if declined:
             decision = Decision(_USERSPACE, Reason.DECLINED.value, decision.intercept)
             route = _USERSPACE
-        if route is _USERSPACE and self._passthrough:
+        if route is _USERSPACE and self._after[index]:
+            # userspace changed what the host must know: registrations, handles, mappings
             if index == _MPCIFC:
                 r1 = guest.gpr(d.r1)
                 self.resync(r1 >> 32 if completion.cc == 0 and r1 & 0xFF == _REREG_IOAT else None)
             elif index == _CLP:
                 self.resync()
-            elif index == RPCIT and entry is not None:
+            elif entry is not None:
                 self._mirror(entry[0], entry[1], *window)
         if declined:
             return Outcome(TABLE[index].mnemonic, completion, decision, ds.by_policy)
@@ -306,3 +331,20 @@ class Machine:
 
     def function(self, fid: int):
         return self.bus.find_by_fid(fid)
+
+    # --- platform operations that change the bus outside the instruction path -------
+
+    def sclp_configure(self, fid: int) -> int:
+        rc = self.bus.sclp_configure(fid)
+        self.resync()
+        return rc
+
+    def sclp_deconfigure(self, fid: int) -> int:
+        rc = self.bus.sclp_deconfigure(fid)
+        self.resync()
+        return rc
+
+    def reset(self) -> None:
+        """System reset: every function reset and disabled, the host told."""
+        self.bus.reset()
+        self.resync()

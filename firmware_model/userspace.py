@@ -62,6 +62,12 @@ def _bswap(value: int, length: int) -> int:
     return int.from_bytes(value.to_bytes(length, "little"), "big")
 
 
+# 32-bit byte swap for the config-space hot path: pack little, unpack big
+# (no Python frame, no intermediate int.to_bytes call)
+_LE32 = struct.Struct("<I").pack
+_BE32 = struct.Struct(">I").unpack
+
+
 def effective_address(d, guest) -> int:
     """D2(X2,B2) for RXY/RSY in 64-bit mode; register 0 as base or index means none."""
     addr = d.d2
@@ -94,7 +100,7 @@ def pci_load(fn, pcias: int, offset: int, length: int) -> int | Fault:
         if length == 2:
             return ((value & 0xFF) << 8) | ((value >> 8) & 0xFF)
         if length == 4:
-            return _bswap(value & 0xFFFFFFFF, 4)
+            return _BE32(_LE32(value & 0xFFFFFFFF))[0]
         return value                    # length 1 is not swapped (nor masked) by QEMU
     return INVALID_AS
 
@@ -118,7 +124,7 @@ def pci_store(fn, pcias: int, offset: int, length: int, data: int) -> Fault | No
         elif length == 2:
             value = ((data & 0xFF) << 8) | ((data >> 8) & 0xFF)
         else:
-            value = _bswap(data & 0xFFFFFFFF, 4)
+            value = _BE32(_LE32(data & 0xFFFFFFFF))[0]
         # a write past the config-space limit is dropped silently, as QEMU does
         dev.config_write(offset & 0xFFFFFFFF, length, value)
         return None

@@ -165,6 +165,122 @@ def test_pcilg_loop_reaches_model_once_each_and_guest_sees_cc_and_registers():
     assert m.stats.zpci[BY_MNEMONIC["PCILG"].index] == n
 
 
+def iilf(r, i): return bytes([0xC0, (r << 4) | 9]) + (i & 0xFFFFFFFF).to_bytes(4, "big")
+def st_(r, d, b): return bytes([0x50, r << 4, (b << 4) | (d >> 8), d & 0xFF])
+
+
+def _recording_model(seen, cc=0):
+    def model(d, guest):
+        seen.append((d.addr, d.r1, d.r2))
+        return outcome(cc=cc)
+    return model
+
+
+def test_rewritten_zpci_site_is_decoded_again():
+    """The model gets one decoded object per site; code written over the site counts."""
+    new = encode("PCILG", r1=9, r2=4)
+    a = Asm()
+    a.raw(lghi(7, 3))
+    a.label("loop")
+    a.label("site")
+    a.raw(encode("PCILG", r1=8, r2=2))
+    a.raw(iilf(10, int.from_bytes(new, "big")))
+    a.rel("larl", 11, "site")
+    a.raw(st_(10, 0, 11))                    # rewrite the PCILG's register fields
+    a.rel("brct", 7, "loop")
+    quiesce_tail(a)
+    seen = []
+    m, _ = machine(_recording_model(seen))
+    m.load(image(a.build()))
+    assert m.run(BASE).exit_code == 0
+    site = a.labels["site"]
+    assert seen == [(site, 8, 2), (site, 9, 4), (site, 9, 4)]
+
+
+def test_sites_sharing_a_cache_slot_keep_their_own_fields():
+    """Two zPCI sites 0x800 apart share trap.c's direct-mapped slot; each keeps its fields."""
+    a = Asm()
+    a.raw(lghi(7, 3))
+    a.label("loop")
+    a.label("one")
+    a.raw(encode("PCILG", r1=8, r2=2))
+    a.rel("brc", 15, "two")
+    a.raw(bytes(0x800 - 8))                   # never runs
+    a.label("two")
+    a.raw(encode("PCISTG", r1=6, r2=4))
+    a.rel("brct", 7, "loop")
+    quiesce_tail(a)
+    code = a.build()
+    assert a.labels["two"] - a.labels["one"] == 0x800
+    seen = []
+
+    def model(d, guest):
+        seen.append((d.addr, d.index, d.r1, d.r2, d.ipb))
+        return outcome(cc=0)
+
+    m, _ = machine(model)
+    m.load(image(code))
+    assert m.run(BASE).exit_code == 0
+    one = (a.labels["one"], BY_MNEMONIC["PCILG"].index, 8, 2, 0x00820000)
+    two = (a.labels["two"], BY_MNEMONIC["PCISTG"].index, 6, 4, 0x00640000)
+    assert seen == [one, two] * 3
+    assert m.stats.zpci[BY_MNEMONIC["PCILG"].index] == 3
+    assert m.stats.zpci[BY_MNEMONIC["PCISTG"].index] == 3
+
+
+def _pcilg_loop(n):
+    a = Asm()
+    a.raw(lghi(7, n))
+    a.label("loop")
+    a.raw(encode("PCILG", r1=8, r2=2))
+    a.rel("brct", 7, "loop")
+    quiesce_tail(a)
+    return image(a.build())
+
+
+def test_machine_run_inside_another_machines_callback():
+    """cbits' extern "Python" functions follow the running machine, and come back."""
+    inner_seen, outer_seen = [], []
+
+    def outer_model(d, guest):
+        outer_seen.append(d.addr)
+        inner, _ = machine(_recording_model(inner_seen))
+        inner.load(_pcilg_loop(2))
+        assert inner.run(BASE).exit_code == 0
+        guest.set_gpr(8, len(outer_seen))
+        return outcome(cc=0)
+
+    m, _ = machine(outer_model)
+    m.load(_pcilg_loop(3))
+    assert m.run(BASE).exit_code == 0
+    assert len(outer_seen) == 3 and len(inner_seen) == 6
+    assert m.stats.zpci[BY_MNEMONIC["PCILG"].index] == 3
+    assert m.t.gpr[8] == 3 and m.uc.reg_read(9) == 3     # R8 written back by the trap path
+    # and a machine still runs on its own afterwards
+    again = []
+    m2, _ = machine(_recording_model(again))
+    m2.load(_pcilg_loop(4))
+    assert m2.run(BASE).exit_code == 0 and len(again) == 4
+
+
+def test_guest_adapter_memory():
+    m, _ = machine(lambda d, g: outcome())
+    g = m.guest
+    big = bytes(range(256)) * 40                     # larger than the reusable read buffer
+    assert g.write(0x10000, big) and g.read(0x10000, len(big)) == big
+    assert g.write(0x20000, bytearray(b"abc")) and g.write(0x20003, memoryview(b"def"))
+    r = g.read(0x20000, 6)
+    assert r == b"abcdef" and type(r) is bytes
+    first = g.read(0x20000, 3)
+    g.write(0x20000, b"xyz")
+    assert first == b"abc" and g.read(0x20000, 3) == b"xyz"   # no aliasing of the buffer
+    assert g.read(MEM - 2, 4) is None and g.read(-1, 1) is None
+    assert not g.write(MEM - 2, b"1234") and g.read(MEM - 2, 2) == b"\0\0"
+    assert g.read(0, 0) == b""
+    g.set_gpr(3, -1)
+    assert g.gpr(3) == (1 << 64) - 1
+
+
 def test_program_interruption_from_model_goes_through_lowcore():
     a = Asm()
     a.rel("larl", 1, "newpsw")

@@ -591,3 +591,38 @@ def test_arbitrary_rings_end_in_completions_or_a_virtio_error(table, heads, kind
     assert done == len(heads) or d.errors or drv.used_idx() == 0
     if d.errors:
         assert drv.r(0x14, 1) & S_NEEDS_RESET
+
+
+# -- PCISTB's block check (pcistb_service_call, before the source is fetched) ----
+
+def test_block_check_wants_one_region_for_the_whole_block():
+    d = make_device("virtio-rng-pci", ())     # 2 vectors: table 0..0x1f, PBA 0x800..0x807
+    assert d.bar_block_valid(1, 0, 16) and d.bar_block_valid(1, 0, 32)
+    assert not d.bar_block_valid(1, 0, 64)    # past the table: the container's own ops refuse
+    assert not d.bar_block_valid(1, 0x10, 32)
+    assert not d.bar_block_valid(1, 0x800, 16)    # the PBA holds one doubleword
+    assert not d.bar_block_valid(1, 0x400, 16)    # between table and PBA
+    assert d.bar_block_valid(4, 0, 128) and d.bar_block_valid(4, 0x3000, 128)
+    assert not d.bar_block_valid(4, 0xFF8, 16)    # common config into the ISR region
+    assert d.bar_block_valid(0, 0, 16)        # the legacy I/O BAR is one region, no sub-regions
+    assert not d.bar_block_valid(2, 0, 16)    # no such BAR
+    m = make_device("virtio-net-pci", {"disable-modern": "on"})
+    assert not m.bar_block_valid(4, 0, 16)
+
+
+@given(off=st.integers(0, 0x1FF).map(lambda x: x * 8), n=st.integers(2, 16))
+def test_block_check_agrees_with_the_msix_bar_layout(off, n):
+    d = make_device("virtio-net-pci", ())      # 4 vectors: table 0..0x3f, PBA 0x800..0x807
+    length = 8 * n
+    in_table = off + length <= 4 * 16
+    assert d.bar_block_valid(1, off, length) == in_table
+    if in_table:                               # and then every doubleword store is taken
+        assert all(d.bar_write(1, off + i, 8, 0) for i in range(0, length, 8))
+
+
+@given(kind=st.sampled_from(["virtio-rng-pci", "virtio-net-pci"]), bar=st.sampled_from([0, 1, 2, 4]),
+       off=st.integers(0, 0x3FFF), length=st.integers(1, 8))
+def test_access_check_is_what_a_load_would_find(kind, bar, off, length):
+    # the firmware path asks bar_access_valid before PCISTB stores; it must not guess
+    d = make_device(kind, ())
+    assert d.bar_access_valid(bar, off, length, True) == (d.bar_read(bar, off, length) is not None)

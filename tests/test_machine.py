@@ -120,7 +120,7 @@ def test_kernel_declines_a_dma_budget_it_does_not_keep():
 
 def test_host_release_after_vfio_close_stops_interpretation():
     m, g = booted("linux-6.0")
-    hf, fn, _ = m._hf[0]
+    hf, fn = m._hf[0][:2]
     assert m.host.vfio_close(m.vm, hf) is Errno.OK
     assert hf.gisa == 0 and hf.ioat is None and not hf.domain.entries
     out = w.perform(m, g, ("pcilg", "enabled", 0, 15, 4, 0, 2))
@@ -132,7 +132,12 @@ def test_config_devices_come_from_the_registry():
     m = Machine(MachineConfig(functions=(FunctionSpec("virtio-rng-pci"), FunctionSpec("memdev"))))
     assert [fn.device.kind for fn in m.bus.functions] == ["virtio-rng-pci", "memdev"]
     assert [fn.fid for fn in m.bus.functions] == [0, 1]
-    assert all(isinstance(fn.device.dma, IommuDma) for fn in m.bus.functions)
+    # translated DMA passes the host domain; virtio without iommu_platform bypasses zPCI
+    # translation in QEMU (DirectDma) and keeps doing so
+    assert [type(fn.device.dma).__name__ for fn in m.bus.functions] == ["DirectDma", "IommuDma"]
+    m = Machine(MachineConfig(functions=(FunctionSpec(
+        "virtio-rng-pci", (("disable-legacy", "on"), ("iommu_platform", "on"))),)))
+    assert isinstance(m.bus.functions[0].device.dma, IommuDma)
 
 
 def test_huge_rpcit_ranges_end_and_agree():
@@ -179,3 +184,15 @@ def test_reregistration_is_a_fresh_registration():
     w.perform(m, g, ("mpcifc", "enabled", 0, 6, 0, "good"))       # REREG_IOAT, same FIB
     assert hf.ioat.gen != gen and not hf.domain.entries and not m.bus.functions[0].iotlb
     assert w.domain_matches_iotlb(m)
+
+
+def test_platform_operations_keep_the_host_in_step():
+    m, g = booted("ioat-assist")
+    w.perform(m, g, ("rpcit", "enabled", 0, 0, 0x2000, 2))
+    hf = m._hf[0][0]
+    assert hf.ioat is not None and hf.domain.entries
+    assert m.sclp_deconfigure(m.bus.functions[0].fid) == 0x0020
+    assert hf.ioat is None and not hf.domain.entries
+    m.reset()
+    # function 1 was enabled: reset disables it, and the host handle follows
+    assert 0x80020001 not in m._by_fh and m._hf[1][0].fh == 0x00000001

@@ -45,8 +45,10 @@ IOAT = [("mpcifc", "enabled", 0, 4, 0, "good")]
 OTHERS = [p for p in POLICY_NAMES if p != "intercept-all"]
 
 
-def run(policy, actions, assume="passthrough"):
-    m = checked(w.machine(policy, assume)) if assume == "passthrough" else w.machine(policy, assume)
+def run(policy, actions, assume="passthrough", config=None):
+    m = w.machine(policy, assume, config)
+    if assume == "passthrough":
+        checked(m)
     g = w.new_guest()
     trace = []
     for a in actions:
@@ -64,11 +66,21 @@ def observed(trace):
 @settings(max_examples=w.scaled(500))
 @given(st.sampled_from([True, True, True, False]), st.lists(w.action, min_size=10, max_size=40))
 def test_every_policy_is_transparent(with_ioat, actions):
+    check_transparent(with_ioat, actions)
+
+
+@settings(max_examples=w.scaled(150))
+@given(st.sampled_from([True, True, False]), st.lists(w.action, min_size=10, max_size=40))
+def test_every_policy_is_transparent_with_a_virtio_device(with_ioat, actions):
+    check_transparent(with_ioat, actions, w.CONFIG_VIRTIO)
+
+
+def check_transparent(with_ioat, actions, config=None):
     actions = SETUP + (IOAT if with_ioat else []) + actions
-    ref_m, ref_g, ref_trace = run("intercept-all", actions)
+    ref_m, ref_g, ref_trace = run("intercept-all", actions, config=config)
     ref_state = w.machine_state(ref_m, ref_g)
     for policy in OTHERS:
-        m, g, trace = run(policy, actions)
+        m, g, trace = run(policy, actions, config=config)
         assert observed(trace) == observed(ref_trace), policy
         assert w.machine_state(m, g) == ref_state, policy
         assert w.domain_matches_iotlb(m), policy

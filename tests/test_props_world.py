@@ -47,15 +47,25 @@ CONFIG = MachineConfig(memory=MEM, functions=(
 ))
 
 
+# a real device model as function 0: virtio-rng, modern-only, DMA through zPCI translation
+CONFIG_VIRTIO = MachineConfig(memory=MEM, functions=(
+    FunctionSpec("virtio-rng-pci", (("disable-legacy", "on"), ("iommu_platform", "on"))),
+    FunctionSpec("memdev", (("bar0", "0x1000"), ("bar2", "0x2000"))),
+))
+
+
 def _memdev(kind, props):
     from firmware_model.devices.memdev import MemDevice
     return MemDevice.from_props(props)
 
 
-def machine(policy: str, assume: str = "passthrough"):
-    """A Machine over CONFIG with memdev devices, whatever the device registry holds."""
+def machine(policy: str, assume: str = "passthrough", config=None):
+    """A Machine over CONFIG with memdev devices (whatever the device registry holds),
+    or over ``config`` with the registry's models."""
     from firmware_model.function import ZpciBus
     from firmware_model.machine import Machine
+    if config is not None:
+        return Machine(config, policy=policy, assume=assume)
     return Machine(CONFIG, policy=policy, assume=assume, bus=ZpciBus.from_config(CONFIG, _memdev))
 
 
@@ -275,14 +285,36 @@ def perform(m, g, act):
             out.decision.route.value)
 
 
+_SKIP = {"dma", "handler", "bus", "fn"}
+
+
+def deep_state(obj, depth: int = 5):
+    """A device model's whole state as plain values (its DMA port and callbacks left out)."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj)
+    if depth == 0 or callable(obj) and not hasattr(obj, "__dict__"):
+        return type(obj).__name__
+    if isinstance(obj, (list, tuple)):
+        return tuple(deep_state(v, depth - 1) for v in obj)
+    if isinstance(obj, (set, frozenset)):
+        return tuple(sorted(repr(v) for v in obj))
+    if isinstance(obj, dict):
+        return tuple(sorted((repr(k), deep_state(v, depth - 1)) for k, v in obj.items()))
+    names = list(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        names += [n for n in getattr(cls, "__slots__", ()) if n not in names]
+    return (type(obj).__name__,) + tuple(
+        (n, deep_state(getattr(obj, n, None), depth - 1)) for n in sorted(names)
+        if n not in _SKIP and not n.startswith("__") and not callable(getattr(obj, n, None)))
+
+
 def function_state(fn) -> tuple:
-    dev = fn.device
     return (fn.fh, fn.state, fn.ioat_enabled, fn.pba, fn.pal, fn.iota,
             tuple(sorted((k, v.translated_addr, v.perm) for k, v in fn.iotlb.items())),
             fn.irq_registered, fn.isc, fn.noi, fn.aibv, fn.aibvo, fn.aisb, fn.aisbo, fn.sum,
-            fn.fmb_addr, tuple(fn.counters), fn.fmb_sample,
-            bytes(getattr(dev, "config", b"")),
-            tuple(sorted((b, bytes(v)) for b, v in getattr(dev, "mem", {}).items())))
+            fn.fmb_addr, tuple(fn.counters), fn.fmb_sample, deep_state(fn.device))
 
 
 def machine_state(m, g) -> tuple:
@@ -295,7 +327,7 @@ def machine_state(m, g) -> tuple:
 
 def domain_matches_iotlb(m) -> bool:
     """Passthrough: the host IOMMU domain holds exactly the translations the device may use."""
-    for hf, fn, _ in m._hf.values():
+    for hf, fn, *_ in m._hf.values():
         want = {k: (v.translated_addr, bool(v.perm & 2)) for k, v in fn.iotlb.items()}
         have = {k: (v.frame, v.writable) for k, v in hf.domain.entries.items()}
         if want != have:

@@ -105,3 +105,32 @@ def test_every_row_has_a_handler_and_non_table_index_is_an_operation_exception()
     h = UserspaceHandler(ZpciBus())
     assert len(h._dispatch) == len(TABLE)
     assert h.execute(Decoded(index=0xFF), SimpleGuest(4096)).pgm == Pgm.OPERATION
+
+
+# -- devices built from a MachineConfig -----------------------------------------
+
+NICS = MachineConfig(functions=(FunctionSpec("virtio-net-pci"), FunctionSpec("virtio-rng-pci"),
+                                FunctionSpec("virtio-net-pci")))
+
+
+def test_from_config_numbers_default_macs_per_bus_as_one_qemu_process():
+    bus = ZpciBus.from_config(NICS)                  # the registry's make_device
+    macs = [f.device.mac.hex() for f in bus.functions if f.device.kind == "virtio-net-pci"]
+    assert macs == ["525400123456", "525400123457"]
+    again = ZpciBus.from_config(NICS)                # another machine counts from the start
+    assert again.functions[0].device.mac.hex() == "525400123456"
+
+
+def test_from_config_hands_one_context_to_a_factory_that_takes_it():
+    seen = []
+
+    def factory(kind, props, *, context):
+        seen.append(context)
+        context["n"] = context.get("n", 0) + 1
+        return MemDevice()
+
+    ZpciBus.from_config(NICS, factory)
+    assert len(seen) == 3 and all(c is seen[0] for c in seen) and seen[0]["n"] == 3
+    other = []
+    ZpciBus.from_config(NICS, lambda kind, props, **kw: other.append(kw) or MemDevice())
+    assert [set(kw) for kw in other] == [{"context"}] * 3 and other[0]["context"] is not seen[0]

@@ -255,3 +255,67 @@ def test_msi_page_reached_by_plain_dma_writes_unless_the_iommu_window_covers_it(
     p.fn.pal = msia + 0xFFF
     err = p.dev.dma.write(msia, b"\x00\x00\x00\x00")
     assert err.kind is DmaErrorKind.UNMAPPED and p.fn.state is FnState.ERROR
+
+
+def test_dma_above_pal_is_unassigned_not_an_error():
+    # QEMU's IOMMU region spans [0, pal] (s390_pci_iommu_enable: size pal + 1); above it
+    # the bus-master space has nothing, so the access fails without touching the function
+    p, efh, iota = setup()
+    rpcit(p, efh, SDMA, 0x1000)
+    dma = p.dev.dma
+    above = SDMA + 0x100000                         # pal = SDMA + 0xFFFFF
+    assert dma.read(above, 4).kind is DmaErrorKind.OUT_OF_RANGE
+    assert dma.write(above + 0x5000, b"x").kind is DmaErrorKind.OUT_OF_RANGE
+    assert p.fn.state is FnState.ENABLED and p.bus.events == []
+    assert dma.read(SDMA, 4) == bytes(4)             # the window still translates
+    # pal itself lies inside the region: unrefreshed, so a translation error
+    assert dma.read(SDMA + 0xFFFFF, 1).kind is DmaErrorKind.UNMAPPED
+    assert p.bus.events[-1].pec == Pec.TPROTE and p.fn.state is FnState.ERROR
+    # below pba is inside the region too: out of range, with the error
+    p.fn.state = FnState.ENABLED
+    assert dma.read(SDMA - 0x1000, 4).kind is DmaErrorKind.OUT_OF_RANGE
+    assert p.bus.events[-1].pec == Pec.OORANGE and p.fn.state is FnState.ERROR
+
+
+def test_plug_picks_the_dma_port_from_the_device():
+    from firmware_model.devices import make_device
+    from firmware_model.devices.memdev import MemDevice
+    from firmware_model.dma import TranslatedDma
+    from firmware_model.function import ZpciBus
+    bus = ZpciBus()
+    legacy = bus.plug(make_device("virtio-rng-pci", ())).device
+    modern = bus.plug(make_device("virtio-net-pci", {"disable-legacy": "on"})).device
+    iommu = bus.plug(make_device("virtio-rng-pci", {"disable-legacy": "on",
+                                                    "iommu_platform": "on"})).device
+    plain = bus.plug(MemDevice()).device             # no dma_translated: translated
+    assert type(legacy.dma) is DirectDma and type(modern.dma) is DirectDma
+    assert type(iommu.dma) is TranslatedDma and type(plain.dma) is TranslatedDma
+
+
+def test_untranslated_device_dma_reaches_storage_without_an_ioat():
+    from firmware_model.devices import make_device
+    p = Probe(device=make_device("virtio-rng-pci", ()))
+    p.enable()
+    assert not p.fn.ioat_enabled
+    p.poke(0x7000, b"\x00" * 4)
+    p.dev.dma_write(0x7000, b"abcd")
+    assert p.mem(0x7000, 4) == b"abcd" and p.dev.dma_read(0x7001, 2) == b"bc"
+    assert p.bus.events == [] and p.dev.dma_errors == []
+
+
+def test_direct_dma_msi_goes_through_the_bus_master_space():
+    # msi_send_message stores into the bus-master space whatever the device's own DMA uses
+    p = Probe(dma=lambda fn, bus: DirectDma(fn))
+    efh = p.enable()
+    p.write_fib(isc=1, noi=4, aibv=0x50000, aisb=0x50100)
+    assert p.mpcifc((efh << 32) | 2, FIB)[0].cc == 0
+    msia = p.fn.group.msia
+    p.dev.dma.msi(0x3000, 2)                          # no IOAT: nothing there
+    assert p.mem(0x50000, 1) == b"\x00" and p.bus.events == []
+    p.dev.dma.msi(msia, 2)
+    assert p.mem(0x50000, 1) == b"\x20" and p.bus.adapter_interrupts == [1]
+    iota = p.build_tables(SDMA, RTT, STT, PTT, FRAME)
+    p.write_fib(pba=SDMA, pal=SDMA + 0xFFFFF, iota=iota)
+    assert p.mpcifc((efh << 32) | 4, FIB)[0].cc == 0
+    p.dev.dma.msi(0x3000, 2)                          # inside [0, pal] below pba: an error
+    assert p.bus.events[-1].pec == Pec.OORANGE and p.fn.state is FnState.ERROR

@@ -220,6 +220,20 @@ def test_pcistb_operand_exception_before_reading_guest_storage_and_no_partial_wr
     assert c.pgm == Pgm.OPERAND and bytes(q.dev.mem[0][:16]) == bytes(16)
 
 
+def test_pcistb_on_a_virtio_model_checks_the_block_before_the_source():
+    # QEMU 7.2 (SEMPROBE's PCISTB_FAR lines): a block the MSI-X table holds reaches the
+    # source fetch; one running past the table is refused first
+    from firmware_model.devices import make_device
+    p, efh = enabled_probe(device=make_device("virtio-rng-pci", ()))
+    far = len(p.guest.mem) + 0x1000
+    assert p.pcistb(req(efh, 1, 16), 0, far)[0].pgm == Pgm.ADDRESSING
+    assert p.pcistb(req(efh, 1, 64), 0, far)[0].pgm == Pgm.OPERAND
+    p.poke(BLK, bytes(range(64)))
+    assert p.pcistb(req(efh, 1, 64), 0, BLK)[0].pgm == Pgm.OPERAND
+    assert p.dev.bar_read(1, 0, 8) == 0 and p.fn.counters[2] == 0    # nothing stored
+    assert p.pcistb(req(efh, 1, 32), 0, BLK)[0].cc == 0 and p.fn.counters[2] == 1
+
+
 def test_pcistb_uses_the_base_register_and_displacement():
     p, efh = enabled_probe()
     p.poke(BLK, bytes(range(32)))

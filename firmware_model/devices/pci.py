@@ -269,6 +269,34 @@ class BarMap:
             return False
         return t[0].dispatch_write(t[1], size, value)
 
+    def access_valid(self, bar: int, offset: int, length: int) -> bool:
+        """Whether a ``length``-byte access at ``offset`` would be dispatched (no side effect)."""
+        t = self._target(bar, offset, length)
+        return t is not None and t[0].valid(t[1], size_memop(length))
+
+    def block_valid(self, bar: int, offset: int, length: int) -> bool:
+        """PCISTB's check before it fetches the source (pcistb_service_call).
+
+        QEMU picks the region with s390_get_subregion (the first subregion
+        holding [offset, offset + len), len passed as a uint8_t, else the BAR
+        itself) and asks memory_region_access_valid for an 8-byte write at
+        every doubleword of the block.  A BAR container's own ops are the
+        unassigned ops, which accept nothing; a plain region's rules look at
+        alignment and access size, not at its end.
+        """
+        r = self.bars.get(bar)
+        if r is None:
+            return False
+        if type(r) is Container:
+            hit = r.find(offset, length & 0xFF)
+            if hit is None:
+                return False
+            base, region = hit
+            offset -= base
+        else:
+            region = r
+        return all(region.valid(offset + i, 8) for i in range(0, length, 8))
+
 
 # -- MSI-X -----------------------------------------------------------------
 

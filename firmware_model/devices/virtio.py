@@ -345,6 +345,14 @@ class VirtioPciDevice(PciDevice):
     def bar_write(self, bar: int, offset: int, size: int, value: int) -> bool:
         return self.bars.write(bar, offset, size, value)
 
+    def bar_access_valid(self, bar: int, offset: int, size: int, write: bool = False) -> bool:
+        """Whether bar_read/bar_write of ``size`` bytes at ``offset`` would be accepted."""
+        return self.bars.access_valid(bar, offset, size)
+
+    def bar_block_valid(self, bar: int, offset: int, length: int) -> bool:
+        """PCISTB's pre-check: one region takes the whole block as 8-byte stores."""
+        return self.bars.block_valid(bar, offset, length)
+
     def reset(self) -> None:
         """A PCI-level reset: config registers, MSI-X and the virtio device."""
         self.cfg.data[:] = self._initial_config
