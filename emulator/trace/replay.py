@@ -262,13 +262,12 @@ def _device_factory(stand_ins: list, live: bool, ids: dict):
     on the device, but a --check of its BAR accesses compares against the
     stand-in's access rules.
     """
-    def make(kind: str, props: tuple):
-        try:
-            from firmware_model.devices import DEVICE_KINDS, make_device
-        except ImportError:
-            DEVICE_KINDS, make_device = {}, None
+    from firmware_model.devices import DEVICE_KINDS, make_device
+
+    def make(kind: str, props: tuple, context: dict | None = None):
         if kind in DEVICE_KINDS:
-            inner = make_device(kind, props)     # bad properties: the caller's one-line error
+            # one context per bus, so default MACs count up as QEMU's do
+            inner = make_device(kind, props, context=context)   # bad properties: the caller's one-line error
         else:
             from firmware_model.devices.memdev import MemDevice
             stand_ins.append(kind)
