@@ -9,6 +9,8 @@ no zPCI).  Prints
     running the same code with no hooks at all;
   * the wall time of each ELF under qemu-system-s390x and under the
     `zpci-emu boot` command, as a ratio.
+The load average at the start is printed too: on a shared machine it
+explains run-to-run spread, and every ratio is measured in the same run.
 Usage: python benchmarks/boot.py [--zpci-loops N] [--plain-loops N] [--repeat N]
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -121,6 +124,10 @@ def main() -> int:
     if not guest_build.have_compiler():
         print("benchmarks/boot.py: s390x-linux-gnu-gcc not installed; nothing measured")
         return 0
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if load:
+        print(f"load average at start       : {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+              f"({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
         zelf = guest_build.bench_zpci(Path(tmp), opts.zpci_loops)
         pelf = guest_build.bench_plain(Path(tmp), opts.plain_loops)
@@ -136,6 +143,10 @@ def main() -> int:
               f"in {t_full:.3f} s = {n_zpci / t_full:,.0f} zPCI insns/s (aim >= 500,000)")
         print(f"zPCI trap path, null model  : {n_zpci / t_null:,.0f} zPCI insns/s "
               f"(full model / null model time = {t_full / t_null:.2f})")
+        print(f"per zPCI instruction        : {t_full / n_zpci * 1e6:.2f} us end to end = "
+              f"{t_null / n_zpci * 1e6:.2f} us trap path and guest code + "
+              f"{(t_full - t_null) / n_zpci * 1e6:.2f} us firmware model "
+              f"({(t_full - t_null) / t_full:.0%} of the time)")
 
         # interleaved, so a load change on the machine hits both sides alike
         t_raw = t_emu = float("inf")

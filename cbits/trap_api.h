@@ -105,7 +105,8 @@ int trap_uninstall(trap_state *t);
  * trap_py_other with intno TRAP_INTNO_HOOKED instead of running. */
 int trap_hook_at(trap_state *t, uint64_t addr);
 
-/* uc_emu_start(begin, no end address) from C; returns uc_err, sets t->stop. */
+/* uc_emu_start(begin, no end address) from C, holding the GIL for the whole
+ * run (callbacks then enter Python cheaply); returns uc_err, sets t->stop. */
 int trap_run(trap_state *t, uint64_t begin);
 
 /* Cheap guest access for the Python side: 0 on success. */

@@ -134,22 +134,42 @@ def _gpr_setter(gprs):
 
 # --- the extern "Python" functions of cbits/trap_cdef.h ------------------------------
 # cbits/trap.c calls these four by name; UcMachine.run attaches the running
-# machine's handlers to them (ffi.def_extern again) for the length of its
-# trap_run and restores the previous ones afterwards, so a machine run from
-# inside another machine's callback works too.
+# machine's handlers to them (ffi.def_extern again, ~1 us) for the length of
+# its trap_run and restores the previous ones afterwards, so a machine run
+# from inside another machine's callback works too.  Outside any run the
+# idle handlers below are attached: they stop a run nobody attached to.
+# (cffi itself keeps the last machine's handlers referenced, measured: that
+# one machine is freed once another machine has run.)
 _EXTERNS = ("trap_py_zpci", "trap_py_other", "trap_py_block", "trap_py_poll")
-_attached: tuple | None = None
 
 
-def _attach(handlers: tuple | None) -> tuple | None:
-    """Attaches ((zpci, onerror), (other, onerror), (block, onerror), (poll, onerror))."""
+def _idle_stop(*_args) -> int:
+    return 1
+
+
+def _idle_block(*_args) -> None:
+    return None
+
+
+_IDLE = ((_idle_stop, None), (_idle_stop, None), (_idle_block, None), (_idle_stop, None))
+_attached: tuple = ()
+
+
+def _attach(handlers: tuple) -> tuple:
+    """Attaches ((zpci, onerror), (other, onerror), (block, onerror), (poll, onerror)).
+
+    Returns what was attached before, for the caller to attach again.
+    """
     global _attached
     previous = _attached
-    if handlers is not None and handlers is not previous:
+    if handlers is not previous:
         for name, (fn, onerror) in zip(_EXTERNS, handlers):
             ffi.def_extern(name=name, onerror=onerror)(fn)
-    _attached = handlers
+        _attached = handlers
     return previous
+
+
+_attach(_IDLE)
 
 
 @dataclass
