@@ -2,7 +2,7 @@
 
 IBM has not published the zPCI instructions, so "architected" here means what
 QEMU (hw/s390x/s390-pci-*.h) and Linux (arch/s390/include/asm/pci_*.h) agree
-on; see /work/shared/docs/zpci-architecture.md for the sources.
+on; see ../shared/docs/zpci-architecture.md for the sources.
 
 Enums document the values; the hot paths use the plain module constants
 below them because an enum attribute lookup costs more than a global.

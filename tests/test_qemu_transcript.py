@@ -1,4 +1,4 @@
-"""Reproduce the QEMU 7.2.22 reference run (/work/shared/docs/qemu-oracle.md §4).
+"""Reproduce the QEMU 7.2.22 reference run (../shared/docs/qemu-oracle.md §4).
 
 The probe guest's instruction sequence is replayed against the model (a
 SimpleGuest and a memdev shaped like the virtio-rng-pci function) and every
