@@ -5,14 +5,18 @@
  * instruction (the zPCI family included) raises a program exception that
  * unicorn reports as UC_HOOK_INTR intno 3 with the PC at the instruction and
  * nothing executed.  This hook decodes the instruction, hands it to Python
- * once with the GPRs already read, and applies what Python decided.  Unicorn
+ * once with the GPRs already read, and applies what Python decided.  A zPCI
+ * instruction goes to the Python callable trap_run was given, called directly
+ * (PyObject_Vectorcall, the GIL held for the whole run); anything else goes
+ * through cffi's extern "Python" functions.  Unicorn
  * is reached through the libunicorn the Python binding already loaded
  * (dlopen RTLD_NOLOAD), so building this file needs no unicorn headers.
  */
 #define PY_SSIZE_T_CLEAN
-#include <Python.h>          /* the GIL only (trap_run); first, as Python.h asks */
+#include <Python.h>          /* the GIL and the direct zPCI call; first, as Python.h asks */
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,7 +27,6 @@
 #include "trap_api.h"
 
 /* Defined by cffi from trap_cdef.h (extern "Python+C"). */
-int trap_py_zpci(uint32_t site);
 int trap_py_other(void);
 void trap_py_block(uint64_t addr, uint32_t size);
 int trap_py_poll(void);
@@ -165,6 +168,116 @@ static void uncount_rest_of_block(trap_state *t)
     t->cur_block_size = 0;   /* counted once */
 }
 
+/* ------------------------------------------------------------ the zPCI call */
+
+/* All of this runs with the GIL held: only trap_run sets t->py_zpci, and it
+ * holds the GIL until it has cleared it again. */
+
+/* Marks the run TRAP_STOP_ERROR with `what` (plus the exception `exc`, if
+ * any) in t->error_text, on one line; the caller then returns 1, which stops
+ * the run.  Calls Python only when exc is given; clears what that raises. */
+static void set_error_text(trap_state *t, const char *what, PyObject *exc)
+{
+    const char *detail = NULL;
+    PyObject *str = NULL;
+    if (exc) {
+        str = PyObject_Str(exc);
+        if (str)
+            detail = PyUnicode_AsUTF8(str);
+        if (!detail)
+            PyErr_Clear();
+    }
+    if (exc)
+        snprintf(t->error_text, sizeof t->error_text, "%s: %s%s%s", what,
+                 Py_TYPE(exc)->tp_name, detail && *detail ? ": " : "", detail ? detail : "");
+    else
+        snprintf(t->error_text, sizeof t->error_text, "%s", what);
+    Py_XDECREF(str);
+    for (char *c = t->error_text; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    if (t->stop == TRAP_STOP_NONE || t->stop == TRAP_STOP_PYTHON)
+        t->stop = TRAP_STOP_ERROR;
+}
+
+/* The zPCI callable raised (the exception is set): hands the exception to
+ * the run's error callable, so Python reports it as it reports any other.
+ * Returns with no exception set, whatever happens. */
+static void pass_exception(trap_state *t)
+{
+    PyObject *exc;
+#if PY_VERSION_HEX >= 0x030C0000
+    exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc && tb)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    if (!exc) {
+        set_error_text(t, "the zPCI callback failed without an exception", NULL);
+        return;
+    }
+    PyObject *efn = t->py_error;
+    PyObject *r = efn ? PyObject_CallOneArg(efn, exc) : NULL;
+    if (r) {
+        Py_DECREF(r);
+    } else {
+        PyErr_Clear();
+        set_error_text(t, "exception in the zPCI callback", exc);
+        /* A Ctrl-C must not vanish with it: Python raises it on return. */
+        if (PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt))
+            PyErr_SetInterrupt();
+    }
+    Py_DECREF(exc);
+}
+
+/* Calls the run's zPCI callable with t->site; its int result, or 1 (stop). */
+static int call_zpci(trap_state *t)
+{
+    PyObject *fn = t->py_zpci;
+    if (!fn) {
+        /* trap_run was given none, or did not start this run (then maybe
+         * nobody holds the GIL): no Python now. */
+        set_error_text(t, "zPCI instruction with no zPCI callable (run not started by "
+                          "trap_run, or given none)", NULL);
+        return 1;
+    }
+    PyObject *site = PyLong_FromUnsignedLong(t->site);
+    if (!site) {
+        pass_exception(t);
+        return 1;
+    }
+    PyObject *argv[2] = { NULL, site };
+    PyObject *res = PyObject_Vectorcall(fn, argv + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(site);
+    if (!res) {
+        pass_exception(t);
+        return 1;
+    }
+    long v = -1;
+    if (PyLong_Check(res)) {
+        v = PyLong_AsLong(res);
+        if (v == -1 && PyErr_Occurred()) {
+            /* OverflowError already set */
+        } else if (v < INT_MIN || v > INT_MAX) {
+            PyErr_Format(PyExc_OverflowError, "the zPCI callback returned %ld", v);
+        }
+    } else {
+        PyErr_Format(PyExc_TypeError, "the zPCI callback returned %.80s, not int",
+                     Py_TYPE(res)->tp_name);
+    }
+    Py_DECREF(res);
+    if (PyErr_Occurred()) {
+        pass_exception(t);
+        return 1;
+    }
+    return (int)v;
+}
+
 /* ------------------------------------------------------------ the hook */
 
 static const int gpr_ids[16] = {
@@ -223,7 +336,7 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
             memcpy(s->bytes, t->bytes, t->d.ilen);
             t->site = slot | TRAP_SITE_NEW;
         }
-        rc = trap_py_zpci(t->site);
+        rc = call_zpci(t);
         if (rc & TRAP_RESUME_CC) {
             t->cc = rc & 3;
             rc = 0;
@@ -341,17 +454,41 @@ int trap_uninstall(trap_state *t)
     return 0;
 }
 
-int trap_run(trap_state *t, uint64_t begin)
+int trap_run(trap_state *t, uint64_t begin, void *zpci_fn, void *error_fn)
 {
     t->stop = TRAP_STOP_NONE;
     t->cur_block_size = 0;
+    t->error_text[0] = 0;
     /* cffi released the GIL for this call.  Taking it back once for the whole
      * run makes every extern "Python" callback's PyGILState_Ensure the cheap
-     * nested case instead of a GIL hand-over per trap (~50 ns each, measured);
-     * other Python threads wait while the guest runs. */
+     * nested case instead of a GIL hand-over per trap (~50 ns each, measured),
+     * and lets the hook call the zPCI callable directly; other Python threads
+     * wait while the guest runs.  A machine run from inside another's callback
+     * comes here holding the GIL already (cffi released it for the call), so
+     * this nests; each trap_state has its own callables. */
     PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *fn = zpci_fn, *efn = error_fn;
+    if ((fn && !PyCallable_Check(fn)) || (efn && !PyCallable_Check(efn))) {
+        static const char msg[] = "trap_run: a callback is not callable";
+        memcpy(last_error, msg, sizeof msg);
+        memcpy(t->error_text, msg, sizeof msg);
+        t->stop = TRAP_STOP_ERROR;
+        PyGILState_Release(gil);
+        return -1;
+    }
+    /* Our own references for the run; the previous pair comes back after it
+     * (NULL, unless this engine's run is re-entered). */
+    PyObject *old_fn = t->py_zpci, *old_efn = t->py_error;
+    Py_XINCREF(fn);
+    Py_XINCREF(efn);
+    t->py_zpci = fn;
+    t->py_error = efn;
     /* The end address 1 is odd, so no instruction ever starts there. */
     t->uc_err = U.emu_start(t->uc, begin, 1, 0, 0);
+    t->py_zpci = old_fn;
+    t->py_error = old_efn;
+    Py_XDECREF(fn);
+    Py_XDECREF(efn);
     PyGILState_Release(gil);
     return t->uc_err;
 }

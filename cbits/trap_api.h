@@ -4,14 +4,18 @@
  * conditionals, integer #defines only.  Includers provide <stdint.h>.
  *
  * One trap_state per unicorn engine.  The C hook fills it, calls Python once
- * (trap_py_zpci for a zPCI instruction, trap_py_other for anything else) and
- * applies what Python left in it: changed GPRs, the CC, the PSW mask and the
- * next address.
+ * (the run's zPCI callable for a zPCI instruction, trap_py_other for anything
+ * else) and applies what Python left in it: changed GPRs, the CC, the PSW
+ * mask and the next address.
  *
- * The Python side is reached through cffi `extern "Python+C"` functions,
- * declared in trap_cdef.h (cdef only: that syntax is not C) and defined with
+ * The zPCI callable is the hot path (one call per zPCI instruction), so C
+ * calls it directly (PyObject_Vectorcall on a Python object trap_run was
+ * given) instead of through cffi's extern "Python" entry, which costs about
+ * 0.19 us per call.  The rare callbacks (other privileged instructions, the
+ * block hook, the poll) stay cffi `extern "Python+C"` functions, declared in
+ * trap_cdef.h (cdef only: that syntax is not C) and defined with
  * @ffi.def_extern by emulator/machine_uc.py, which attaches the running
- * machine's handlers for the length of each trap_run.  They take no
+ * machine's handlers for the length of each trap_run.  No callback takes a
  * trap_state argument: the machine already holds its own, and an argument
  * would cost a cdata object per call.  Needs decode_api.h (zpci_decoded)
  * first, which build_native.py's part order gives.
@@ -71,6 +75,11 @@ typedef struct trap_state {
      * was (re)filled now, i.e. Python's object for that slot is stale. */
     uint32_t site;
     uintptr_t hooks[4];       /* uc_hook handles */
+    /* trap_run's callables (PyObject *): strong references held by C for the
+     * length of a run, NULL outside one.  Python must not write them. */
+    void *py_zpci;
+    void *py_error;
+    char error_text[160];     /* TRAP_STOP_ERROR: why, one line */
     trap_block_slot block_cache[4096];
     trap_site_slot site_cache[1024];
 } trap_state;
@@ -78,7 +87,7 @@ typedef struct trap_state {
 #define TRAP_SITES 1024
 #define TRAP_SITE_NEW 0x10000
 
-/* trap_py_zpci's result: resume and set the condition code to the low 2 bits */
+/* the zPCI callable's result: resume and set the condition code to the low 2 bits */
 #define TRAP_RESUME_CC 0x10
 
 /* stop reasons */
@@ -86,6 +95,10 @@ typedef struct trap_state {
 #define TRAP_STOP_PYTHON 1
 #define TRAP_STOP_LIMIT 2
 #define TRAP_STOP_UNMAPPED 3
+/* a zPCI trap could not be handed to Python (an exception the error callable
+ * could not take, or no callable: a run not started by trap_run); see
+ * trap_state.error_text */
+#define TRAP_STOP_ERROR 4
 
 /* intno reported for an instruction caught by trap_hook_at */
 #define TRAP_INTNO_HOOKED 256
@@ -106,8 +119,21 @@ int trap_uninstall(trap_state *t);
 int trap_hook_at(trap_state *t, uint64_t addr);
 
 /* uc_emu_start(begin, no end address) from C, holding the GIL for the whole
- * run (callbacks then enter Python cheaply); returns uc_err, sets t->stop. */
-int trap_run(trap_state *t, uint64_t begin);
+ * run (callbacks then enter Python cheaply); returns uc_err, sets t->stop.
+ *
+ * zpci_fn and error_fn are Python objects (PyObject *, passed from Python as
+ * ffi.cast("void *", id(obj)) of an object the caller references for the
+ * whole call); C takes its own references for the run and drops them at the
+ * end, so nothing outlives the run.  zpci_fn(site) is called once per zPCI
+ * instruction with trap_state.site and returns an int: 0 resumes at
+ * trap_state.next_pc, TRAP_RESUME_CC | cc resumes with that condition code,
+ * anything else stops the run.  If it raises (or returns no int), the
+ * exception goes to error_fn(exc) and the run stops (TRAP_STOP_PYTHON); if
+ * error_fn is NULL or raises too, the run stops with TRAP_STOP_ERROR and a
+ * one-line description in trap_state.error_text.  Returns -1 without running
+ * when either is not callable (NULL is allowed: zPCI traps then stop the run
+ * with TRAP_STOP_ERROR). */
+int trap_run(trap_state *t, uint64_t begin, void *zpci_fn, void *error_fn);
 
 /* Cheap guest access for the Python side: 0 on success. */
 int trap_mem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n);

@@ -4,12 +4,10 @@
  * emulator/machine_uc.py with @ffi.def_extern.  "Python+C" makes them
  * visible to trap.c, which declares the same prototypes.
  *
- * trap_py_other returns 0 to resume at trap_state.next_pc, 1 to stop the run;
- * trap_py_zpci the same, or TRAP_RESUME_CC | cc to resume with that condition
- * code (saves Python a store into trap_state); it gets trap_state.site as its
- * argument.  trap_py_poll returns 1 to stop.
+ * trap_py_other returns 0 to resume at trap_state.next_pc, 1 to stop the
+ * run.  trap_py_poll returns 1 to stop.  (zPCI instructions do not come this
+ * way: trap.c calls the callable given to trap_run directly; see trap_api.h.)
  */
-extern "Python+C" int trap_py_zpci(uint32_t site);
 extern "Python+C" int trap_py_other(void);
 extern "Python+C" void trap_py_block(uint64_t addr, uint32_t size);
 extern "Python+C" int trap_py_poll(void);

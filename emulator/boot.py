@@ -129,13 +129,14 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
     if writer is not None:
         recorder = _block_recorder(None, writer)
         handler = _traced(fw, writer, lambda: uc.t)
-    bus = fw.bus
     try:
+        # SCLP (de)configure changes the bus outside the instruction path: through the
+        # Machine, so the host's records (handles, registrations, mappings) follow.
         uc = UcMachine(args.config.memory, handler, console, console=args.console,
                        max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
                        block_hook=recorder,
-                       pci_configure=getattr(bus, "sclp_configure", None),
-                       pci_deconfigure=getattr(bus, "sclp_deconfigure", None))
+                       pci_configure=fw.sclp_configure,
+                       pci_deconfigure=fw.sclp_deconfigure)
         if recorder is not None:
             recorder.machine = uc
         uc.load(image)

@@ -328,24 +328,30 @@ class ZpciBus:
         fh, fid = (fn.fh, fn.fid) if fn is not None else (0, 0)
         self.events.append(SeiEvent(1, int(pec), fh, fid, faddr, e))
 
-    def sclp_configure(self, fid: int) -> int:
-        """SCLP configure I/O adapter; returns the SCLP response code."""
+    def _sclp_target(self, fid: int) -> tuple[ZpciFunction | None, int]:
+        """The function an SCLP (de)configure names, or None and the response
+        code that refuses it."""
         fn = self.find_by_fid(fid)
         if fn is None:
-            return 0x09F0
+            return None, 0x09F0
         if fn.state is FnState.RESERVED:
-            return 0x05F0
+            return None, 0x05F0
+        return fn, 0
+
+    def sclp_configure(self, fid: int) -> int:
+        """SCLP configure I/O adapter; returns the SCLP response code."""
+        fn, rc = self._sclp_target(fid)
+        if fn is None:
+            return rc
         if fn.state is FnState.STANDBY:
             fn.state = FnState.DISABLED
             return 0x0020
         return 0x0120
 
     def sclp_deconfigure(self, fid: int) -> int:
-        fn = self.find_by_fid(fid)
+        fn, rc = self._sclp_target(fid)
         if fn is None:
-            return 0x09F0
-        if fn.state is FnState.RESERVED:
-            return 0x05F0
+            return rc
         if fn.state is FnState.STANDBY:
             return 0x0120
         if fn.irq_registered:

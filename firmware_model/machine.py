@@ -106,11 +106,15 @@ class Machine:
         self.router = Router(self.userspace, self.firmware, self.kvm)
         self.decider = Decider(policy)
         self._exits = self.router.exits
+        self._fw_counts = self.firmware.counts   # reset in place, like the exits
+        self._fw_found = self.firmware.found
         self._passthrough = assume == "passthrough"
         # rows after which a userspace-served instruction needs the host brought along
         self._after = tuple(self._passthrough and i.index in (_CLP, _MPCIFC, RPCIT) for i in TABLE)
         self._hf: dict[int, tuple] = {}          # bus index -> (HostFunction, ZpciFunction, tally, memo)
         self._tally: dict = {}                   # DecisionSet -> count, for handles naming no function
+        self._unnamed_memo: dict = {}            # (index, ipa, ipb, fh) -> (view, lsi, (ds, decision))
+        self._plain: dict = {}                   # (index, ipa, ipb) -> (ds, decision), handle-free rows
         # which register holds the handle, per table row (0: decisions ignore the handle)
         self._handle_reg = tuple(
             (2 if i.status_reg is StatusReg.R2 else 1) if i.index in LOAD_STORE or i.index == RPCIT
@@ -201,50 +205,66 @@ class Machine:
             bus.memory = guest
         index = d.index
         reg = self._handle_reg[index]
-        vm = self.vm
         entry = None
+        run_declined = False
         if reg:
-            fh = guest.gpr(d.r2 if reg == 2 else d.r1) >> 32
+            req = guest.gpr(d.r2 if reg == 2 else d.r1)
+            fh = req >> 32
             entry = self._by_fh.get(fh)
             if entry is not None and entry[1].fh == fh:
-                # Memo per function: the DecisionSet stays valid while the host's view
-                # of the function (a cached object, replaced on change) and LSI stay.
+                # Memo per function: the decisions stay valid while the host's view of
+                # the function (a cached object, replaced on change) and LSI stay.
                 hf = entry[0]
                 view = hf._view or hf.view()
-                lsi = vm.use_zpci_interp
+                lsi = self.vm.use_zpci_interp
                 key = (index, d.ipa, d.ipb)
                 memo = entry[3].get(key)
-                if memo is not None and memo[0] is view and memo[1] is lsi:
-                    ds = memo[2]
-                else:
-                    ds = self.decider.decisions(index, hf.fh, lsi, view, vm.id, vm.gisa,
-                                                d.ipa, d.ipb)
-                    memos = entry[3]
-                    if len(memos) >= 4096:
-                        memos.clear()
-                    memos[key] = (view, lsi, ds)
+                if memo is None or memo[0] is not view or memo[1] is not lsi:
+                    memo = self._remember(entry, key, view, lsi)
+                run = memo[4]
+                if run is not None:
+                    # The active policy interprets it: the firmware's handler, given the
+                    # request and the function found here (Firmware.execute without the
+                    # second lookup).
+                    completion = run(d, guest, req, entry)
+                    if completion is not None:
+                        self._fw_counts[index] += 1
+                        self._exits[EXIT_FIRMWARE] += 1
+                        ds = memo[2]
+                        tally = entry[2]
+                        tally[ds] = tally.get(ds, 0) + 1
+                        # Completions are mostly preallocated constants: reuse the Outcome,
+                        # the memo's last one first.
+                        if completion is memo[5]:
+                            return memo[6]
+                        out = ds.outcomes.get(id(completion))
+                        if out is None:
+                            out = self._outcome(ds, memo[3], index, completion)
+                        memo[5] = completion
+                        memo[6] = out
+                        return out
+                    run_declined = True
+                ds, decision = memo[2], memo[3]
             else:
                 entry = None
-                view = None
-                if self._passthrough:
-                    if fh & _SHM in (0, _EMUL):
-                        fh ^= _EMUL
-                    # a host function the guest cannot run through the firmware table
-                    # (e.g. one it disabled) still answers the decision's lookup
-                    other = self._by_pfh.get(fh)
-                    if other is not None:
-                        view = other.view()
-                ds = self.decider.decisions(index, fh, vm.use_zpci_interp, view, vm.id, vm.gisa,
-                                            d.ipa, d.ipb)
+                ds, decision = self._unnamed(index, fh, d)
             if index == RPCIT:
                 window = (guest.gpr(d.r2), guest.gpr((d.r2 + 1) & 15))
         else:
-            ds = self.decider.decisions(index, 0, False, None, vm.id, vm.gisa, d.ipa, d.ipb)
-        decision = ds.by_policy[self.policy]
+            key = (index, d.ipa, d.ipb)
+            memo = self._plain.get(key)
+            if memo is None:
+                memo = self._plain_decisions(key)
+            ds, decision = memo
         route = decision.route
         exits = self._exits
         # The router's userspace and firmware branches, inlined: these are the hot paths.
-        if route is _USERSPACE:
+        if run_declined:
+            # the firmware intercepted after all (see Router.run)
+            exits[EXIT_DECLINED] += 1
+            completion = self.router.run(_USERSPACE, d, guest)[0]
+            declined = True
+        elif route is _USERSPACE:
             exits[EXIT_INSTRUCTION] += 1
             exits[EXIT_USERSPACE] += 1
             completion = self.userspace.execute(d, guest)
@@ -276,14 +296,76 @@ class Machine:
                 self._mirror(entry[0], entry[1], *window)
         if declined:
             return Outcome(TABLE[index].mnemonic, completion, decision, ds.by_policy)
-        # Completions are mostly preallocated constants: reuse the immutable Outcome.
-        cached = ds.outcomes.get(id(completion))
-        if cached is not None and cached[0] is completion:
-            return cached[1]
+        out = ds.outcomes.get(id(completion))
+        if out is None:
+            out = self._outcome(ds, decision, index, completion)
+        return out
+
+    def _outcome(self, ds, decision, index: int, completion) -> Outcome:
+        """The Outcome of ``decision`` (the active one of ``ds``), kept for reuse.
+
+        ``ds.outcomes`` maps id(completion) to the Outcome holding it; the Outcome
+        keeps the completion alive, so its id names no other object meanwhile.
+        """
         out = Outcome(TABLE[index].mnemonic, completion, decision, ds.by_policy)
         if len(ds.outcomes) < 16:
-            ds.outcomes[id(completion)] = (completion, out)
+            ds.outcomes[id(completion)] = out
         return out
+
+    def _remember(self, entry, key: tuple, view, lsi: bool) -> tuple:
+        """Decide for a handle naming one of the VM's functions, and memo it in the entry.
+
+        The memo: [view, lsi, DecisionSet, active Decision, firmware handler to call
+        directly or None, last completion of that handler, its Outcome].
+        """
+        index, ipa, ipb = key
+        vm = self.vm
+        ds = self.decider.decisions(index, entry[0].fh, lsi, view, vm.id, vm.gisa, ipa, ipb)
+        decision = ds.by_policy[self.policy]
+        run = self._fw_found[index] if decision.route is _FIRMWARE else None
+        memos = entry[3]
+        if len(memos) >= 4096:
+            memos.clear()
+        memo = memos[key] = [view, lsi, ds, decision, run, None, None]
+        return memo
+
+    def _unnamed(self, index: int, fh: int, d) -> tuple:
+        """(DecisionSet, active Decision) for a handle that names no function the
+        firmware table holds (stale, disabled, foreign, SHM patterns), memoised.
+        """
+        view = None
+        if self._passthrough:
+            if fh & _SHM in (0, _EMUL):
+                fh ^= _EMUL
+            # a host function the guest cannot run through the firmware table
+            # (e.g. one it disabled) still answers the decision's lookup
+            other = self._by_pfh.get(fh)
+            if other is not None:
+                view = other.view()
+        vm = self.vm
+        lsi = vm.use_zpci_interp
+        key = (index, d.ipa, d.ipb, fh)
+        memos = self._unnamed_memo
+        memo = memos.get(key)
+        if memo is not None and memo[0] is view and memo[1] is lsi:
+            return memo[2]
+        ds = self.decider.decisions(index, fh, lsi, view, vm.id, vm.gisa, d.ipa, d.ipb)
+        if len(memos) >= 4096:
+            memos.clear()
+        pair = (ds, ds.by_policy[self.policy])
+        memos[key] = (view, lsi, pair)
+        return pair
+
+    def _plain_decisions(self, key: tuple) -> tuple:
+        """(DecisionSet, active Decision) for an instruction whose decisions ignore the
+        handle: they depend on the instruction (index, IPA, IPB) alone."""
+        index, ipa, ipb = key
+        vm = self.vm
+        ds = self.decider.decisions(index, 0, False, None, vm.id, vm.gisa, ipa, ipb)
+        if len(self._plain) >= 4096:
+            self._plain.clear()
+        pair = self._plain[key] = (ds, ds.by_policy[self.policy])
+        return pair
 
     # --- accounting --------------------------------------------------------------------
 

@@ -186,11 +186,13 @@ class Decider:
 
     def decisions(self, index: int, fh: int, lsi: bool, fn: FnView | None, vm_id: int,
                   gisa: int, ipa: int, ipb: int) -> DecisionSet:
+        # The key holds each reason's value (a str hashes at C speed, an Enum member
+        # through Enum.__hash__); ``_value_`` is the member's plain attribute.
         if index in LOAD_STORE:
-            key = (index, ls_reason(fh, lsi, fn, gisa), None, None, ipa, ipb)
+            key = (index, ls_reason(fh, lsi, fn, gisa)._value_, None, None, ipa, ipb)
         elif index == RPCIT:
-            key = (index, None, rpcit_kvm_reason(fh, fn, vm_id),
-                   rpcit_fw_reason(fh, lsi, fn, gisa), ipa, ipb)
+            key = (index, None, rpcit_kvm_reason(fh, fn, vm_id)._value_,
+                   rpcit_fw_reason(fh, lsi, fn, gisa)._value_, ipa, ipb)
         else:
             key = (index, None, None, None, ipa, ipb)
         hit = self._cache.get(key)
@@ -201,16 +203,18 @@ class Decider:
     def _build(self, key) -> DecisionSet:
         index, ls, rk, rf, ipa, ipb = key
         icpt = Intercept(ICPT_INSTRUCTION, ipa, ipb)
+        served = Reason.IOAT_REGISTERED.value
         out = {}
         for p in self._order:
             if ls is not None and p.interp_ls:
-                route, reason = (Route.FIRMWARE if ls is Reason.INTERPRETED else Route.USERSPACE), ls
+                route, reason = (Route.FIRMWARE if ls == Reason.INTERPRETED.value
+                                 else Route.USERSPACE), ls
             elif rk is not None and p.rpcit is not None:
                 reason = rk if p.rpcit is Route.KVM else rf
-                route = p.rpcit if reason is Reason.IOAT_REGISTERED else Route.USERSPACE
+                route = p.rpcit if reason == served else Route.USERSPACE
             else:
-                route, reason = Route.USERSPACE, Reason.POLICY
-            out[p.name] = Decision(route, reason.value, None if route is Route.FIRMWARE else icpt)
+                route, reason = Route.USERSPACE, Reason.POLICY.value
+            out[p.name] = Decision(route, reason, None if route is Route.FIRMWARE else icpt)
         if len(self._cache) >= self._LIMIT:
             self._cache.clear()
         ds = self._cache[key] = DecisionSet(out, key)

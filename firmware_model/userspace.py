@@ -171,14 +171,15 @@ def count(fn, counter: int, guest) -> None:
 
 # -- handlers ---------------------------------------------------------------
 
-def handle_pcilg(ctx, d, guest):
+def _ls_function(ctx, d, guest):
+    """PCILG/PCISTG up to the access: the function the request in R2 names,
+    or the Completion that ends the instruction."""
     if guest.problem_state:
         return PGM_PRIVILEGED
     r2 = d.r2
     if r2 & 1:
         return PGM_SPECIFICATION
-    req = guest.gpr(r2)
-    fh = req >> 32
+    fh = guest.gpr(r2) >> 32
     if not fh & FH_MASK_ENABLE:
         return CC3
     fn = ctx.bus.by_idx.get(fh & 0xFFFF)
@@ -187,44 +188,41 @@ def handle_pcilg(ctx, d, guest):
     if fn.state is _ERROR or fn.state is _PERM_ERROR:
         _set_status(guest, r2, LsStatus.BLOCKED)
         return CC1
+    return fn
+
+
+def _ls_fault(guest, r2: int, fault: Fault):
+    """The Completion of a PCILG/PCISTG access that did not complete."""
+    if fault is OPERAND:
+        return PGM_OPERAND
+    _set_status(guest, r2, LsStatus.INVAL_AS)
+    return CC1
+
+
+def handle_pcilg(ctx, d, guest):
+    fn = _ls_function(ctx, d, guest)
+    if fn.__class__ is Completion:
+        return fn
+    r2 = d.r2
+    req = guest.gpr(r2)
     value = pci_load(fn, (req >> 16) & 0xF, guest.gpr(r2 + 1), req & 0xF)
     if value.__class__ is Fault:
-        if value is OPERAND:
-            return PGM_OPERAND
-        _set_status(guest, r2, LsStatus.INVAL_AS)
-        return CC1
-    fn.counters[FMB_CNT_LD] += 1
-    if fn.fmb_addr:
-        fmb_update(fn, guest)
+        return _ls_fault(guest, r2, value)
+    count(fn, FMB_CNT_LD, guest)
     guest.set_gpr(d.r1, value)
     return CC0
 
 
 def handle_pcistg(ctx, d, guest):
-    if guest.problem_state:
-        return PGM_PRIVILEGED
+    fn = _ls_function(ctx, d, guest)
+    if fn.__class__ is Completion:
+        return fn
     r2 = d.r2
-    if r2 & 1:
-        return PGM_SPECIFICATION
     req = guest.gpr(r2)
-    fh = req >> 32
-    if not fh & FH_MASK_ENABLE:
-        return CC3
-    fn = ctx.bus.by_idx.get(fh & 0xFFFF)
-    if fn is None or fn.fh != fh:
-        return CC3
-    if fn.state is _ERROR or fn.state is _PERM_ERROR:
-        _set_status(guest, r2, LsStatus.BLOCKED)
-        return CC1
     fault = pci_store(fn, (req >> 16) & 0xF, guest.gpr(r2 + 1), req & 0xF, guest.gpr(d.r1))
     if fault is not None:
-        if fault is OPERAND:
-            return PGM_OPERAND
-        _set_status(guest, r2, LsStatus.INVAL_AS)
-        return CC1
-    fn.counters[FMB_CNT_ST] += 1
-    if fn.fmb_addr:
-        fmb_update(fn, guest)
+        return _ls_fault(guest, r2, fault)
+    count(fn, FMB_CNT_ST, guest)
     return CC0
 
 

@@ -239,7 +239,8 @@ def _pcilg_loop(n):
 
 
 def test_machine_run_inside_another_machines_callback():
-    """cbits' extern "Python" functions follow the running machine, and come back."""
+    """trap.c's callbacks (the direct zPCI call and the extern "Python" ones) follow
+    the running machine, and come back."""
     inner_seen, outer_seen = [], []
 
     def outer_model(d, guest):
@@ -282,31 +283,17 @@ def test_guest_adapter_memory():
 
 
 def test_program_interruption_from_model_goes_through_lowcore():
-    a = Asm()
-    a.rel("larl", 1, "newpsw")
-    a.raw(mvc(16, 0x1D0, 0, 0, 1))      # program-new PSW
-    a.raw(lghi(9, 5) + cghi(9, 7))     # cc 1 before the failing instruction
-    a.label("pcilg")
-    a.raw(encode("PCILG", r1=8, r2=2))
-    a.label("after")
-    a.raw(ipm(10) + stg(10, 0x1010))    # the CC the guest continues with
-    quiesce_tail(a)
-    a.label("handler")
-    a.raw(mvc(16, 0x900, 0, 0x150, 0) + mvc(4, 0x920, 0, 0x8C, 0))
-    a.raw(lpswe(0x150))
-    a.align8()
-    a.label("newpsw")
-    a.raw(psw(0x0000000180000000, 0))  # address patched below
-    code = bytearray(a.build())
-    off = a.labels["newpsw"] - BASE + 8
-    code[off:off + 8] = a.labels["handler"].to_bytes(8, "big")
+    code, labels = _guest_with_pgm_handler(
+        lghi(9, 5) + cghi(9, 7),                    # cc 1 before the failing instruction
+        encode("PCILG", r1=8, r2=2),
+        ipm(10) + stg(10, 0x1010))                  # the CC the guest continues with
 
     m, _ = machine(lambda d, g: outcome(pgm=0x15))
-    m.load(image(bytes(code)))
+    m.load(image(code))
     assert m.run(BASE).exit_code == 0
     old_mask = int.from_bytes(m.read(0x900, 8), "big")
     old_addr = int.from_bytes(m.read(0x908, 8), "big")
-    assert old_addr == a.labels["after"]            # operand exception: PSW advanced
+    assert old_addr == labels["after"]              # operand exception: PSW advanced
     assert old_mask == 0x0000100180000000          # cc 1 kept, problem state not shown
     assert m.read(0x920, 4) == bytes.fromhex("00040015")
     assert (int.from_bytes(m.read(0x1010, 8), "big") >> 28) & 3 == 1
@@ -588,16 +575,17 @@ def _minimal_elf(code, addr=BASE):
 
 
 # --- program exceptions unicorn raises by itself ----------------------------------
-def _guest_with_pgm_handler(setup: bytes, insn: bytes):
-    """setup; insn; quiesce.  The program handler saves the old PSW (0x900) and the
-    ILC/code word (0x920), then resumes at the old PSW."""
+def _guest_with_pgm_handler(setup: bytes, insn: bytes, after: bytes = b""):
+    """setup; insn; after; quiesce.  The program handler saves the old PSW (0x900)
+    and the ILC/code word (0x920), then resumes at the old PSW."""
     a = Asm()
     a.rel("larl", 1, "newpsw")
-    a.raw(mvc(16, 0x1D0, 0, 0, 1))
+    a.raw(mvc(16, 0x1D0, 0, 0, 1))      # program-new PSW
     a.raw(setup)
     a.label("insn")
     a.raw(insn)
     a.label("after")
+    a.raw(after)
     quiesce_tail(a)
     a.label("handler")
     a.raw(mvc(16, 0x900, 0, 0x150, 0) + mvc(4, 0x920, 0, 0x8C, 0))
@@ -639,6 +627,135 @@ def test_model_failure_is_one_line_not_a_traceback():
     assert halt.exit_code == 1
     assert "internal error" in halt.message and "b9d20012" in halt.message
     assert "KeyError" in halt.message and "\n" not in halt.message
+
+
+# --- the direct zPCI call (trap.c calls the machine's callable itself) -------------
+def test_zpci_callable_references_are_dropped_after_each_run():
+    """trap_run holds the callables for the run only: no leak, none left behind."""
+    import gc
+    import weakref
+
+    def counts(*objs):
+        gc.collect()
+        return [sys.getrefcount(o) for o in objs]
+
+    m, _ = machine(lambda d, g: outcome(cc=0))
+    m.load(_pcilg_loop(5))
+    # one bound method for every run, to count (run() takes it from the instance)
+    m._on_zpci_error = m._on_zpci_error
+    on_zpci, on_error = m._on_zpci, m._on_zpci_error
+    before = counts(on_zpci, on_error)
+    for _ in range(3):
+        assert m.run(BASE).exit_code == 0
+        # (the Halt's traceback keeps run()'s frame, whose locals name both)
+        m.halted = None
+        assert counts(on_zpci, on_error) == before
+    assert m.t.py_zpci == m.t.py_error == _ffi().NULL
+    # and after runs that an exception stopped
+    m2, _ = machine(lambda d, g: 1 / 0)
+    m2.load(_pcilg_loop(5))
+    fn = m2._on_zpci
+    before = counts(fn)
+    for _ in range(3):
+        assert "ZeroDivisionError" in m2.run(BASE).message
+        assert counts(fn) == before
+    del fn, on_zpci, on_error
+    # the machine itself is freed (C holds nothing of it between runs)
+    gone = weakref.ref(m2)
+    del m2
+    gc.collect()
+    assert gone() is None
+
+
+def _ffi():
+    from emulator._native import ffi
+    return ffi
+
+
+def _lib():
+    from emulator._native import lib
+    return lib
+
+
+def test_zpci_callable_errors_stop_the_run_with_one_line():
+    # a result that is no int
+    m, _ = machine(lambda d, g: outcome(cc=0))
+    m.load(_pcilg_loop(3))
+    m._on_zpci = lambda site: None
+    halt = m.run(BASE)
+    assert halt.exit_code == 1 and "internal error" in halt.message
+    assert "TypeError" in halt.message and "NoneType" in halt.message
+    assert "\n" not in halt.message and m.stats.zpci[BY_MNEMONIC["PCILG"].index] == 1
+    # an int out of range
+    m, _ = machine(lambda d, g: outcome(cc=0))
+    m.load(_pcilg_loop(3))
+    m._on_zpci = lambda site: 1 << 70
+    assert "OverflowError" in m.run(BASE).message
+    # the error callable fails too: trap.c reports it on its own (TRAP_STOP_ERROR)
+    m, _ = machine(lambda d, g: outcome(cc=0))
+    m.load(_pcilg_loop(3))
+
+    def bad(site):
+        raise ValueError("first\nsecond")
+
+    def worse(exc):
+        raise RuntimeError("no")
+
+    m._on_zpci, m._on_zpci_error = bad, worse
+    halt = m.run(BASE)
+    assert halt.exit_code == 1 and m.t.stop == _lib().TRAP_STOP_ERROR
+    assert "ValueError: first second" in halt.message and "\n" not in halt.message
+    assert "b9d20082" in halt.message
+
+
+def test_keyboard_interrupt_in_the_model_reaches_the_caller():
+    def model(d, g):
+        raise KeyboardInterrupt
+
+    m, _ = machine(model)
+    m.load(_pcilg_loop(3))
+    with pytest.raises(KeyboardInterrupt):
+        m.run(BASE)
+    # the machine is usable again afterwards
+    m2, _ = machine(_recording_model([]))
+    m2.load(_pcilg_loop(2))
+    assert m2.run(BASE).exit_code == 0
+
+
+def test_trap_run_without_a_zpci_callable_stops_cleanly():
+    from emulator import machine_uc
+    from emulator._native import ffi, lib
+
+    m, _ = machine(lambda d, g: outcome(cc=0))
+    m.load(_pcilg_loop(3))
+    m.uc.reg_write(machine_uc.REG_PSWM, m.uc_mask(lc.IPL_PSW_MASK))     # as run() does
+    previous = machine_uc._attach(m._handlers)
+    try:
+        err = lib.trap_run(m.t, BASE, ffi.NULL, ffi.NULL)
+        assert err == 0 and m.t.stop == lib.TRAP_STOP_ERROR
+        assert b"no zPCI callable" in ffi.string(m.t.error_text)
+        not_callable = 12345
+        err = lib.trap_run(m.t, BASE, machine_uc._object_pointer(not_callable), ffi.NULL)
+        assert err == -1 and m.t.stop == lib.TRAP_STOP_ERROR
+        assert b"not callable" in ffi.string(m.t.error_text)
+    finally:
+        machine_uc._attach(previous)
+
+
+def test_nested_machine_failing_inside_the_outer_callback():
+    """The inner machine's error stays its own; the outer run goes on."""
+    results = []
+
+    def outer_model(d, guest):
+        inner, _ = machine(lambda d, g: {}["missing"])
+        inner.load(_pcilg_loop(2))
+        results.append(inner.run(BASE).message)
+        return outcome(cc=0)
+
+    m, _ = machine(outer_model)
+    m.load(_pcilg_loop(3))
+    assert m.run(BASE).exit_code == 0
+    assert len(results) == 3 and all("KeyError" in r for r in results)
 
 
 def test_guest_problem_state_reaches_the_model_and_svc_returns():

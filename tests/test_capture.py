@@ -177,7 +177,9 @@ def test_kernel_without_zpci_is_refused():
         check_config(good.replace("CONFIG_PCI=y", "# CONFIG_PCI is not set"), "x")
 
 
-def test_no_archive_is_a_user_error(tmp_path, monkeypatch):
+@pytest.fixture
+def unreachable_apt(tmp_path, monkeypatch):
+    """A PrivateApt whose archive cannot be reached."""
     if shutil.which("apt-get") is None:
         pytest.skip("apt-get not available")
     from emulator.capture import apt
@@ -186,20 +188,17 @@ def test_no_archive_is_a_user_error(tmp_path, monkeypatch):
     # a mirror nobody listens on stands for "no network to the archive"
     monkeypatch.setattr(apt, "MIRROR", "http://127.0.0.1:9/debian")
     monkeypatch.setattr(apt, "SECURITY", "http://127.0.0.1:9/debian-security")
-    a = apt.PrivateApt(tmp_path / "apt")
+    return apt.PrivateApt(tmp_path / "apt")
+
+
+def test_no_archive_is_a_user_error(unreachable_apt):
     with pytest.raises(UserError, match="deb.debian.org"):
-        a.update(force=True)
+        unreachable_apt.update(force=True)
 
 
-def test_no_archive_uses_an_earlier_download(tmp_path, monkeypatch):
-    if shutil.which("apt-get") is None:
-        pytest.skip("apt-get not available")
+def test_no_archive_uses_an_earlier_download(unreachable_apt):
     from emulator.capture import apt
-    if not apt.KEYRING.exists():
-        pytest.skip("debian-archive-keyring not installed")
-    monkeypatch.setattr(apt, "MIRROR", "http://127.0.0.1:9/debian")
-    monkeypatch.setattr(apt, "SECURITY", "http://127.0.0.1:9/debian-security")
-    a = apt.PrivateApt(tmp_path / "apt")
+    a = unreachable_apt
     a.ensure_setup()
     old = a.debs / "busybox-static_1%3a1.0-1_s390x.deb"
     old.write_bytes(b"x")

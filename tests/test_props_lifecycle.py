@@ -83,37 +83,31 @@ class Lifecycle(RuleBasedStateMachine):
 
     # --- MPCIFC ---------------------------------------------------------------------
 
-    @rule()
-    def reg_ioat(self):
-        cc = self.mpcifc(4)
+    def _ioat_op(self, oc: int, registered: bool) -> bool:
+        """MPCIFC `oc`, valid when the IOAT is `registered` (or not): True if it completed."""
+        cc = self.mpcifc(oc)
         if not self.enabled:
             assert cc == 3
-        elif self.ioat:
+        elif self.ioat != registered:
             assert (cc, status(self.g, 1)) == (1, 0x18)
         else:
             assert cc == 0
+            return True
+        return False
+
+    @rule()
+    def reg_ioat(self):
+        if self._ioat_op(4, registered=False):
             self.ioat = True
 
     @rule()
     def dereg_ioat(self):
-        cc = self.mpcifc(5)
-        if not self.enabled:
-            assert cc == 3
-        elif not self.ioat:
-            assert (cc, status(self.g, 1)) == (1, 0x18)
-        else:
-            assert cc == 0
+        if self._ioat_op(5, registered=True):
             self.ioat = False
 
     @rule()
     def rereg_ioat(self):
-        cc = self.mpcifc(6)
-        if not self.enabled:
-            assert cc == 3
-        elif not self.ioat:
-            assert (cc, status(self.g, 1)) == (1, 0x18)
-        else:
-            assert cc == 0
+        self._ioat_op(6, registered=True)
 
     @rule()
     def reset_error(self):

@@ -1,51 +1,26 @@
 /*
  * Probe of the privileged instructions zpci-emu boot emulates (tests/test_boot_priv.py):
  * prints what the guest sees of each, so a run under qemu-system-s390x and
- * one under zpci-emu boot can be compared line by line.  Links with start.S.
+ * one under zpci-emu boot can be compared line by line.  Links with
+ * traces/guests' start.S, link.ld and lib/ (see build.py).
  */
-typedef unsigned long u64;
-typedef unsigned int u32;
-typedef unsigned short u16;
-typedef unsigned char u8;
+#include "console.h"
+#include "sclp.h"
 
-static u8 sccb[4096] __attribute__((aligned(4096)));
-static u8 info[4096] __attribute__((aligned(4096)));
-static char buf[256];
-static u32 n;
+static u8 info[8192] ALIGNED(4096);   /* SCLPERR 1 crosses into the second page */
 
-static int servc(u32 cmd, void *blk)
-{
-    int cc;
-    asm volatile(".insn rre,0xb2200000,%[cmd],%[blk]\n\tipm %[cc]\n\tsrl %[cc],28"
-                 : [cc] "=d"(cc) : [cmd] "d"((u64)cmd), [blk] "a"(blk) : "cc", "memory");
-    return cc;
-}
+static void kv(const char *k, u64 v, int d) { puts_(k); hex(v, d); putc_('\n'); }
 
-static void flush(void)
-{
-    for (u32 i = 0; i < 16; i++)
-        sccb[i] = 0;
-    u32 tot = 8 + 6 + n, el = 6 + n;
-    sccb[0] = tot >> 8; sccb[1] = tot;
-    sccb[8] = el >> 8; sccb[9] = el; sccb[10] = 0x1a;
-    for (u32 i = 0; i < n; i++)
-        sccb[14 + i] = buf[i];
-    servc(0x00760005, sccb);
-    n = 0;
-}
-
-static void s(const char *p) { while (*p) buf[n++] = *p++; }
-static void h(u64 v, int d) { for (int i = d - 1; i >= 0; i--) buf[n++] = "0123456789abcdef"[(v >> (4 * i)) & 0xf]; }
-static void kv(const char *k, u64 v, int d) { s(k); h(v, d); buf[n++] = '\n'; flush(); }
-
-extern u64 pgm_psw[2], svc_psw[2], ext_psw[2];
-extern u32 pgm_word, ext_param, ext_count;
+/* privprobe_start.S; program checks go to start.S's handler (pgm_code,
+ * pgm_old_psw), SVCs to its handler, which leaves the old PSW at 0x140. */
+extern u64 ext_psw[2];
+extern u32 ext_param, ext_count;
 extern u16 ext_code;
-void set_handlers(void);
+void set_ext_handler(void);
 void do_svc(void);
 void do_invalid(void);
 
-void main(void)
+int main(void)
 {
     u64 v[4] = {0, 0, 0, 0};
     u32 w = 0;
@@ -53,13 +28,13 @@ void main(void)
     u8 b = 0;
     int cc;
 
-    /* What the IPL left in the lowcore (before anything here writes to it):
-     * every non-zero doubleword of the first 8 KiB. */
+    /* What the IPL left in the lowcore (and the program-check and SVC new
+     * PSWs start.S installed): every non-zero doubleword of the first 8 KiB. */
     for (u64 a = 0; a < 0x2000; a += 8) {
         u64 dw = *(volatile u64 *)a;
-        if (dw) { s("LOWCORE "); h(a, 4); buf[n++] = ' '; h(dw, 16); buf[n++] = '\n'; flush(); }
+        if (dw) { puts_("LOWCORE "); hex(a, 4); putc_(' '); hex(dw, 16); putc_('\n'); }
     }
-    set_handlers();
+    set_ext_handler();
     asm volatile("stidp %0" : "=Q"(v[0]));
     kv("STIDP ", v[0], 16);
     asm volatile("stfl 0" ::: "memory");
@@ -82,11 +57,13 @@ void main(void)
     {
         u64 cr[16];
         asm volatile("stctg 0,15,%0" : "=Q"(cr));
-        for (int i = 0; i < 16; i++) { s("CR"); h(i, 1); buf[n++] = ' '; h(cr[i], 16); buf[n++] = '\n'; flush(); }
+        for (int i = 0; i < 16; i++) { puts_("CR"); hex(i, 1); putc_(' '); hex(cr[i], 16); putc_('\n'); }
     }
     {
         u64 r1 = 0, r2 = 0;
-        asm volatile("epsw %0,%1" : "=d"(r1), "=d"(r2));
+        /* a known cc first: QEMU 7.2's EPSW shows the cc of the last PSW
+         * loaded, not the current one (the program's code decides that) */
+        asm volatile("cr %%r0,%%r0\n\tepsw %0,%1" : "=d"(r1), "=d"(r2) : : "cc");
         kv("EPSW1 ", r1, 8); kv("EPSW2 ", r2, 8);
     }
     asm volatile("stosm %0,0x00" : "=Q"(b) : : "memory");
@@ -113,12 +90,12 @@ void main(void)
         kv("SIGP_SENSE1 cc=", cc3, 1);
     }
     do_svc();
-    kv("SVC_OLD_MASK ", svc_psw[0], 16);
+    kv("SVC_OLD_MASK ", *(volatile u64 *)0x140, 16);
     kv("SVC_CODE ", *(volatile u32 *)0x88, 8);
     do_invalid();
-    kv("PGM_WORD ", pgm_word, 8);
-    kv("PGM_OLD_MASK ", pgm_psw[0], 16);
-    kv("PGM_OLD_ADDR_DELTA ", pgm_psw[1] - (u64)do_invalid, 4);
+    kv("PGM_WORD ", pgm_code, 8);
+    kv("PGM_OLD_MASK ", pgm_old_psw[0], 16);
+    kv("PGM_OLD_ADDR_DELTA ", pgm_old_psw[1] - (u64)do_invalid, 4);
     /* SCLP write event mask (4-byte masks) */
     for (u32 i = 0; i < 64; i++) info[i] = 0;
     info[1] = 28; info[11] = 4; info[12] = 0x00; info[13] = 0x00; info[14] = 0x00; info[15] = 0x40;
@@ -139,9 +116,9 @@ void main(void)
     kv("RSCPI cpus=", (info[16] << 8) | info[17], 4);
     kv("RSCPI offcpu=", (info[18] << 8) | info[19], 4);
     for (u32 off = 0; off < 160; off += 16) {
-        s("RSCPI "); h(off, 3); buf[n++] = ':';
-        for (u32 j = 0; j < 16; j++) { buf[n++] = ' '; h(info[off + j], 2); }
-        buf[n++] = '\n'; flush();
+        puts_("RSCPI "); hex(off, 3); putc_(':');
+        for (u32 j = 0; j < 16; j++) { putc_(' '); hex(info[off + j], 2); }
+        putc_('\n');
     }
     /* READ CPU INFO */
     for (u32 i = 0; i < 4096; i++) info[i] = 0;
@@ -149,9 +126,9 @@ void main(void)
     cc = servc(0x00010001, info);
     kv("RCPUI cc=", cc, 1);
     for (u32 off = 0; off < 48; off += 16) {
-        s("RCPUI "); h(off, 3); buf[n++] = ':';
-        for (u32 j = 0; j < 16; j++) { buf[n++] = ' '; h(info[off + j], 2); }
-        buf[n++] = '\n'; flush();
+        puts_("RCPUI "); hex(off, 3); putc_(':');
+        for (u32 j = 0; j < 16; j++) { putc_(' '); hex(info[off + j], 2); }
+        putc_('\n');
     }
     /* SCLP error answers: unknown command, page-crossing SCCB, bad event
      * buffer length, an event type nobody handles, a non-zero function code */
@@ -172,14 +149,14 @@ void main(void)
             for (u32 i = 14; i < cases[c].len && i < 24; i++) b[i] = 'x';
             b[22] = '\n';
             cc = servc(cases[c].cmd, b);
-            s("SCLPERR "); h(c, 1); s(" cc="); h(cc, 1); s(" rc="); h((b[6] << 8) | b[7], 4);
-            s(" flags="); h(b[11], 2); buf[n++] = '\n'; flush();
+            puts_("SCLPERR "); hex(c, 1); puts_(" cc="); hex(cc, 1);
+            puts_(" rc="); hex((b[6] << 8) | b[7], 4); puts_(" flags="); hex(b[11], 2); putc_('\n');
         }
     }
     /* SERVC with an SCCB in the first 8 KiB: specification exception */
-    pgm_word = 0;
+    pgm_code = 0;
     servc(0x00760005, (void *)0x1000);
-    kv("SERVC_LOW pgm=", pgm_word, 8);
+    kv("SERVC_LOW pgm=", pgm_code, 8);
     /* The service signal of all those SERVCs is pending: enable the service
      * subclass in CR0 and external interruptions, and take it. */
     {
@@ -193,5 +170,6 @@ void main(void)
         kv("EXT_OLD_MASK ", ext_psw[0], 16);
         kv("EXT_COUNT ", ext_count, 2);
     }
-    s("PRIVPROBE done\n"); flush();
+    puts_("PRIVPROBE done\n");
+    return 0;
 }

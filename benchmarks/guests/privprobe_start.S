@@ -1,11 +1,8 @@
-# Interruption handlers of privprobe.c: record the old PSW and continue.
+# External interruption handler and helpers of privprobe.c (program checks
+# and SVCs go to the handlers of traces/guests/start.S).
         .text
-        .globl  set_handlers, do_svc, do_invalid
-set_handlers:
-        larl    %r1,pgm_new
-        mvc     0x1d0(16,%r0),0(%r1)
-        larl    %r1,svc_new
-        mvc     0x1c0(16,%r0),0(%r1)
+        .globl  set_ext_handler, do_svc, do_invalid
+set_ext_handler:
         larl    %r1,ext_new
         mvc     0x1b0(16,%r0),0(%r1)
         br      %r14
@@ -15,15 +12,6 @@ do_svc:
 do_invalid:
         .long   0x00000000              # two 2-byte operation exceptions in a row
         br      %r14
-pgm_handler:
-        stmg    %r0,%r15,0x200
-        larl    %r1,pgm_psw
-        mvc     0(16,%r1),0x150
-        l       %r2,0x8c
-        larl    %r1,pgm_word
-        st      %r2,0(%r1)
-        lmg     %r0,%r15,0x200
-        lpswe   0x150
 # External interruption: record code, parameter and old PSW, then resume
 # with external interruptions disabled again (old PSW bit 7 cleared).
 ext_handler:
@@ -41,20 +29,11 @@ ext_handler:
         ni      0x130,0xfe
         lmg     %r0,%r15,0x200
         lpswe   0x130
-svc_handler:
-        larl    %r1,svc_psw
-        mvc     0(16,%r1),0x140
-        lpswe   0x140
 
         .data
         .align  8
-pgm_new:        .quad 0x0000000180000000, pgm_handler
-svc_new:        .quad 0x0000000180000000, svc_handler
 ext_new:        .quad 0x0000000180000000, ext_handler
-        .globl  pgm_psw, svc_psw, pgm_word, ext_psw, ext_param, ext_count, ext_code
-pgm_psw:        .quad 0, 0
-svc_psw:        .quad 0, 0
-pgm_word:       .long 0
+        .globl  ext_psw, ext_param, ext_count, ext_code
 ext_psw:        .quad 0, 0
 ext_param:      .long 0
 ext_count:      .long 0

@@ -122,18 +122,26 @@ def kallsyms(img: bytes, base: int = IMAGE_BASE) -> list[Symbol]:
 _TYPES = set(b"TtDdBbRrVvWwAaUuNn?")
 
 
+def _name_at(img, o, toks):
+    """The kallsyms name at ``o`` (1- or 2-byte length, then token indices):
+    (its expanded bytes, the offset after it), or None for a zero length."""
+    ln = img[o]
+    o += 1
+    if ln & 0x80:
+        ln = (ln & 0x7F) | (img[o] << 7)
+        o += 1
+    if ln == 0:
+        return None
+    return b"".join(toks[b] for b in img[o:o + ln]), o + ln
+
+
 def _plausible_names(img, s, toks, count=32) -> bool:
     o = s
     for _ in range(count):
-        ln = img[o]
-        o += 1
-        if ln & 0x80:
-            ln = (ln & 0x7F) | (img[o] << 7)
-            o += 1
-        if ln == 0:
+        got = _name_at(img, o, toks)
+        if got is None:
             return False
-        nm = b"".join(toks[b] for b in img[o:o + ln])
-        o += ln
+        nm, o = got
         if len(nm) < 2 or nm[0] not in _TYPES or not all(
                 c == 0x5F or c == 0x2E or c == 0x24 or 0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A
                 or 0x61 <= c <= 0x7A for c in nm[1:]):
@@ -147,15 +155,11 @@ def _decode_names(img, s, n, toks, end):
     for _ in range(n):
         if o >= end:
             return None
-        ln = img[o]
-        o += 1
-        if ln & 0x80:
-            ln = (ln & 0x7F) | (img[o] << 7)
-            o += 1
-        if ln == 0:
+        got = _name_at(img, o, toks)
+        if got is None:
             return None
-        names.append(b"".join(toks[b] for b in img[o:o + ln]).decode("latin-1"))
-        o += ln
+        nm, o = got
+        names.append(nm.decode("latin-1"))
     return names
 
 

@@ -236,6 +236,19 @@ class TraceReader:
                 yield rec
 
 
+def check_event_head(rd: TraceReader, off: int, insn6, ilen: int, flags: int, cc: int):
+    """The instruction of an EVENT head (its table entry), after checking it, its
+    flags and its condition code."""
+    ins = insn_of(insn6)
+    if ins is None or ins.ilen != ilen:
+        raise rd.error(off, f"event instruction {insn6[:ilen].hex()} is not a zPCI instruction")
+    if flags & ~0x1F:
+        raise rd.error(off, f"unknown event flags {flags:#x}")
+    if cc > 3:
+        raise rd.error(off, f"condition code {cc} out of range")
+    return ins
+
+
 def parse_event(rd: TraceReader, buf, start: int, n: int, off: int) -> Event:
     """Decode and check one EVENT payload."""
     if n < _EH:
@@ -245,13 +258,7 @@ def parse_event(rd: TraceReader, buf, start: int, n: int, off: int) -> Event:
     if seq <= rd.last_seq:
         raise rd.error(off, f"event seq {seq} does not follow {rd.last_seq}")
     rd.last_seq = seq
-    ins = insn_of(insn6)
-    if ins is None or ins.ilen != ilen:
-        raise rd.error(off, f"event instruction {insn6[:ilen].hex()} is not a zPCI instruction")
-    if flags & ~0x1F:
-        raise rd.error(off, f"unknown event flags {flags:#x}")
-    if cc > 3:
-        raise rd.error(off, f"condition code {cc} out of range")
+    ins = check_event_head(rd, off, insn6, ilen, flags, cc)
     nin, nout = popcount16(in_mask), popcount16(out_mask)
     p = start + _EH
     regs = struct.unpack_from(f"<{nin + nout}Q", buf, p) if nin + nout else ()

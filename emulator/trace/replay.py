@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from emulator.errors import UserError
 from emulator.trace.format import (
     EVENT_HEAD, Event, EventFlag, RecordType, TraceHeader, insn_of, popcount16)
-from emulator.trace.reader import TraceReader, parse_event
+from emulator.trace.reader import TraceReader, check_event_head, parse_event
 from emulator.trace.text import block_insns
 from firmware_model.config import FunctionSpec, MachineConfig
 from firmware_model.guest import MASK64
@@ -670,13 +670,7 @@ class _FileReplay:
             raise rd.error(off, f"short EVENT record ({n} bytes)")
         (_seq, _addr, _pb, _pa, insn6, ilen, flags, cc, _r, _pgm, in_mask, out_mask, nr, nw) = \
             EVENT_HEAD.unpack_from(buf, start)
-        ins = insn_of(insn6)
-        if ins is None or ins.ilen != ilen:
-            raise rd.error(off, f"event instruction {insn6[:ilen].hex()} is not a zPCI instruction")
-        if flags & ~0x1F:
-            raise rd.error(off, f"unknown event flags {flags:#x}")
-        if cc > 3:
-            raise rd.error(off, f"condition code {cc} out of range")
+        ins = check_event_head(rd, off, insn6, ilen, flags, cc)
         d = _decoded(bytes(insn6[:ilen]), 0)
         hr = _handle_reg(ins.index, d)
         nin = popcount16(in_mask)

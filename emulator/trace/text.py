@@ -21,6 +21,26 @@ def block_insns(code: bytes, addr: int = 0) -> int:
     return count_insns(code, addr, per_index=False).total
 
 
+class _Executions:
+    """Block executions and the instructions they ran, from Block and Runs records."""
+
+    def __init__(self):
+        self.sizes: dict[int, int] = {}      # block id -> instructions
+        self.execs = self.insns = 0
+
+    def add(self, rec) -> bool:
+        """Counts a Block or Runs record; False for any other record."""
+        if isinstance(rec, Block):
+            self.sizes[rec.block_id] = block_insns(rec.code, rec.addr)
+        elif isinstance(rec, Runs):
+            for bid, n in rec.pairs:
+                self.execs += n
+                self.insns += n * self.sizes[bid]
+        else:
+            return False
+        return True
+
+
 def _status_reg(ev: Event) -> int | None:
     st = ev.info.status_reg
     c = ev.insn
@@ -82,20 +102,19 @@ def show(path, out, verbose: bool = False, limit: int | None = None) -> None:
         for fn in h.functions:
             print(f"# function fid {fn.fid} uid {fn.uid} {fn.kind} fh "
                   + ",".join(f"{x:#x}" for x in fn.fhs), file=out)
-        blocks: dict[int, int] = {}
-        pending_runs = pending_insns = 0
+        pending = _Executions()         # since the last line printed
+
+        def print_pending():
+            if pending.execs:
+                print(f"  ... {pending.execs} blocks, {pending.insns} instructions", file=out)
+                pending.execs = pending.insns = 0
+
         shown = 0
         for rec in rd:
-            if isinstance(rec, Block):
-                blocks[rec.block_id] = block_insns(rec.code, rec.addr)
-            elif isinstance(rec, Runs):
-                for bid, n in rec.pairs:
-                    pending_runs += n
-                    pending_insns += n * blocks[bid]
-            elif isinstance(rec, Event):
-                if pending_runs:
-                    print(f"  ... {pending_runs} blocks, {pending_insns} instructions", file=out)
-                    pending_runs = pending_insns = 0
+            if pending.add(rec):
+                continue
+            if isinstance(rec, Event):
+                print_pending()
                 print(format_event(rec, verbose), file=out)
                 shown += 1
                 if limit is not None and shown >= limit:
@@ -105,8 +124,7 @@ def show(path, out, verbose: bool = False, limit: int | None = None) -> None:
             elif isinstance(rec, Note):
                 print(f"note {rec.kind}: {rec.data}", file=out)
             elif isinstance(rec, End):
-                if pending_runs:
-                    print(f"  ... {pending_runs} blocks, {pending_insns} instructions", file=out)
+                print_pending()
                 print(f"end: {rec.events} events, {rec.block_execs} block executions, "
                       f"{rec.blocks} blocks", file=out)
 
@@ -115,14 +133,15 @@ def stats(path) -> dict:
     by_mn: Counter = Counter()
     by_cc: Counter = Counter()
     flags: Counter = Counter()
-    insns = execs = 0
-    blocks: dict[int, int] = {}
+    runs = _Executions()
     marks = notes = 0
     phase = ""
     by_phase: dict[str, int] = {}
     with TraceReader(path) as rd:
         h = rd.header
         for rec in rd:
+            if runs.add(rec):
+                continue
             if isinstance(rec, Event):
                 by_mn[rec.mnemonic] += 1
                 by_phase[phase] = by_phase.get(phase, 0) + 1
@@ -134,12 +153,6 @@ def stats(path) -> dict:
                     flags["pgm-unknown"] += 1
                 elif rec.pgm:
                     flags["program-exceptions"] += 1
-            elif isinstance(rec, Block):
-                blocks[rec.block_id] = block_insns(rec.code, rec.addr)
-            elif isinstance(rec, Runs):
-                for bid, n in rec.pairs:
-                    execs += n
-                    insns += n * blocks[bid]
             elif isinstance(rec, Mark):
                 marks += 1
                 phase = rec.label
@@ -151,7 +164,7 @@ def stats(path) -> dict:
             "functions": len(h.functions), "events": sum(by_mn.values()),
             "by_mnemonic": dict(sorted(by_mn.items())),
             "by_cc": {f"{m}/{c}": n for (m, c), n in sorted(by_cc.items())},
-            "blocks": len(blocks), "block_executions": execs,
-            "instructions": insns if h.stream.value == "full" else None,
+            "blocks": len(runs.sizes), "block_executions": runs.execs,
+            "instructions": runs.insns if h.stream.value == "full" else None,
             "marks": marks, "notes": notes,
             "by_phase": by_phase if marks else {}, **dict(flags)}

@@ -77,6 +77,10 @@ C_MSIX, C_NUMQ, C_STATUS, C_CFGGENERATION = 0x10, 0x12, 0x14, 0x15
 C_Q_SELECT, C_Q_SIZE, C_Q_MSIX, C_Q_ENABLE, C_Q_NOFF = 0x16, 0x18, 0x1A, 0x1C, 0x1E
 C_Q_DESCLO, C_Q_DESCHI, C_Q_AVAILLO, C_Q_AVAILHI = 0x20, 0x24, 0x28, 0x2C
 C_Q_USEDLO, C_Q_USEDHI, C_Q_RESET = 0x30, 0x34, 0x3A
+# the 32-bit halves of the queue addresses: register -> (proxy queue field, index)
+_Q_ADDR_HALVES = {C_Q_DESCLO: ("desc", 0), C_Q_DESCHI: ("desc", 1),
+                  C_Q_AVAILLO: ("avail", 0), C_Q_AVAILHI: ("avail", 1),
+                  C_Q_USEDLO: ("used", 0), C_Q_USEDHI: ("used", 1)}
 
 MODERN_REGION_SIZE = 0x1000
 COMMON_OFF, ISR_OFF, DEVICE_OFF, NOTIFY_OFF = 0x0000, 0x1000, 0x2000, 0x3000
@@ -653,18 +657,9 @@ class VirtioPciDevice(PciDevice):
             return pq.enabled
         if addr == C_Q_NOFF:
             return sel
-        if addr == C_Q_DESCLO:
-            return pq.desc[0]
-        if addr == C_Q_DESCHI:
-            return pq.desc[1]
-        if addr == C_Q_AVAILLO:
-            return pq.avail[0]
-        if addr == C_Q_AVAILHI:
-            return pq.avail[1]
-        if addr == C_Q_USEDLO:
-            return pq.used[0]
-        if addr == C_Q_USEDHI:
-            return pq.used[1]
+        half = _Q_ADDR_HALVES.get(addr)
+        if half is not None:
+            return getattr(pq, half[0])[half[1]]
         if addr == C_Q_RESET:
             return pq.reset
         return 0
@@ -723,18 +718,9 @@ class VirtioPciDevice(PciDevice):
                 pq.reset = 0
             else:
                 self.virtio_error(f"wrong value for queue_enable {value:x}")
-        elif addr == C_Q_DESCLO:
-            pq.desc[0] = value
-        elif addr == C_Q_DESCHI:
-            pq.desc[1] = value
-        elif addr == C_Q_AVAILLO:
-            pq.avail[0] = value
-        elif addr == C_Q_AVAILHI:
-            pq.avail[1] = value
-        elif addr == C_Q_USEDLO:
-            pq.used[0] = value
-        elif addr == C_Q_USEDHI:
-            pq.used[1] = value
+        elif addr in _Q_ADDR_HALVES:
+            field, i = _Q_ADDR_HALVES[addr]
+            getattr(pq, field)[i] = value
         elif addr == C_Q_RESET:
             if value == 1 and vq is not None:
                 vq.reset()

@@ -91,18 +91,29 @@ static u8 cfg8(u32 off) { return (u8)ld(PCIAS_CFG, off, 1); }
 static u64 bar_le(int bar, u64 off, int len) { return bswap(ld(bar, off, len), len); }
 static void bar_st_le(int bar, u64 off, int len, u64 v) { st(bar, off, len, bswap(v, len)); }
 
-static void reg(int bar, u64 off, int len, const char *name)
+/* "<kind><n> b<bar>+<off> l<len>": the start of a register or matrix line */
+static void loc(char kind, int bar, u64 off, int len)
 {
-    u64 v = ld(bar, off, len);
-    head('B');
+    head(kind);
     puts_("b");
     hex((u64)bar, 1);
     putc_('+');
     hex(off, 4);
     puts_(" l");
     hex((u64)len, 1);
+}
+
+static void reg_head(int bar, u64 off, int len, const char *name)
+{
+    loc('B', bar, off, len);
     putc_(' ');
     puts_(name);
+}
+
+static void reg(int bar, u64 off, int len, const char *name)
+{
+    u64 v = ld(bar, off, len);
+    reg_head(bar, off, len, name);
     puts_(" = ");
     tok(v, len);
     putc_('\n');
@@ -111,15 +122,7 @@ static void reg(int bar, u64 off, int len, const char *name)
 static void wreg(int bar, u64 off, int len, u64 leval, const char *name)
 {
     bar_st_le(bar, off, len, leval);
-    head('B');
-    puts_("b");
-    hex((u64)bar, 1);
-    putc_('+');
-    hex(off, 4);
-    puts_(" l");
-    hex((u64)len, 1);
-    putc_(' ');
-    puts_(name);
+    reg_head(bar, off, len, name);
     puts_(" <- ");
     hex(leval, 2 * len);
     puts_(" : ");
@@ -127,17 +130,18 @@ static void wreg(int bar, u64 off, int len, u64 leval, const char *name)
     putc_('\n');
 }
 
+/* write a register, then read it back */
+static void wreg_reg(int bar, u64 off, int len, u64 leval, const char *name)
+{
+    wreg(bar, off, len, leval, name);
+    reg(bar, off, len, name);
+}
+
 /* Every length 1..8 at every offset of the doubleword at bar+base. */
 static void matrix(int bar, u64 base)
 {
     for (int len = 1; len <= 8; len++) {
-        head('M');
-        puts_("b");
-        hex((u64)bar, 1);
-        putc_('+');
-        hex(base, 4);
-        puts_(" l");
-        hex((u64)len, 1);
+        loc('M', bar, base, len);
         putc_(':');
         for (int o = 0; o + len <= 8; o++) {
             u64 v = ld(bar, base + o, len);
@@ -269,8 +273,7 @@ static void dump_msix(void)
     /* round trips on the last vector (unmasking an entry with no message
      * pending has no other effect) */
     u64 e = msix_toff + 16 * (msix_n - 1);
-    wreg(tb, e + 0, 4, 0x12345678, "msix.addr_lo");
-    reg(tb, e + 0, 4, "msix.addr_lo");
+    wreg_reg(tb, e + 0, 4, 0x12345678, "msix.addr_lo");
     wreg(tb, e + 4, 4, 0x9abcdef0, "msix.addr_hi");
     reg(tb, e + 0, 8, "msix.addr");
     wreg(tb, e + 8, 4, 0xffffffff, "msix.data");
@@ -279,12 +282,9 @@ static void dump_msix(void)
     wreg(tb, e + 8, 2, 0xbeef, "msix.data");
     wreg(tb, e + 10, 1, 0x55, "msix.data");
     reg(tb, e + 8, 4, "msix.data");
-    wreg(tb, e + 8, 8, 0x0000000100000000UL, "msix.data_ctrl");
-    reg(tb, e + 8, 8, "msix.data_ctrl");
-    wreg(tb, e + 0, 8, 0, "msix.addr");
-    reg(tb, e + 0, 8, "msix.addr");
-    wreg(pb, msix_poff, 4, 0xffffffff, "pba.0");
-    reg(pb, msix_poff, 4, "pba.0");
+    wreg_reg(tb, e + 8, 8, 0x0000000100000000UL, "msix.data_ctrl");
+    wreg_reg(tb, e + 0, 8, 0, "msix.addr");
+    wreg_reg(pb, msix_poff, 4, 0xffffffff, "pba.0");
 }
 
 /* ---------------------------------------------------------------- legacy */
@@ -314,21 +314,14 @@ static void dump_legacy(u32 size)
         reg(0, 22, 2, "queue_vector");
     }
     wreg(0, 14, 2, 0, "queue_sel");
-    wreg(0, 20, 2, 0, "config_vector");
-    reg(0, 20, 2, "config_vector");
-    wreg(0, 20, 2, 0x7ff, "config_vector");
-    reg(0, 20, 2, "config_vector");
-    wreg(0, 22, 2, 1, "queue_vector");
-    reg(0, 22, 2, "queue_vector");
-    wreg(0, 22, 2, 0xffff, "queue_vector");
-    reg(0, 22, 2, "queue_vector");
+    wreg_reg(0, 20, 2, 0, "config_vector");
+    wreg_reg(0, 20, 2, 0x7ff, "config_vector");
+    wreg_reg(0, 22, 2, 1, "queue_vector");
+    wreg_reg(0, 22, 2, 0xffff, "queue_vector");
     wreg(0, 20, 2, 0xffff, "config_vector");
-    wreg(0, 4, 4, 0xffffffff, "guest_features");
-    reg(0, 4, 4, "guest_features");
-    wreg(0, 18, 1, 1, "status");
-    reg(0, 18, 1, "status");
-    wreg(0, 18, 1, 0, "status");
-    reg(0, 18, 1, "status");
+    wreg_reg(0, 4, 4, 0xffffffff, "guest_features");
+    wreg_reg(0, 18, 1, 1, "status");
+    wreg_reg(0, 18, 1, 0, "status");
     reg(0, 4, 4, "guest_features");
 }
 
@@ -394,29 +387,18 @@ static void dump_modern(void)
     reg(b, c + 0x20, 8, "queue_desc");
     reg(b, c + 0x28, 8, "queue_avail");
     reg(b, c + 0x30, 8, "queue_used");
-    wreg(b, c + 0x20, 8, 0, "queue_desc");
-    reg(b, c + 0x20, 8, "queue_desc");
-    wreg(b, c + 0x18, 2, 0x40, "queue_size");
-    reg(b, c + 0x18, 2, "queue_size");
-    wreg(b, c + 0x18, 2, 0x0, "queue_size");
-    reg(b, c + 0x18, 2, "queue_size");
-    wreg(b, c + 0x18, 2, 0x1000, "queue_size");
-    reg(b, c + 0x18, 2, "queue_size");
-    wreg(b, c + 0x18, 2, 0x100, "queue_size");
-    reg(b, c + 0x18, 2, "queue_size");
-    wreg(b, c + 0x10, 2, 0, "msix_config");
-    reg(b, c + 0x10, 2, "msix_config");
-    wreg(b, c + 0x10, 2, msix_n, "msix_config");
-    reg(b, c + 0x10, 2, "msix_config");
-    wreg(b, c + 0x1a, 2, 1, "queue_msix_vector");
-    reg(b, c + 0x1a, 2, "queue_msix_vector");
-    wreg(b, c + 0x1a, 2, 0xffff, "queue_msix_vector");
-    reg(b, c + 0x1a, 2, "queue_msix_vector");
+    wreg_reg(b, c + 0x20, 8, 0, "queue_desc");
+    wreg_reg(b, c + 0x18, 2, 0x40, "queue_size");
+    wreg_reg(b, c + 0x18, 2, 0x0, "queue_size");
+    wreg_reg(b, c + 0x18, 2, 0x1000, "queue_size");
+    wreg_reg(b, c + 0x18, 2, 0x100, "queue_size");
+    wreg_reg(b, c + 0x10, 2, 0, "msix_config");
+    wreg_reg(b, c + 0x10, 2, msix_n, "msix_config");
+    wreg_reg(b, c + 0x1a, 2, 1, "queue_msix_vector");
+    wreg_reg(b, c + 0x1a, 2, 0xffff, "queue_msix_vector");
     wreg(b, c + 0x10, 2, 0xffff, "msix_config");
-    wreg(b, c + 0x14, 1, 3, "status");
-    reg(b, c + 0x14, 1, "status");
-    wreg(b, c + 0x14, 1, 0, "status");
-    reg(b, c + 0x14, 1, "status");
+    wreg_reg(b, c + 0x14, 1, 3, "status");
+    wreg_reg(b, c + 0x14, 1, 0, "status");
     wreg(b, c + 0x00, 1, 1, "dfselect");
     reg(b, c + 0x00, 4, "dfselect");
     wreg(b, c + 0x01, 1, 1, "dfselect+1");
@@ -433,8 +415,7 @@ static void dump_modern(void)
         reg(vc[3].bar, vc[3].off + 1, 1, "isr+1");
         reg(vc[3].bar, vc[3].off, 4, "isr");
         matrix(vc[3].bar, vc[3].off);
-        wreg(vc[3].bar, vc[3].off, 1, 1, "isr");
-        reg(vc[3].bar, vc[3].off, 1, "isr");
+        wreg_reg(vc[3].bar, vc[3].off, 1, 1, "isr");
     }
     if (vc[4].present) {
         for (u32 o = 0; o < 0x20; o++)
@@ -930,12 +911,9 @@ static void run_legacy(u16 device)
         lline("msix enabled");
         reg(0, 20, 2, "config_vector");
         reg(0, 22, 2, "queue_vector");
-        wreg(0, 20, 2, 0, "config_vector");
-        reg(0, 20, 2, "config_vector");
-        wreg(0, 22, 2, 1, "queue_vector");
-        reg(0, 22, 2, "queue_vector");
-        wreg(0, 22, 2, 0x40, "queue_vector");
-        reg(0, 22, 2, "queue_vector");
+        wreg_reg(0, 20, 2, 0, "config_vector");
+        wreg_reg(0, 22, 2, 1, "queue_vector");
+        wreg_reg(0, 22, 2, 0x40, "queue_vector");
         for (u32 o = 24; o < 32; o++)
             reg(0, o, 1, "dev");
         reg(0, 24, 4, "dev");
@@ -1002,8 +980,7 @@ static void run_msi(u16 device, const struct zpci_dev *d)
     bar_st_le(tb, msix_toff + 0, 8, d->grp.msia);
     bar_st_le(tb, msix_toff + 8, 4, 0);
     wreg(b, c + 0x16, 2, 0, "queue_select");
-    wreg(b, c + 0x1a, 2, 0, "queue_msix_vector");
-    reg(b, c + 0x1a, 2, "queue_msix_vector");
+    wreg_reg(b, c + 0x1a, 2, 0, "queue_msix_vector");
     st(PCIAS_CFG, msix_pos + 3, 1, 0x80);        /* MSI-X enable */
     ind_line("enabled_masked");
     post(dmaaddr(bufpage), 16, 2);

@@ -39,6 +39,22 @@ static void clp_cmd(const char *name, u16 cmd, u32 fh, u8 oc, u8 ndas, u32 *newf
         *newfh = be32(lpcb + 32 + 16);
 }
 
+/* PCILG / PCISTG of `len` bytes at `off` in address space `as` of `fh`,
+ * and its result line */
+static void lg(const char *name, u32 fh, int as, int len, u64 off)
+{
+    u64 reg = ZREQ(fh, as, len), val;
+    int cc = pcilg(&val, &reg, off);
+    report(name, cc, reg, val);
+}
+
+static void stg(const char *name, u32 fh, int as, int len, u64 off, u64 data)
+{
+    u64 reg = ZREQ(fh, as, len);
+    int cc = pcistg(data, &reg, off);
+    report(name, cc, reg, data);
+}
+
 static void reset_error(const char *name, u32 efh)
 {
     u64 reg = ZREQ(efh, 0, MPCIFC_RESET_ERROR);
@@ -60,7 +76,7 @@ static void part3(u32 fh, u64 sdma);
 int main(void)
 {
     int cc;
-    u64 reg, val;
+    u64 reg;
     puts_(TAG " start\n");
 
     /* ---- CLP LIST PCI FUNCTIONS */
@@ -85,9 +101,7 @@ int main(void)
         fail(TAG, "no configured function");
 
     /* ---- PCILG on the still-disabled handle */
-    reg = ZREQ(fh, 15, 4);
-    cc = pcilg(&val, &reg, 0);
-    report("PCILG_DISABLED", cc, reg, val);
+    lg("PCILG_DISABLED", fh, 15, 4, 0);
 
     /* ---- CLP QUERY PCI FUNCTION */
     u8 *q = clp_prepare(CLP_QUERY_PCI);
@@ -117,46 +131,43 @@ int main(void)
     u32 efh = be32(lpcb + 32 + 16);
 
     /* ---- PCILG config space (PCIAS 15) */
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0);    report("PCILG_CFG_0_L4", cc, reg, val);
-    reg = ZREQ(efh, 15, 2); cc = pcilg(&val, &reg, 0);    report("PCILG_CFG_0_L2", cc, reg, val);
-    reg = ZREQ(efh, 15, 2); cc = pcilg(&val, &reg, 2);    report("PCILG_CFG_2_L2", cc, reg, val);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0x10); report("PCILG_CFG_BAR0", cc, reg, val);
-    reg = ZREQ(efh, 15, 3); cc = pcilg(&val, &reg, 0);    report("PCILG_CFG_L3", cc, reg, val);
-    reg = ZREQ(efh, 7, 4);  cc = pcilg(&val, &reg, 0);    report("PCILG_AS7", cc, reg, val);
-    reg = ZREQ(efh ^ 1, 15, 4); cc = pcilg(&val, &reg, 0); report("PCILG_BADFH", cc, reg, val);
+    lg("PCILG_CFG_0_L4", efh, 15, 4, 0);
+    lg("PCILG_CFG_0_L2", efh, 15, 2, 0);
+    lg("PCILG_CFG_2_L2", efh, 15, 2, 2);
+    lg("PCILG_CFG_BAR0", efh, 15, 4, 0x10);
+    lg("PCILG_CFG_L3", efh, 15, 3, 0);
+    lg("PCILG_AS7", efh, 7, 4, 0);
+    lg("PCILG_BADFH", efh ^ 1, 15, 4, 0);
 
     /* ---- PCISTG config space: command register (offset 4, len 2) */
-    reg = ZREQ(efh, 15, 2); cc = pcistg(0x0600, &reg, 4); report("PCISTG_CFG_CMD", cc, reg, 0x0600);
-    reg = ZREQ(efh, 15, 2); cc = pcilg(&val, &reg, 4);    report("PCILG_CFG_CMD", cc, reg, val);
+    stg("PCISTG_CFG_CMD", efh, 15, 2, 4, 0x0600);
+    lg("PCILG_CFG_CMD", efh, 15, 2, 4);
 
     /* ---- BAR4 (virtio modern: common cfg @0, isr @0x1000, device @0x2000, notify @0x3000) */
-    reg = ZREQ(efh, 4, 4); cc = pcistg(1, &reg, 0);      report("PCISTG_BAR4_DFSEL1", cc, reg, 1);
-    reg = ZREQ(efh, 4, 4); cc = pcilg(&val, &reg, 0);    report("PCILG_BAR4_DFSEL", cc, reg, val);
-    reg = ZREQ(efh, 4, 4); cc = pcilg(&val, &reg, 4);    report("PCILG_BAR4_DF_HI", cc, reg, val);
-    reg = ZREQ(efh, 4, 4); cc = pcistg(0, &reg, 0);      report("PCISTG_BAR4_DFSEL0", cc, reg, 0);
-    reg = ZREQ(efh, 4, 8); cc = pcilg(&val, &reg, 0);    report("PCILG_BAR4_0_L8", cc, reg, val);
-    reg = ZREQ(efh, 4, 2); cc = pcilg(&val, &reg, 0x12); report("PCILG_BAR4_NUMQ", cc, reg, val);
-    reg = ZREQ(efh, 4, 1); cc = pcilg(&val, &reg, 0x14); report("PCILG_BAR4_STATUS", cc, reg, val);
-    reg = ZREQ(efh, 4, 8); cc = pcilg(&val, &reg, 4);    report("PCILG_BAR4_XDW", cc, reg, val);
-    reg = ZREQ(efh, 4, 0); cc = pcilg(&val, &reg, 0);    report("PCILG_BAR4_LEN0", cc, reg, val);
-    reg = ZREQ(efh, 4, 4); cc = pcilg(&val, &reg, 0x4000); report("PCILG_BAR4_OOR", cc, reg, val);
-    reg = ZREQ(efh, 4, 4); cc = pcilg(&val, &reg, 2);    report("PCILG_BAR4_UNAL", cc, reg, val);
+    stg("PCISTG_BAR4_DFSEL1", efh, 4, 4, 0, 1);
+    lg("PCILG_BAR4_DFSEL", efh, 4, 4, 0);
+    lg("PCILG_BAR4_DF_HI", efh, 4, 4, 4);
+    stg("PCISTG_BAR4_DFSEL0", efh, 4, 4, 0, 0);
+    lg("PCILG_BAR4_0_L8", efh, 4, 8, 0);
+    lg("PCILG_BAR4_NUMQ", efh, 4, 2, 0x12);
+    lg("PCILG_BAR4_STATUS", efh, 4, 1, 0x14);
+    lg("PCILG_BAR4_XDW", efh, 4, 8, 4);
+    lg("PCILG_BAR4_LEN0", efh, 4, 0, 0);
+    lg("PCILG_BAR4_OOR", efh, 4, 4, 0x4000);
+    lg("PCILG_BAR4_UNAL", efh, 4, 4, 2);
 
     /* ---- BAR1 (MSI-X table): PCISTG/PCILG round trip */
-    reg = ZREQ(efh, 1, 8);
-    cc = pcistg(0x0123456789abcdefUL, &reg, 0); report("PCISTG_BAR1_L8", cc, reg, 0x0123456789abcdefUL);
-    reg = ZREQ(efh, 1, 8); cc = pcilg(&val, &reg, 0);    report("PCILG_BAR1_L8", cc, reg, val);
-    reg = ZREQ(efh, 1, 4); cc = pcilg(&val, &reg, 0);    report("PCILG_BAR1_L4", cc, reg, val);
-    reg = ZREQ(efh, 1, 2); cc = pcilg(&val, &reg, 0);    report("PCILG_BAR1_L2", cc, reg, val);
+    stg("PCISTG_BAR1_L8", efh, 1, 8, 0, 0x0123456789abcdefUL);
+    lg("PCILG_BAR1_L8", efh, 1, 8, 0);
+    lg("PCILG_BAR1_L4", efh, 1, 4, 0);
+    lg("PCILG_BAR1_L2", efh, 1, 2, 0);
 
     /* ---- PCISTB to BAR1 (32 bytes = 2 MSI-X entries), read back */
     for (int i = 0; i < 256; i++)
         blk[i] = (u8)i;
     reg = ZREQ(efh, 1, 32); cc = pcistb(&reg, 0, blk); report("PCISTB_BAR1_32", cc, reg, 0);
     for (u64 off = 0; off < 0x20; off += 8) {
-        reg = ZREQ(efh, 1, 8);
-        cc = pcilg(&val, &reg, off);
-        report("PCILG_BAR1_AFTER_STB", cc, reg, val);
+        lg("PCILG_BAR1_AFTER_STB", efh, 1, 8, off);
     }
     reg = ZREQ(efh, 1, 8);   cc = pcistb(&reg, 0x10, blk); report("PCISTB_BAR1_LEN8", cc, reg, 0);
     reg = ZREQ(efh, 1, 136); cc = pcistb(&reg, 0x10, blk); report("PCISTB_BAR1_LEN136", cc, reg, 0);
@@ -184,9 +195,9 @@ int main(void)
     reg = ZREQ(efh, 0, 0); cc = rpcit(&reg, iova + 0x1000, 0x1000); report("RPCIT_INVALID_PTE", cc, reg, 0);
     reg = ZREQ(efh, 0, 0); cc = rpcit(&reg, 0x1000, 0x1000);        report("RPCIT_OOR", cc, reg, 0);
     fib_dump("STPCIFC_2", "fib2", ZREQ(efh, 0, 0), 16);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0); report("PCILG_IN_ERROR", cc, reg, val);
+    lg("PCILG_IN_ERROR", efh, 15, 4, 0);
     reset_error("MPCIFC_RESET_ERR", efh);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0); report("PCILG_AFTER_RESET", cc, reg, val);
+    lg("PCILG_AFTER_RESET", efh, 15, 4, 0);
 
     /* ---- dereg IOAT, bad oc */
     reg = ZREQ(efh, 0, MPCIFC_DEREG_IOAT); cc = mpcifc(&reg, fib); report("MPCIFC_DEREG_IOAT", cc, reg, 0);
@@ -195,7 +206,7 @@ int main(void)
 
     /* ---- CLP SET PCI FUNCTION (disable) */
     clp_cmd("CLP_SET_DISABLE", CLP_SET_PCI, efh, CLP_SET_DISABLE, 0, 0);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0); report("PCILG_AFTER_DISABLE", cc, reg, val);
+    lg("PCILG_AFTER_DISABLE", efh, 15, 4, 0);
 
     /* ---- CLP with bad request length */
     mset(lpcb, 0, sizeof lpcb);
@@ -247,11 +258,11 @@ static void part2(u32 fh, u32 efh, u64 sdma, u16 maxstbl)
     /* ---- RESET BLOCK (oc 9): ERROR -> BLOCKED, otherwise sequence error */
     reg = ZREQ(efh, 0, MPCIFC_RESET_BLOCK); cc = mpcifc(&reg, fib); report("MPCIFC_RESET_BLOCK", cc, reg, 0);
     fib_dump("STPCIFC_BLOCKED", "fibblk", ZREQ(efh, 0, 0), 16);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0); report("PCILG_BLOCKED", cc, reg, val);
+    lg("PCILG_BLOCKED", efh, 15, 4, 0);
     reg = ZREQ(efh, 0, MPCIFC_RESET_BLOCK); cc = mpcifc(&reg, fib); report("MPCIFC_RESET_BLOCK_AGAIN", cc, reg, 0);
     reset_error("MPCIFC_RESET_ERR_BLOCKED", efh);
     reset_error("MPCIFC_RESET_ERR_ENABLED", efh);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0); report("PCILG_ENABLED_AGAIN", cc, reg, val);
+    lg("PCILG_ENABLED_AGAIN", efh, 15, 4, 0);
 
     /* ---- PCISTB length / alignment rules (function enabled) */
     reg = ZREQ(efh, 1, 8);       cc = pcistb(&reg, 4, blk);      report("PCISTB_UNALIGNED_OFF_EN", cc, reg, 0);
@@ -268,12 +279,12 @@ static void part2(u32 fh, u32 efh, u64 sdma, u16 maxstbl)
     reg = ZREQ(efh ^ 1, 1, 16);  cc = pcistb(&reg, 0, blk);      report("PCISTB_BADFH", cc, reg, 0);
 
     /* ---- PCILG/PCISTG remaining cases */
-    reg = ZREQ(efh, 15, 1); cc = pcilg(&val, &reg, 0x3d);        report("PCILG_CFG_INTPIN_L1", cc, reg, val);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 2);           report("PCILG_CFG_XWORD", cc, reg, val);
-    reg = ZREQ(efh, 15, 8); cc = pcilg(&val, &reg, 0);           report("PCILG_CFG_L8", cc, reg, val);
-    reg = ZREQ(efh, 4, 2);  cc = pcistg(0, &reg, 0x4000);        report("PCISTG_BAR4_OOR", cc, reg, 0);
-    reg = ZREQ(efh, 7, 4);  cc = pcistg(0, &reg, 0);             report("PCISTG_AS7", cc, reg, 0);
-    reg = ZREQ(efh & ~FH_ENABLED, 15, 4); cc = pcistg(0, &reg, 0); report("PCISTG_DISABLED_FH", cc, reg, 0);
+    lg("PCILG_CFG_INTPIN_L1", efh, 15, 1, 0x3d);
+    lg("PCILG_CFG_XWORD", efh, 15, 4, 2);
+    lg("PCILG_CFG_L8", efh, 15, 8, 0);
+    stg("PCISTG_BAR4_OOR", efh, 4, 2, 0x4000, 0);
+    stg("PCISTG_AS7", efh, 7, 4, 0, 0);
+    stg("PCISTG_DISABLED_FH", efh & ~FH_ENABLED, 15, 4, 0, 0);
 
     /* ---- SIC: modes 0 and 1 accepted (cc left alone), others operand exc. */
     cc = sic(0, 3UL << 27, iib, 2); report("SIC_MODE0", cc, 0, 0);
@@ -431,7 +442,7 @@ static void part2(u32 fh, u32 efh, u64 sdma, u16 maxstbl)
     clp_cmd("CLP_SET_ENABLE_NDAS0", CLP_SET_PCI, fh, CLP_SET_ENABLE, 0, 0);
     clp_cmd("CLP_SET_ENABLE_NDAS2", CLP_SET_PCI, fh, CLP_SET_ENABLE, 2, 0);
     clp_cmd("CLP_SET_ENABLE3", CLP_SET_PCI, fh, CLP_SET_ENABLE, 1, &efh);
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0);       report("PCILG_AFTER_ENABLE3", cc, reg, val);
+    lg("PCILG_AFTER_ENABLE3", efh, 15, 4, 0);
     clp_cmd("CLP_SET_DISABLE3", CLP_SET_PCI, efh, CLP_SET_DISABLE, 0, &fh);
 
     part3(fh, sdma);
@@ -482,6 +493,6 @@ static void part3(u32 fh, u64 sdma)
     PROBLEM("PS_PCISTBI", cc = pcistbi(&len, 0, blk), len, 0);
 #undef PROBLEM
 
-    reg = ZREQ(efh, 15, 4); cc = pcilg(&val, &reg, 0);  report("PCILG_BACK_IN_SUPERVISOR", cc, reg, val);
+    lg("PCILG_BACK_IN_SUPERVISOR", efh, 15, 4, 0);
     clp_cmd("CLP_SET_DISABLE4", CLP_SET_PCI, efh, CLP_SET_DISABLE, 0, 0);
 }

@@ -19,13 +19,7 @@ static u8 buf[RNG_REQUESTS][RNG_CHUNK] ALIGNED(4096);   /* 4 KiB: one page */
 int main(void)
 {
     struct virtio_dev v;
-    puts_(TAG " start\n");
-    virtio_open(&v, TAG, 0x1044, 0x1005);
-    virtio_negotiate(&v, 0);
-    virtio_dma_setup(&v);
-    virtio_setup_queue0(&v);
-
-    u64 iova = v.z.info.sdma + ((u64)VIRTIO_IOVA_FIRST_FREE_PAGE << 12);
+    u64 iova = virtio_rng_start(&v, TAG);
     if (v.platform) {                      /* the device writes: no protection bit */
         dma_map(iova, buf, 0);
         zpci_refresh(&v, iova, 0x1000);

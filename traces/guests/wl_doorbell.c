@@ -27,13 +27,7 @@ static inline u8 *chunk(u32 i)
 int main(void)
 {
     struct virtio_dev v;
-    puts_(TAG " start\n");
-    virtio_open(&v, TAG, 0x1044, 0x1005);
-    virtio_negotiate(&v, 0);
-    virtio_dma_setup(&v);
-    virtio_setup_queue0(&v);
-
-    u64 base = v.z.info.sdma + ((u64)VIRTIO_IOVA_FIRST_FREE_PAGE << 12);
+    u64 base = virtio_rng_start(&v, TAG);
     if (v.platform) {
         for (u32 p = 0; p < DB_PAGES; p++)
             dma_map(base + ((u64)p << 12), bufs[p], 0);

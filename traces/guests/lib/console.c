@@ -1,19 +1,12 @@
 /* SCLP console: one SERVC WRITE EVENT DATA per line, synchronous in QEMU.
  * Every line is also appended to the NUL-terminated log at RESULT_LOG. */
 #include "console.h"
+#include "sclp.h"
 
 static u8 sccb[4096] ALIGNED(4096);
 static u32 log_len;
 static char line[512];
 static u32 line_len;
-
-static int servc(u32 cmd, void *blk)
-{
-    int cc;
-    asm volatile(".insn rre,0xb2200000,%[cmd],%[blk]\n\tipm %[cc]\n\tsrl %[cc],28"
-                 : [cc] "=d"(cc) : [cmd] "d"((u64)cmd), [blk] "a"(blk) : "cc", "memory");
-    return cc;
-}
 
 static void sclp_write(const char *s, u32 n)
 {

@@ -8,14 +8,7 @@ static u8 bufs[RNGWL_BUFS][4096] ALIGNED(4096);
 int rng_workload(const char *tag, enum rngwl_mode mode)
 {
     struct virtio_dev v;
-    puts_(tag);
-    puts_(" start\n");
-    virtio_open(&v, tag, 0x1044, 0x1005);
-    virtio_negotiate(&v, 0);
-    virtio_dma_setup(&v);
-    virtio_setup_queue0(&v);
-
-    u64 pool = v.z.info.sdma + ((u64)VIRTIO_IOVA_FIRST_FREE_PAGE << 12);
+    u64 pool = virtio_rng_start(&v, tag);
     u64 maps = 0, unmaps = 0, rpcits = 0, flushes = 0, total = 0, short_reads = 0;
     for (u32 i = 0; i < RNGWL_REQUESTS; i++) {
         u8 *buf = bufs[i % RNGWL_BUFS];

@@ -57,6 +57,13 @@ void virtio_dma_setup(struct virtio_dev *v);
 /* Queue 0 of up to VQ_MAX entries, then DRIVER_OK.  Prints "I queue0 ...". */
 void virtio_setup_queue0(struct virtio_dev *v);
 
+/* virtio_rng.c: the start of the virtio-rng programs (rng, wl_doorbell,
+ * rngwl): prints "<tag> start", then the first virtio-rng function (modern
+ * or transitional) through virtio_open, virtio_negotiate (no extra
+ * features), virtio_dma_setup and virtio_setup_queue0.  Returns the IOVA of
+ * page VIRTIO_IOVA_FIRST_FREE_PAGE, the first one free for buffers. */
+u64 virtio_rng_start(struct virtio_dev *v, const char *tag);
+
 /* Device address of a guest buffer given its IOVA (used only if platform). */
 static inline u64 virtio_addr(const struct virtio_dev *v, const void *phys, u64 iova)
 {
