@@ -33,6 +33,9 @@ ffibuilder.set_source(
     include_dirs=[str(HERE), str(ROOT / "firmware_model")],
     extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-fno-strict-aliasing"],
     libraries=["dl"],
+    # trap.c calls the model through the full C API (PyObject_Vectorcall),
+    # which the limited API only has from 3.12 on.
+    py_limited_api=False,
 )
 
 if __name__ == "__main__":
