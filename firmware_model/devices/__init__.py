@@ -52,6 +52,10 @@ _VIRTIO_PCI_PROPS = (
     PropSpec("rombar", "1", "0: no ROM BAR"),
 )
 
+# virtio-net offload properties: checked, without effect (no vnet-header peer)
+_NET_OFFLOADS = ("csum", "guest_csum", "guest_tso4", "guest_tso6", "guest_ecn",
+                 "guest_ufo", "host_tso4", "host_tso6", "host_ecn", "host_ufo")
+
 DEVICE_KINDS: dict[str, DeviceKind] = {
     "virtio-rng-pci": DeviceKind(
         "virtio-rng-pci", "virtio entropy device (builtin backend, seeded PRNG)",
@@ -76,8 +80,7 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
             "gso", "mrg_rxbuf", "status", "ctrl_vq", "ctrl_rx", "ctrl_vlan", "ctrl_rx_extra",
             "ctrl_mac_addr", "ctrl_guest_offloads", "guest_announce"))
         + tuple(PropSpec(n, "on", "offload (no effect: stripped without a vnet-header peer)")
-                for n in ("csum", "guest_csum", "guest_tso4", "guest_tso6", "guest_ecn",
-                          "guest_ufo", "host_tso4", "host_tso6", "host_ecn", "host_ufo"))),
+                for n in _NET_OFFLOADS)),
     "memdev": DeviceKind(
         "memdev", "memory-backed test device (BARs are plain bytes)",
         (PropSpec("shape", "", "virtio-rng: the virtio-rng-pci layout, no behaviour"),
@@ -147,11 +150,10 @@ def _props_dict(kind: DeviceKind, props) -> dict[str, str]:
 
 def _transport(kind: DeviceKind, p: dict[str, str]):
     from .virtio import TransportOptions
-    get = lambda n: p.get(n, _default(kind, n))    # noqa: E731
-    dl = get("disable-legacy").lower()
+    dl = _get(kind, p, "disable-legacy").lower()
     legacy = True if dl == "auto" else not _bool(kind, "disable-legacy", dl)
-    modern = not _bool(kind, "disable-modern", get("disable-modern"))
-    iommu = _bool(kind, "iommu_platform", get("iommu_platform"))
+    modern = not _flag(kind, p, "disable-modern")
+    iommu = _flag(kind, p, "iommu_platform")
     if not legacy and not modern:
         raise _bad_prop(kind, "disable-modern",
                         "device cannot work as neither modern nor legacy mode is enabled")
@@ -161,27 +163,27 @@ def _transport(kind: DeviceKind, p: dict[str, str]):
                         "transitional device (add disable-legacy=on)")
     if iommu and not modern:
         raise _bad_prop(kind, "iommu_platform", "iommu_platform=on needs a modern device")
-    vectors = _int(kind, "vectors", get("vectors"), 0, 0xFFFFFFFF)
+    vectors = _int(kind, "vectors", _get(kind, p, "vectors"), 0, 0xFFFFFFFF)
     if not 1 <= vectors <= 2048:
         # msix_init refuses more than 2048; zPCI refuses a function without MSI-X
         raise _bad_prop(kind, "vectors", f"vectors={vectors}: MSI-X support is mandatory "
                                          f"in the S390 architecture (1..2048 vectors)")
-    rombar = _int(kind, "rombar", get("rombar"), 0, 0xFFFFFFFF)
-    romfile = get("romfile")
+    rombar = _int(kind, "rombar", _get(kind, p, "rombar"), 0, 0xFFFFFFFF)
+    romfile = _get(kind, p, "romfile")
     rom_size = 0
     if rombar and romfile:
         from .virtio_net import rom_bar_size
         rom_size = rom_bar_size(romfile)
-    ioeventfd = "ioeventfd" in kind.prop_names() and _bool(kind, "ioeventfd", get("ioeventfd"))
+    ioeventfd = "ioeventfd" in kind.prop_names() and _flag(kind, p, "ioeventfd")
     return TransportOptions(
         legacy=legacy, modern=modern, iommu_platform=iommu, vectors=vectors,
-        page_per_vq=_bool(kind, "page-per-vq", get("page-per-vq")),
+        page_per_vq=_flag(kind, p, "page-per-vq"),
         ioeventfd=ioeventfd,
-        queue_reset=_bool(kind, "queue_reset", get("queue_reset")),
-        event_idx=_bool(kind, "event_idx", get("event_idx")),
-        indirect_desc=_bool(kind, "indirect_desc", get("indirect_desc")),
-        notify_on_empty=_bool(kind, "notify_on_empty", get("notify_on_empty")),
-        any_layout=_bool(kind, "any_layout", get("any_layout")),
+        queue_reset=_flag(kind, p, "queue_reset"),
+        event_idx=_flag(kind, p, "event_idx"),
+        indirect_desc=_flag(kind, p, "indirect_desc"),
+        notify_on_empty=_flag(kind, p, "notify_on_empty"),
+        any_layout=_flag(kind, p, "any_layout"),
         rom_size=rom_size)
 
 
@@ -192,20 +194,29 @@ def _default(kind: DeviceKind, name: str) -> str:
     raise KeyError(name)
 
 
+def _get(kind: DeviceKind, p: dict[str, str], name: str) -> str:
+    """A property's value as given, else its default."""
+    return p.get(name, _default(kind, name))
+
+
+def _flag(kind: DeviceKind, p: dict[str, str], name: str) -> bool:
+    return _bool(kind, name, _get(kind, p, name))
+
+
 def _make_rng(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
     from .virtio_rng import VirtioRngPci
     opts = _transport(kind, p)
-    max_bytes = _int(kind, "max-bytes", p.get("max-bytes", _default(kind, "max-bytes")),
+    max_bytes = _int(kind, "max-bytes", _get(kind, p, "max-bytes"),
                      0, (1 << 63) - 1)
-    period = _int(kind, "period", p.get("period", _default(kind, "period")), 1, 0xFFFFFFFF)
+    period = _int(kind, "period", _get(kind, p, "period"), 1, 0xFFFFFFFF)
     if seed is None:
         seed = context.get("rngs", 0)
     context["rngs"] = context.get("rngs", 0) + 1
     return VirtioRngPci(opts, max_bytes=max_bytes, period_ms=period, seed=seed)
 
 
-def _queue_size(kind: DeviceKind, name: str, value: str) -> int:
-    n = _int(kind, name, value, 0, 0xFFFF)
+def _queue_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
+    n = _int(kind, name, _get(kind, p, name), 0, 0xFFFF)
     if n < 256 or n > 1024 or n & (n - 1):
         raise _bad_prop(kind, name, f"Invalid {name} (= {n}), must be a power of 2 "
                                     f"between 256 and 1024.")
@@ -215,13 +226,11 @@ def _queue_size(kind: DeviceKind, name: str, value: str) -> int:
 def _make_net(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
     from .virtio_net import FEATURE_PROPS, VirtioNetPci
     opts = _transport(kind, p)
-    get = lambda n: p.get(n, _default(kind, n))    # noqa: E731
-    for name in ("csum", "guest_csum", "guest_tso4", "guest_tso6", "guest_ecn",
-                 "guest_ufo", "host_tso4", "host_tso6", "host_ecn", "host_ufo"):
-        _bool(kind, name, get(name))
+    for name in _NET_OFFLOADS:
+        _flag(kind, p, name)
     features = 0
     for name, bit in FEATURE_PROPS:
-        if _bool(kind, name, get(name)):
+        if _flag(kind, p, name):
             features |= 1 << bit
     if "mac" in p:
         mac = _mac(kind, p["mac"])
@@ -230,12 +239,12 @@ def _make_net(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
         index = context.get("nics", 0)
         context["nics"] = index + 1
         mac = bytes((0x52, 0x54, 0x00, 0x12, 0x34, (0x56 + index) & 0xFF))
-    mtu = _int(kind, "host_mtu", get("host_mtu"), 0, 0xFFFF)
+    mtu = _int(kind, "host_mtu", _get(kind, p, "host_mtu"), 0, 0xFFFF)
     return VirtioNetPci(opts, mac, features,
-                        rx_queue_size=_queue_size(kind, "rx_queue_size", get("rx_queue_size")),
-                        tx_queue_size=_queue_size(kind, "tx_queue_size", get("tx_queue_size")),
+                        rx_queue_size=_queue_size(kind, p, "rx_queue_size"),
+                        tx_queue_size=_queue_size(kind, p, "tx_queue_size"),
                         host_mtu=mtu or None,
-                        tx_burst=_int(kind, "x-txburst", get("x-txburst"), 1, 0x7FFFFFFF))
+                        tx_burst=_int(kind, "x-txburst", _get(kind, p, "x-txburst"), 1, 0x7FFFFFFF))
 
 
 def _make_memdev(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
