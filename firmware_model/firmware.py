@@ -77,6 +77,10 @@ class Firmware:
     # -- load/store --------------------------------------------------------
 
     def pcilg(self, d, guest):
+        return self._ls_entry(d, guest, self.pcilg_found)
+
+    def _ls_entry(self, d, guest, found_path):
+        """PCILG/PCISTG up to the function: None where firmware does not know the handle."""
         if guest.problem_state:
             return _PRIV
         if d.r2 & 1:
@@ -87,7 +91,7 @@ class Firmware:
             return None
         if found[1].fh != req >> 32:
             return _CC3
-        return self.pcilg_found(d, guest, req, found)
+        return found_path(d, guest, req, found)
 
     def pcilg_found(self, d, guest, req, found):
         if guest.problem_state:
@@ -113,17 +117,7 @@ class Firmware:
         return _CC0
 
     def pcistg(self, d, guest):
-        if guest.problem_state:
-            return _PRIV
-        if d.r2 & 1:
-            return _SPEC
-        req = guest.gpr(d.r2)
-        found = self.fns.get(req >> 32)
-        if found is None:
-            return None
-        if found[1].fh != req >> 32:
-            return _CC3
-        return self.pcistg_found(d, guest, req, found)
+        return self._ls_entry(d, guest, self.pcistg_found)
 
     def pcistg_found(self, d, guest, req, found):
         if guest.problem_state:
