@@ -26,10 +26,12 @@ _MH = MEM_HEAD.size
 
 
 class TraceError(UserError):
-    def __init__(self, path, offset: int | None, seq: int | None, message: str):
+    def __init__(self, path, offset: int | None, seq: int | None, message: str,
+                 compressed: bool = False):
         where = str(path)
         if offset is not None:
-            where += f": offset {offset}"
+            # a compressed trace has no file offset for a record: name the stream's
+            where += f": {'stream offset' if compressed else 'offset'} {offset}"
         where += f", seq {seq if seq is not None and seq >= 0 else '-'}"
         super().__init__(message, where=where)
         self.offset = offset
@@ -74,14 +76,14 @@ class TraceReader:
         self._gen = self.raw_records()
         first = next(self._gen, None)
         if first is None:
-            raise TraceError(path, PREAMBLE.size, None, "no header record")
+            raise TraceError(path, PREAMBLE.size, None, "no header record", self.compressed)
         rtype, buf, start, n, off = first
         if rtype != RecordType.HEADER:
-            raise TraceError(path, off, None, f"first record is type {rtype:#x}, not a header")
+            raise TraceError(path, off, None, f"first record is type {rtype:#x}, not a header", self.compressed)
         try:
             self.header = TraceHeader.from_bytes(bytes(buf[start:start + n]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise TraceError(path, off, None, f"malformed header: {exc}") from None
+            raise TraceError(path, off, None, f"malformed header: {exc}", self.compressed) from None
         self.full = self.header.stream is StreamKind.FULL
 
     def close(self) -> None:
@@ -101,14 +103,15 @@ class TraceReader:
         self.close()
 
     def error(self, offset, message) -> TraceError:
-        return TraceError(self.path, offset, self.last_seq, message)
+        return TraceError(self.path, offset, self.last_seq, message,
+                          getattr(self, "compressed", False))
 
     def _read(self, size: int) -> bytes:
         try:
             return self._body.read(size)
         except self._zerr as exc:          # type: ignore[misc]
             raise TraceError(self.path, self.fill_offset, self.last_seq,
-                             f"corrupt zstd stream: {exc}") from None
+                             f"corrupt zstd stream: {exc}", True) from None
 
     def raw_records(self):
         """Yield (type, buffer, payload start, payload length, stream offset); framing checks only."""
