@@ -2,8 +2,8 @@
 
 The stream is the executable sections of the s390x libraries of the cross
 toolchain (/usr/s390x-linux-gnu/lib), plus the bundled guests, repeated to at
-least --mib MiB; without those, a few C files compiled with
-s390x-linux-gnu-gcc -O2.  Printed: instructions per second and GB/s of the
+least --mib MiB; without those, the decoder tests' sample
+(tests/data/decode_sample.c) compiled with s390x-linux-gnu-gcc -O2.  Printed: instructions per second and GB/s of the
 native walk (batch decode, count with per-index counts, count only), and the
 ratio against capstone's disasm_lite lengths-only walk, which is timed on a
 slice of the same stream and compared by rate (the output says so).

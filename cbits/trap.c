@@ -8,9 +8,9 @@
  * once with the GPRs already read, and applies what Python decided.  A zPCI
  * instruction goes to the Python callable trap_run was given, called directly
  * (PyObject_Vectorcall, the GIL held for the whole run); anything else goes
- * through cffi's extern "Python" functions.  Unicorn
- * is reached through the libunicorn the Python binding already loaded
- * (dlopen RTLD_NOLOAD), so building this file needs no unicorn headers.
+ * through cffi's extern "Python" functions.  Unicorn is reached through the
+ * libunicorn the Python binding already loaded (dlopen RTLD_NOLOAD), so
+ * building this file needs no unicorn headers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>          /* the GIL and the direct zPCI call; first, as Python.h asks */
@@ -337,7 +337,8 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
             t->site = slot | TRAP_SITE_NEW;
         }
         rc = call_zpci(t);
-        if (rc & TRAP_RESUME_CC) {
+        /* exactly TRAP_RESUME_CC | cc: any other non-zero result stops */
+        if ((rc & ~3) == TRAP_RESUME_CC) {
             t->cc = rc & 3;
             rc = 0;
         }
@@ -456,6 +457,12 @@ int trap_uninstall(trap_state *t)
 
 int trap_run(trap_state *t, uint64_t begin, void *zpci_fn, void *error_fn)
 {
+    if (!t->uc) {
+        /* trap_install hooks the engine and binds unicorn; without it there is
+         * nothing to run (and U.emu_start may be unset) */
+        snprintf(last_error, sizeof last_error, "trap_run: trap_install was not called");
+        return -1;
+    }
     t->stop = TRAP_STOP_NONE;
     t->cur_block_size = 0;
     t->error_text[0] = 0;
@@ -463,9 +470,9 @@ int trap_run(trap_state *t, uint64_t begin, void *zpci_fn, void *error_fn)
      * run makes every extern "Python" callback's PyGILState_Ensure the cheap
      * nested case instead of a GIL hand-over per trap (~50 ns each, measured),
      * and lets the hook call the zPCI callable directly; other Python threads
-     * wait while the guest runs.  A machine run from inside another's callback
-     * comes here holding the GIL already (cffi released it for the call), so
-     * this nests; each trap_state has its own callables. */
+     * wait while the guest runs.  A machine run from inside another machine's
+     * callback takes the GIL here the same way (cffi released it for this
+     * call too); each trap_state has its own callables. */
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *fn = zpci_fn, *efn = error_fn;
     if ((fn && !PyCallable_Check(fn)) || (efn && !PyCallable_Check(efn))) {

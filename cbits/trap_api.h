@@ -132,7 +132,7 @@ int trap_hook_at(trap_state *t, uint64_t addr);
  * error_fn is NULL or raises too, the run stops with TRAP_STOP_ERROR and a
  * one-line description in trap_state.error_text.  Returns -1 without running
  * when either is not callable (NULL is allowed: zPCI traps then stop the run
- * with TRAP_STOP_ERROR). */
+ * with TRAP_STOP_ERROR) or trap_install has not hooked an engine into t. */
 int trap_run(trap_state *t, uint64_t begin, void *zpci_fn, void *error_fn);
 
 /* Cheap guest access for the Python side: 0 on success. */

@@ -30,17 +30,6 @@ class BootResult:
     stats: dict
 
 
-def _config_error_names() -> tuple[type, ...]:
-    """Exception types that mean "the -device strings describe an impossible machine"."""
-    kinds: list[type] = [ValueError]
-    try:
-        from firmware_model.devices import DeviceConfigError
-        kinds.insert(0, DeviceConfigError)
-    except ImportError:
-        pass
-    return tuple(kinds)
-
-
 def build_firmware(args: BootArgs, policy: str):
     """The firmware model for the machine; a bad device becomes a usage error naming it."""
     from firmware_model.machine import Machine
@@ -52,17 +41,15 @@ def build_firmware(args: BootArgs, policy: str):
     _check_devices(args)
     try:
         return Machine(args.config, policy=policy, assume="passthrough")
-    except _config_error_names() as exc:
+    except ValueError as exc:       # DeviceConfigError included: an impossible machine
         raise UserError(_device_message(args, exc), exit_code=USAGE_EXIT) from None
 
 
 def _check_devices(args: BootArgs) -> None:
     """Builds each PCI device once on its own, so an error names its -device string."""
-    try:
-        from firmware_model.devices import DeviceConfigError, make_device
-    except ImportError:
-        return
     from emulator.qemu_args import CONSOLE_DEVICES, split_device
+    from firmware_model.devices import DeviceConfigError, make_device
+
     for text in args.device_strings:
         kind, props = split_device(text)
         if kind in CONSOLE_DEVICES or kind == "zpci":

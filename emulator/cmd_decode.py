@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from emulator.decode import DecodeResult, decode_buffer
+from emulator.decode import ADDR_LIMIT, DecodeResult, decode_buffer
 from emulator.elfio import CodeRegion, executable_regions, is_elf
 from emulator.errors import UserError
 from firmware_model.insns import TABLE, Format
@@ -18,7 +18,6 @@ FORMAT_FIELDS = {
     Format.RXY_A: ("r1", "x2", "b2", "d2"),
 }
 JSON_FIELDS = ("r1", "r2", "r3", "m3", "m4", "x2", "b2", "d2")
-ADDR_LIMIT = 1 << 64
 
 
 def register(sub) -> None:

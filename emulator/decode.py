@@ -38,7 +38,8 @@ def insn_length(first_byte: int) -> int:
     return lib.zpci_insn_length(first_byte & 0xFF)
 
 
-def _to_decoded(r) -> Decoded:
+def to_decoded(r) -> Decoded:
+    """A Python copy of a cffi ``zpci_decoded`` (the trap path's, or a record here)."""
     # Positional, in Decoded's slot order (a test compares every field by name).
     return Decoded(r.addr, r.index, r.opcode, r.ilen, r.r1, r.r2, r.r3, r.m3, r.m4, r.x2, r.b2,
                    r.d2, r.ipa, r.ipb, r.flags)
@@ -83,7 +84,7 @@ class DecodeResult:
     def decoded(self) -> Iterator[Decoded]:
         """The records as Decoded values (slow path: one object each)."""
         for i in range(self.nzpci):
-            yield _to_decoded(self.records[i])
+            yield to_decoded(self.records[i])
 
     def array(self):
         """A numpy structured view of the records (no copy)."""
@@ -141,7 +142,7 @@ def decode_one(buf, addr: int = 0, zpci_only: bool = True) -> Decoded | None:
         return None
     if zpci_only and (out.index == INDEX_NONE or out.flags & TRUNCATED):
         return None
-    return _to_decoded(out)
+    return to_decoded(out)
 
 
 def iter_zpci(buf, base: int = 0) -> Iterator[Decoded]:

@@ -20,10 +20,11 @@ from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc, UcError
 from unicorn import s390x_const as sc
 
 from emulator import lowcore as lc
-from emulator.errors import UserError
 from emulator._native import ffi, lib
+from emulator.decode import to_decoded
+from emulator.errors import UserError
 from firmware_model.guest import MASK64
-from firmware_model.insns import TABLE, Decoded
+from firmware_model.insns import TABLE
 
 EXCP_SVC = 2
 EXCP_PGM = 3
@@ -119,12 +120,6 @@ class UcGuest:
         if n and self._mem_write(self._t, addr, data, n):
             return False
         return True
-
-
-def _to_decoded(c) -> Decoded:
-    """A Python copy of cbits' zpci_decoded (same field names)."""
-    return Decoded(c.addr, c.index, c.opcode, c.ilen, c.r1, c.r2, c.r3, c.m3, c.m4, c.x2, c.b2,
-                   c.d2, c.ipa, c.ipb, c.flags)
 
 
 def _gpr_setter(gprs):
@@ -396,9 +391,7 @@ class UcMachine:
     def _on_error_void(self, exc_type, exc, tb):
         if self._error is None:
             self._error = exc
-        lib_stop = getattr(self.uc, "emu_stop", None)
-        if lib_stop:
-            lib_stop()
+        self.uc.emu_stop()
 
     def _make_on_zpci(self):
         """The zPCI callable of this machine's trap_run, with everything it needs bound locally.
@@ -427,7 +420,7 @@ class UcMachine:
             if s < site_new:
                 d = sites[s]
             else:
-                d = sites[s - site_new] = _to_decoded(cd)
+                d = sites[s - site_new] = to_decoded(cd)
             if cut is not None:
                 cut(d.addr, d.ilen)
             try:
@@ -484,6 +477,7 @@ class UcMachine:
     def run(self, entry: int, mask: int = lc.IPL_PSW_MASK) -> Halt:
         """Runs from (mask, entry) until the guest halts; returns why."""
         t = self.t
+        self.halted = None
         self.uc.reg_write(REG_PSWM, self.uc_mask(mask))
         pc = entry
         # referenced here for the whole loop: trap_run gets their addresses

@@ -7,8 +7,8 @@ interruption QEMU would, or stops the run with one line naming the
 instruction.  Nothing is skipped silently.
 
 Facility and CPU-identification values are those ``qemu-system-s390x -cpu
-qemu`` (7.2.22) reports; they were read from it by tests/test_boot_priv.py's
-probe guest (see FACILITY_DWORDS and CPUID below).
+qemu`` (7.2.22) reports; they were read from it by benchmarks/guests/privprobe.c,
+which tests/test_boot_priv.py runs under both (see FACILITY_DWORDS and CPUID).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from firmware_model.guest import MASK64
 # (adapter-interruption suppression) are on.
 FACILITY_DWORDS: tuple[int, ...] = (0xF940F6D3F4C45C64, 0x059C000000000000, 0x7120280000000000)
 # STIDP of CPU 0 under the same QEMU: machine type 0x8561, version and id 0.
-CPUID: int | None = 0x0000000085610000
+CPUID = 0x0000000085610000
 
 HOOKED = lib.TRAP_INTNO_HOOKED
 SIGP_SENSE = 0x01
@@ -90,8 +90,8 @@ class Privileged:
             (0xB7, None): ("LCTL", self.lctl),
             (0xB6, None): ("STCTL", self.stctl),
             (0xAE, None): ("SIGP", self.sigp),
-            (0xEB, 0x2F): ("LCTLG", self.lctlg),
-            (0xEB, 0x25): ("STCTG", self.stctg),
+            (0xEB, 0x2F): ("LCTLG", self.lctl),
+            (0xEB, 0x25): ("STCTG", self.stctl),
         }
         # unprivileged, reached through trap_hook_at (machine_uc.SENSITIVE)
         self.hooked = {
@@ -100,12 +100,11 @@ class Privileged:
         }
 
     def lookup(self, b: bytes):
-        if not b:
-            return None
-        if b[0] in (0xB2,):
-            return self.table.get((b[0], b[1] if len(b) > 1 else -1))
+        """(mnemonic, handler) for a complete instruction ``b``, or None."""
+        if b[0] == 0xB2:
+            return self.table.get((0xB2, b[1]))
         if b[0] == 0xEB:
-            return self.table.get((0xEB, b[5] if len(b) > 5 else -1))
+            return self.table.get((0xEB, b[5]))
         return self.table.get((b[0], None))
 
     def handle(self, t) -> None:
@@ -178,15 +177,11 @@ class Privileged:
 
         if 0x40 <= op <= 0x7F and ilen == 4:                    # RX
             yield _wrap(m, t, bd(b[2], b[3], b[1] & 0xF))
-        elif op in (0xE3, 0xEB, 0xE5) and ilen == 6:            # RXY, RSY, SIL
-            disp = ((b[2] & 0xF) << 8) | b[3] | (b[4] << 12)
-            if op != 0xE5 and disp & 0x80000:
-                disp -= 0x100000
-            base = b[2] >> 4
+        elif op == 0xE5 and ilen == 6:                          # SIL
+            yield _wrap(m, t, bd(b[2], b[3]))
+        elif op in (0xE3, 0xEB) and ilen == 6:                  # RXY, RSY
             idx = b[1] & 0xF if op == 0xE3 else 0
-            if op == 0xE5:
-                disp = ((b[2] & 0xF) << 8) | b[3]
-            yield _wrap(m, t, (g[base] if base else 0) + (g[idx] if idx else 0) + disp)
+            yield _wrap(m, t, _rsy_addr(m, t, b) + (g[idx] if idx else 0))
         elif (0x88 <= op <= 0x9F or 0xB6 <= op <= 0xBF) and ilen == 4:   # RS, SI
             yield _wrap(m, t, bd(b[2], b[3]))
         elif 0xD0 <= op <= 0xDF and ilen == 6:                  # SS
@@ -215,21 +210,21 @@ class Privileged:
             return False
         return True
 
+    def _read_aligned(self, t, addr: int, align: int, size: int, ilen: int) -> bytes | None:
+        """The operand, or None once the specification or addressing exception is delivered."""
+        if not self._aligned(t, addr, align, ilen):
+            return None
+        return self._read(t, addr, size, ilen)
+
     # --- PSW -------------------------------------------------------------------
     def lpswe(self, t, b, ilen) -> None:
-        addr = _s_addr(self.m, t, b)
-        if not self._aligned(t, addr, 8, ilen):
-            return
-        psw = self._read(t, addr, 16, ilen)
+        psw = self._read_aligned(t, _s_addr(self.m, t, b), 8, 16, ilen)
         if psw is None:
             return
         self.m.set_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
 
     def lpsw(self, t, b, ilen) -> None:
-        addr = _s_addr(self.m, t, b)
-        if not self._aligned(t, addr, 8, ilen):
-            return
-        raw = self._read(t, addr, 8, ilen)
+        raw = self._read_aligned(t, _s_addr(self.m, t, b), 8, 8, ilen)
         if raw is None:
             return
         short = int.from_bytes(raw, "big")
@@ -243,9 +238,6 @@ class Privileged:
             mask |= lc.PSW_MASK_32
         self.m.set_psw(t, mask, short & 0x7FFFFFFF)
 
-    def _mask(self, t) -> int:
-        return self.m.current_mask(t)
-
     def ssm(self, t, b, ilen) -> None:
         m = self.m
         if m.uc.reg_read(REG_CR0) & (1 << 30):
@@ -255,7 +247,7 @@ class Privileged:
         data = self._read(t, _s_addr(m, t, b), 1, ilen)
         if data is None:
             return
-        mask = (self._mask(t) & ~(0xFF << 56)) | (data[0] << 56)
+        mask = (self.m.current_mask(t) & ~(0xFF << 56)) | (data[0] << 56)
         self._set_mask(t, mask)
 
     def _set_mask(self, t, mask: int) -> None:
@@ -265,7 +257,7 @@ class Privileged:
     def _stnosm(self, t, b, ilen, op) -> None:
         m = self.m
         addr = _s_addr(m, t, b)
-        mask = self._mask(t)
+        mask = self.m.current_mask(t)
         if not self._write(t, addr, bytes([mask >> 56]), ilen):
             return
         i2 = b[1]
@@ -287,18 +279,18 @@ class Privileged:
         n = (r3 - r1) % 16 + 1
         return [(r1 + i) % 16 for i in range(n)]
 
-    def lctlg(self, t, b, ilen) -> None:
-        self._lctl(t, b, ilen, _rsy_addr(self.m, t, b), 8)
+    def _cr_operand(self, t, b, ilen) -> tuple[int, int]:
+        """Address and bytes per register: LCTL/STCTL (RS, words) or LCTLG/STCTG (RSY)."""
+        if ilen == 6:
+            return _rsy_addr(self.m, t, b), 8
+        return _s_addr(self.m, t, b), 4
 
     def lctl(self, t, b, ilen) -> None:
-        self._lctl(t, b, ilen, _s_addr(self.m, t, b), 4)
-
-    def _lctl(self, t, b, ilen, addr, size) -> None:
+        """LCTL and LCTLG."""
         m = self.m
-        if not self._aligned(t, addr, size, ilen):
-            return
+        addr, size = self._cr_operand(t, b, ilen)
         regs = self._cr_range(b)
-        data = self._read(t, addr, size * len(regs), ilen)
+        data = self._read_aligned(t, addr, size, size * len(regs), ilen)
         if data is None:
             return
         for i, r in enumerate(regs):
@@ -308,14 +300,10 @@ class Privileged:
             m.uc.reg_write(REG_CR0 + r, v)
         m.check_interrupts(t)
 
-    def stctg(self, t, b, ilen) -> None:
-        self._stctl(t, b, ilen, _rsy_addr(self.m, t, b), 8)
-
     def stctl(self, t, b, ilen) -> None:
-        self._stctl(t, b, ilen, _s_addr(self.m, t, b), 4)
-
-    def _stctl(self, t, b, ilen, addr, size) -> None:
+        """STCTL and STCTG."""
         m = self.m
+        addr, size = self._cr_operand(t, b, ilen)
         if not self._aligned(t, addr, size, ilen):
             return
         out = b"".join((m.uc.reg_read(REG_CR0 + r) & ((1 << (8 * size)) - 1)).to_bytes(size, "big")
@@ -325,10 +313,7 @@ class Privileged:
     # --- CPU identity and prefix -------------------------------------------------
     def spx(self, t, b, ilen) -> None:
         m = self.m
-        addr = _s_addr(m, t, b)
-        if not self._aligned(t, addr, 4, ilen):
-            return
-        data = self._read(t, addr, 4, ilen)
+        data = self._read_aligned(t, _s_addr(m, t, b), 4, 4, ilen)
         if data is None:
             return
         prefix = int.from_bytes(data, "big") & 0x7FFFE000
@@ -346,15 +331,11 @@ class Privileged:
             self._write(t, addr, (0).to_bytes(2, "big"), ilen)
 
     def stidp(self, t, b, ilen) -> None:
-        if CPUID is None:
-            raise Halt(1, f"STIDP at {t.pc:#x}: the CPU id of QEMU's model is not known here")
         addr = _s_addr(self.m, t, b)
         if self._aligned(t, addr, 8, ilen):
             self._write(t, addr, CPUID.to_bytes(8, "big"), ilen)
 
     def stfl(self, t, b, ilen) -> None:
-        if not FACILITY_DWORDS:
-            raise Halt(1, f"STFL at {t.pc:#x}: the facility list of QEMU's model is not known here")
         word = FACILITY_DWORDS[0] >> 32
         self.m.write_real(lc.STFL_FAC_LIST, word.to_bytes(4, "big"))
 
@@ -374,7 +355,7 @@ class Privileged:
     def epsw(self, t, b, ilen) -> None:
         """EXTRACT PSW with the guest's PSW, not unicorn's problem-state one."""
         r1, r2 = b[3] >> 4, b[3] & 0xF
-        mask = self._mask(t)
+        mask = self.m.current_mask(t)
         t.gpr[r1] = (t.gpr[r1] & 0xFFFFFFFF00000000) | (mask >> 32)
         if r2:
             t.gpr[r2] = (t.gpr[r2] & 0xFFFFFFFF00000000) | (mask & 0xFFFFFFFF)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from emulator.errors import UserError
 from firmware_model.config import FunctionSpec, MachineConfig
@@ -18,10 +19,6 @@ USAGE_EXIT = 2
 
 # QEMU's default RAM for the s390-ccw-virtio machine (MachineClass default).
 DEFAULT_MEMORY = 128 << 20
-
-# -device kinds that are PCI devices behind a zpci function; the device
-# engineer's make_device decides which ones have a model.
-PCI_SUFFIX = "-pci"
 
 # Options of QEMU's that take a value and change nothing we emulate.
 IGNORED_WITH_VALUE = {
@@ -78,14 +75,16 @@ def parse_memory(text: str) -> int:
     m = _SIZE.match(value.strip())
     if not m:
         raise _usage_error(f"invalid RAM size {text!r}", where="-m")
-    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    # Decimal, not float or int: a long digit string must neither overflow to
+    # infinity nor hit int()'s digit limit
+    size = Decimal(m.group(1)) * _UNITS[m.group(2).lower()]
     if size <= 0:
         raise _usage_error(f"invalid RAM size {text!r}", where="-m")
-    if size % (1 << 20):
-        raise _usage_error(f"RAM size {text!r} is not a multiple of 1 MiB", where="-m")
     if size > (1 << 40):
         raise _usage_error(f"RAM size {text!r} is larger than this emulator maps", where="-m")
-    return size
+    if size % (1 << 20):
+        raise _usage_error(f"RAM size {text!r} is not a multiple of 1 MiB", where="-m")
+    return int(size)
 
 
 def split_device(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -246,6 +245,9 @@ def _check_ids(order: list[_Pending]) -> None:
         fids.add(fid)
 
 
+# the instruction counter of cbits/trap.c is a uint64_t
+MAX_INSNS_LIMIT = (1 << 64) - 1
+
 OWN_WITH_VALUE = {"--policy": "policy", "--max-insns": "max_insns", "--stats": "stats",
                   "--trace": "trace"}
 
@@ -328,9 +330,13 @@ def _set_own(out: BootArgs, key: str, val: str) -> None:
     attr = OWN_WITH_VALUE[key]
     if attr == "max_insns":
         try:
-            n = int(float(val)) if re.fullmatch(r"[0-9.eE+]+", val) else int(val, 0)
-        except ValueError:
+            # Decimal, not float: "1e400" must be too large, not infinity
+            n = Decimal(val) if re.fullmatch(r"[0-9.eE+]+", val) else int(val, 0)
+        except (ValueError, InvalidOperation):
             raise _usage_error(f"{key} wants a number, not {val!r}") from None
+        if n > MAX_INSNS_LIMIT:
+            raise _usage_error(f"{key} {val} is more than {MAX_INSNS_LIMIT}")
+        n = int(n)
         if n <= 0:
             raise _usage_error(f"{key} must be positive")
         out.max_insns = n

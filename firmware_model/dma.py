@@ -171,7 +171,8 @@ def _unmap_range(fn, first: int, stop: int) -> int:
 
 
 # Region-third tables index IOVA bits 31-41: the walk result repeats every 2^42
-# bytes, so a full period without a mapping or an error means none will follow.
+# bytes, so after a full period without a mapping or an error every later step
+# only unmaps.
 _WALK_PERIOD = 1 << 42
 
 
@@ -192,7 +193,6 @@ def refresh(fn, memory, start: int, length: int) -> tuple[int, int, int]:
         start = sstart
         again = False
         mapped = False
-        checked = False
         error = 0
         while start < end:
             w = table_walk(memory, iota, start)
@@ -215,10 +215,10 @@ def refresh(fn, memory, start: int, length: int) -> tuple[int, int, int]:
                     else:
                         again = True
                         break
-            if (not checked and not mapped and not again and start - sstart >= _WALK_PERIOD):
-                checked = True
-                if not any(start <= k < end for k in fn.iotlb):
-                    break
+            if not mapped and not again and start - sstart >= _WALK_PERIOD and start < end:
+                # the rest of the range repeats this period's invalid steps: unmap it at once
+                dma_avail = _unmap_range(fn, start & PAGE_MASK, (end + PAGE_SIZE - 1) >> 12 << 12)
+                start = end
         if error:
             return error, start, dma_avail
         if not (again and dma_avail > 0):

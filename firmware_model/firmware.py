@@ -21,7 +21,7 @@ from firmware_model.insns import TABLE
 from firmware_model.kvm import registration_matches, shadow_function
 from firmware_model.outcome import Completion
 from firmware_model.userspace import (
-    Fault, count, effective_address, fmb_update, pci_load, pci_store,
+    Fault, count, effective_address, fmb_update, pci_load, pci_store, set_status,
 )
 
 _CC0, _CC1, _CC3 = Completion(0), Completion(1), Completion(3)
@@ -44,11 +44,10 @@ class Firmware:
     lookup is one dict probe.
     """
 
-    __slots__ = ("fns", "vm", "counts", "_dispatch", "found")
+    __slots__ = ("fns", "counts", "_dispatch", "found")
 
-    def __init__(self, fns, vm=None):
+    def __init__(self, fns):
         self.fns = fns
-        self.vm = vm
         self.counts = [0] * len(TABLE)       # instructions completed, per table row
         handlers = {"PCILG": self.pcilg, "PCISTG": self.pcistg, "PCISTB": self.pcistb,
                     "RPCIT": self.rpcit}
@@ -162,8 +161,7 @@ class Firmware:
             guest.set_gpr(r1, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
             return _CC1
         pcias = (req >> 16) & 0xF
-        dev = fn.device
-        if pcias > ZPCI_IO_BAR_MAX or not dev.bar_size(pcias):
+        if pcias > ZPCI_IO_BAR_MAX or not fn.bar_sizes[pcias]:
             guest.set_gpr(r1, (req & _ST_MASK) | (LsStatus.INVAL_AS << 24))
             return _CC1
         length = req & 0x1FFF
@@ -172,19 +170,12 @@ class Firmware:
         if (offset & 7 or length <= 8 or length & 7 or length > fn.group.maxstbl
                 or (offset & 0xFFF) + length > 0x1000 or gaddr & 7):
             return _SPEC
-        # The whole block must be acceptable to the device before the source operand
-        # is fetched: QEMU asks one subregion for the whole block (the device's
-        # bar_block_valid); a device without that check has each doubleword checked.
-        block_valid = getattr(dev, "bar_block_valid", None)
-        if block_valid is not None:
-            if not block_valid(pcias, offset, length):
-                return _OPND
-        else:
-            valid = getattr(dev, "bar_access_valid", None)
-            if valid is not None:
-                for off in range(offset, offset + length, 8):
-                    if not valid(pcias, off, 8, True):
-                        return _OPND
+        # QEMU asks one subregion to take the whole block before it fetches the
+        # source (the device's optional bar_block_valid); without that check each
+        # store is checked as it happens, after the fetch, as userspace does.
+        block_valid = getattr(fn.device, "bar_block_valid", None)
+        if block_valid is not None and not block_valid(pcias, offset, length):
+            return _OPND
         data = guest.read(gaddr, length)
         if data is None:
             return _ADDR
@@ -217,7 +208,7 @@ class Firmware:
         if fn.fh != fh or fn.state in _NOT_USABLE:
             return _CC3
         if fn.state is _ERROR:
-            guest.set_gpr(r1, (guest.gpr(r1) & _ST_MASK) | (ModStatus.ERROR_RECOVER << 24))
+            set_status(guest, r1, ModStatus.ERROR_RECOVER)
             return _CC1
         start = guest.gpr(r2)
         end = (start + guest.gpr(r2 + 1)) & MASK64
@@ -229,7 +220,7 @@ class Firmware:
             error, where, _ = shadow_function(guest, fn, hf, ioat, start, end)
         if error:
             fn.state = FnState.ERROR
-            guest.set_gpr(r1, (guest.gpr(r1) & _ST_MASK) | (LsStatus.FUNC_IN_ERR << 24))
+            set_status(guest, r1, LsStatus.FUNC_IN_ERR)
             fn.bus.error_event(error, fn, where)
             return _CC1
         count(fn, FMB_CNT_RPCIT, guest)

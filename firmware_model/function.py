@@ -366,6 +366,3 @@ class ZpciBus:
         for fn in self.functions:
             fn.reset()
 
-    def plug_event(self, pec: int, fn: ZpciFunction) -> None:
-        self.events.append(SeiEvent(2, int(pec), fn.fh, fn.fid))
-

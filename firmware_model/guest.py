@@ -51,10 +51,6 @@ class SimpleGuest:
         self.mem[addr:addr + len(data)] = data
         return True
 
-    def snapshot(self) -> tuple:
-        """Everything the guest can observe, for transparency comparisons."""
-        return (tuple(self.gprs), bytes(self.mem), self.problem_state)
-
 
 class RecordingGuest:
     """Wraps a Guest and logs the memory an instruction read and wrote (for traces)."""

@@ -27,7 +27,7 @@ from firmware_model.arch import (
 from firmware_model.dma import IotlbEntry, table_walk
 from firmware_model.outcome import Completion
 from firmware_model.policy import IoatPath
-from firmware_model.userspace import count
+from firmware_model.userspace import count, set_status
 
 _CC0 = Completion(0)
 _CC1 = Completion(1)
@@ -36,14 +36,10 @@ _PGM_PRIV = Completion(None, Pgm.PRIVILEGED)
 _PGM_SPEC = Completion(None, Pgm.SPECIFICATION)
 _NOT_USABLE = (FnState.RESERVED, FnState.STANDBY, FnState.DISABLED, FnState.PERMANENT_ERROR)
 
-# The RT level indexes IOVA bits 31-41: a walk repeats every 2^42 bytes, so a
-# whole period with neither a mapping nor an error ends the pass (as the
-# userspace pass does; RPCIT lengths are 64-bit).
+# The RT level indexes IOVA bits 31-41: a walk repeats every 2^42 bytes, so
+# after a whole period with neither a mapping nor an error the rest of the
+# range can only unmap (as in the userspace pass; RPCIT lengths are 64-bit).
 _PERIOD = 1 << 42
-
-
-def set_status(guest, r: int, status: int) -> None:
-    guest.set_gpr(r, (guest.gpr(r) & ~0xFF000000 & MASK64) | (status << 24))
 
 
 def shadow_pass(memory, iota: int, start: int, end: int, map_page, unmap_range) -> tuple[int, int]:
@@ -53,7 +49,8 @@ def shadow_pass(memory, iota: int, start: int, end: int, map_page, unmap_range) 
     ``unmap_range(first, stop)`` for the pages [first, stop) of an invalid one
     (a range, since one invalid region entry spans 2 GiB).  Steps follow the
     level the walk stopped at, from the unaligned address, as QEMU's pass
-    does.  Returns (Pec or 0, address reached).
+    does; once a whole period has mapped nothing, the rest of the range is
+    one ``unmap_range``.  Returns (Pec or 0, address reached).
     """
     addr = start
     mapped = False
@@ -74,8 +71,10 @@ def shadow_pass(memory, iota: int, start: int, end: int, map_page, unmap_range) 
                 mapped = True
                 page += PAGE_SIZE
                 frame += PAGE_SIZE
-        if not mapped and addr - start >= _PERIOD:
-            break
+        if not mapped and addr - start >= _PERIOD and addr < end:
+            # every later step repeats one of this period: invalid, so unmapped
+            unmap_range(addr & PAGE_MASK, (end + PAGE_SIZE - 1) >> 12 << 12)
+            return 0, end
     return 0, addr
 
 

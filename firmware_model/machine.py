@@ -101,7 +101,7 @@ class Machine:
         # the firmware and KVM paths (their function tables), refilled in place by resync()
         self._by_fh: dict[int, tuple] = {}
         self._by_pfh: dict[int, object] = {}     # host handle -> HostFunction, every function
-        self.firmware = Firmware(self._by_fh, self.vm)
+        self.firmware = Firmware(self._by_fh)
         self.kvm = KvmZpci(self.host, self.vm, self._by_fh)
         self.router = Router(self.userspace, self.firmware, self.kvm)
         self.decider = Decider(policy)

@@ -162,7 +162,7 @@ class DecisionSet:
     def __init__(self, by_policy: dict, key: tuple):
         self.by_policy = by_policy
         self.key = key
-        self.outcomes: dict = {}    # id(Completion) -> (Completion, Outcome): a caller's reuse cache
+        self.outcomes: dict = {}    # id(Completion) -> Outcome holding it: a caller's reuse cache
 
 
 class Decider:

@@ -54,7 +54,8 @@ INVALID_AS = Fault.INVALID_AS
 OPERAND = Fault.OPERAND
 
 
-def _set_status(guest, r: int, status: int) -> None:
+def set_status(guest, r: int, status: int) -> None:
+    """Store a status code in bits 32-39 of the request register."""
     guest.set_gpr(r, (guest.gpr(r) & ~0xFF000000) | ((status & 0xFF) << 24))
 
 
@@ -186,7 +187,7 @@ def _ls_function(ctx, d, guest):
     if fn is None or fn.fh != fh:
         return CC3
     if fn.state is _ERROR or fn.state is _PERM_ERROR:
-        _set_status(guest, r2, LsStatus.BLOCKED)
+        set_status(guest, r2, LsStatus.BLOCKED)
         return CC1
     return fn
 
@@ -195,7 +196,7 @@ def _ls_fault(guest, r2: int, fault: Fault):
     """The Completion of a PCILG/PCISTG access that did not complete."""
     if fault is OPERAND:
         return PGM_OPERAND
-    _set_status(guest, r2, LsStatus.INVAL_AS)
+    set_status(guest, r2, LsStatus.INVAL_AS)
     return CC1
 
 
@@ -242,11 +243,11 @@ def handle_pcistb(ctx, d, guest):
     if fn is None:
         return CC3
     if fn.state is _ERROR or fn.state is _PERM_ERROR:
-        _set_status(guest, r1, LsStatus.BLOCKED)
+        set_status(guest, r1, LsStatus.BLOCKED)
         return CC1
     dev = fn.device
     if pcias > ZPCI_IO_BAR_MAX or not fn.bar_sizes[pcias]:
-        _set_status(guest, r1, LsStatus.INVAL_AS)
+        set_status(guest, r1, LsStatus.INVAL_AS)
         return CC1
     if (offset % 8 or length <= 8 or length % 8 or length > fn.group.maxstbl
             or (offset & 0xFFF) + length > 0x1000 or gaddr & 7):
@@ -281,18 +282,18 @@ def handle_rpcit(ctx, d, guest):
     if state in _NOT_USABLE:
         return CC3
     if state is _ERROR:
-        _set_status(guest, r1, ModStatus.ERROR_RECOVER)
+        set_status(guest, r1, ModStatus.ERROR_RECOVER)
         return CC1
     error, faddr, dma_avail = refresh(fn, guest, guest.gpr(r2), guest.gpr(r2 + 1))
     if error:
         fn.state = FnState.ERROR
-        _set_status(guest, r1, LsStatus.FUNC_IN_ERR)
+        set_status(guest, r1, LsStatus.FUNC_IN_ERR)
         ctx.bus.error_event(error, fn, faddr)
         return CC1
     count(fn, FMB_CNT_RPCIT, guest)
     if dma_avail > 0:
         return CC0
-    _set_status(guest, r1, RPCIT_ST_INSUFF_RES)
+    set_status(guest, r1, RPCIT_ST_INSUFF_RES)
     return CC1
 
 
@@ -412,7 +413,7 @@ def handle_mpcifc(ctx, d, guest):
         return PGM_OPERAND
     if status is None:
         return CC0
-    _set_status(guest, r1, status)
+    set_status(guest, r1, status)
     return CC1
 
 
@@ -423,7 +424,7 @@ def handle_stpcifc(ctx, d, guest):
     r1v = guest.gpr(r1)
     fh = r1v >> 32
     if (r1v >> 16) & 0xFF:
-        _set_status(guest, r1, StpcifcStatus.INVAL_DMAAS)
+        set_status(guest, r1, StpcifcStatus.INVAL_DMAAS)
         return CC1
     fiba = effective_address(d, guest)
     if fiba & 7:
@@ -439,7 +440,7 @@ def handle_stpcifc(ctx, d, guest):
             return CC3
         fib = Fib()
     elif state is _PERM_ERROR:
-        _set_status(guest, r1, StpcifcStatus.PERM_ERROR)
+        set_status(guest, r1, StpcifcStatus.PERM_ERROR)
         return CC1
     else:
         # QEMU sets "blocked" together with "error" (0x20 is its ERROR, 0x40 its BLOCKED)
@@ -539,5 +540,5 @@ class UserspaceHandler:
 
 
 __all__ = ["UserspaceHandler", "Fault", "pci_load", "pci_store", "count", "fmb_update",
-           "effective_address", "reg_ioat_valid"] + [
+           "effective_address", "reg_ioat_valid", "set_status"] + [
     "handle_" + insn.handler for insn in TABLE]

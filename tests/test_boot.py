@@ -313,12 +313,40 @@ def test_guest_cannot_see_problem_state():
     assert m.hooked_sites == 1 and m.stats.privileged == {"EPSW": 1, "STOSM": 1, "LPSWE": 1}
 
 
+def test_control_register_loads_and_stores_word_and_doubleword_forms():
+    """LCTL/STCTL move the low words (register range wraps 15 -> 0), LCTLG/STCTG whole ones."""
+    a = Asm()
+    a.raw(bytes.fromhex("b6e00d00"))                   # stctl 14,0,0xd00
+    a.raw(bytes.fromhex("b7110c00"))                   # lctl 1,1,0xc00
+    a.raw(bytes.fromhex("eb220c08002f"))               # lctlg 2,2,0xc08
+    a.raw(bytes.fromhex("b7220c00"))                   # lctl 2,2,0xc00: high word kept
+    a.raw(bytes.fromhex("eb020d200025"))               # stctg 0,2,0xd20
+    quiesce_tail(a)
+    m, _ = machine(lambda d, g: outcome())
+    m.load(image(a.build(), bytes.fromhex("12345678 00000000 aaaaaaaa bbbbbbbb"), data_at=0xC00))
+    assert m.run(BASE).exit_code == 0
+    assert m.read(0xD00, 12).hex() == "c2000000" "00000000" "000000e0"    # CR14 CR15 CR0
+    assert m.read(0xD20, 24).hex() == "00000000000000e0" "0000000012345678" "aaaaaaaa12345678"
+    assert {"LCTL", "LCTLG", "STCTL", "STCTG"} <= set(m.stats.privileged)
+
+
 def test_runaway_guest_stops_at_max_insns():
     m, _ = machine(lambda d, g: outcome(), max_insns=200_000)
     m.load(image(bytes([0xA7, 0xF4, 0, 0])))           # j .
     halt = m.run(BASE)
     assert halt.exit_code == 1 and "--max-insns" in halt.message
     assert 200_000 <= m.stats.insns < 200_000 + 1000
+
+
+def test_second_run_reports_its_own_stop():
+    """A machine run again reports why that run stopped, not the previous halt."""
+    m, _ = machine(lambda d, g: outcome(), max_insns=200_000)
+    m.load(_pcilg_loop(2))
+    first = m.run(BASE)
+    assert first.exit_code == 0 and first.message is None
+    m.uc.mem_write(BASE + 0x1000, bytes([0xA7, 0xF4, 0, 0]))     # j .
+    second = m.run(BASE + 0x1000)
+    assert second.exit_code == 1 and "--max-insns" in second.message
 
 
 def test_disabled_wait_elsewhere_is_an_error():
@@ -536,12 +564,12 @@ def test_cli_bad_device_string_exits_2():
     assert r.returncode == 2
     err = r.stderr.decode().strip()
     assert "zpci,uid=1,target=a,bogus=1" in err and err.count("\n") == 0
-    try:
-        from firmware_model.devices import make_device  # noqa: F401
-    except ImportError:
-        return      # unknown device kinds are the device registry's to reject
-    r = zpci("-kernel", str(PROBE), "-device", "e1000,id=n0")
-    assert r.returncode == 2 and "e1000" in r.stderr.decode()
+    # an unknown device kind, and a bad property of a known one: the device registry's
+    for dev in ("e1000,id=n0", "virtio-rng-pci,id=r0,colour=red"):
+        r = zpci("-kernel", str(PROBE), "-device", dev)
+        err = r.stderr.decode().strip()
+        assert r.returncode == 2 and dev in err and err.count("\n") == 0, err
+        assert "Traceback" not in err
 
 
 def test_cli_runaway_exits_1(tmp_path):
@@ -740,6 +768,32 @@ def test_trap_run_without_a_zpci_callable_stops_cleanly():
         assert b"not callable" in ffi.string(m.t.error_text)
     finally:
         machine_uc._attach(previous)
+    # a trap_state no engine was installed in: refused, not a crash
+    assert lib.trap_run(ffi.new("trap_state *"), BASE, ffi.NULL, ffi.NULL) == -1
+    assert b"trap_install" in ffi.string(lib.trap_last_error())
+
+
+def test_zpci_callable_result_outside_the_contract_stops_the_run():
+    """Only 0 and TRAP_RESUME_CC | cc resume (trap_api.h); any other int stops the run
+    at the first zPCI instruction, without touching the condition code."""
+    from emulator import machine_uc
+
+    lib = _lib()
+    for bad in (-1, 0x30, lib.TRAP_RESUME_CC | 0x100 | 2, 2, -(1 << 31)):
+        m, _ = machine(lambda d, g: outcome(cc=0))
+        m.load(_pcilg_loop(3))
+        m.uc.reg_write(machine_uc.REG_PSWM, m.uc_mask(lc.IPL_PSW_MASK))     # as run() does
+        # both referenced here for the whole call: trap_run gets their addresses
+        fn, on_error = (lambda v: lambda site: v)(bad), m._on_zpci_error
+        previous = machine_uc._attach(m._handlers)
+        try:
+            err = lib.trap_run(m.t, BASE, machine_uc._object_pointer(fn),
+                               machine_uc._object_pointer(on_error))
+        finally:
+            machine_uc._attach(previous)
+        assert err == 0 and m._error is None, (bad, m._error)
+        assert (m.t.stop, m.t.zpci_traps, m.t.cc) == (lib.TRAP_STOP_PYTHON, 1, -1), bad
+        assert m.uc.reg_read(machine_uc.REG_PSWM) & lc.PSW_MASK_CC == 0, bad
 
 
 def test_nested_machine_failing_inside_the_outer_callback():

@@ -1,6 +1,7 @@
 """The modeled host: association at vfio open, ZPCI_OP scoping, the IOMMU domain, release paths."""
 import struct
 
+from firmware_model.arch import Pec
 from firmware_model.guest import SimpleGuest
 from firmware_model.host import REGAEN_HOST, Errno, Host, ZpciOp
 from firmware_model.kvm import KvmZpci
@@ -76,9 +77,17 @@ def test_domain_takes_only_the_owners_current_registration():
     assert not hf.domain.map(IOVA, 0x5000, True, a.id, gen + 1)            # not this registration
     assert not hf.domain.map(IOVA - 0x1000, 0x5000, True, a.id, gen)       # outside [pba, pal]
     assert hf.domain.translate(IOVA + 0x10, True) == 0x5010
-    # re-registration starts empty
+    # deregistration empties the domain; a re-registration is a new generation,
+    # so a mapping from the old one is refused
     assert host.zpci_op(a, hf.fh, ZpciOp.DEREG_IOAT) is Errno.OK
     assert not hf.domain.entries and hf.ioat is None
+    assert not hf.domain.map(IOVA, 0x5000, True, a.id, gen)                # no registration
+    assert host.zpci_op(a, hf.fh, ZpciOp.REG_IOAT, iota=0x4804, pba=IOVA,
+                        pal=IOVA + 0xFFFFF) is Errno.OK
+    assert hf.ioat.gen != gen and not hf.domain.entries
+    assert not hf.domain.map(IOVA, 0x5000, True, a.id, gen)                # the old registration
+    assert hf.domain.map(IOVA, 0x6000, True, a.id, hf.ioat.gen)
+    assert hf.domain.translate(IOVA, False) == 0x6000
 
 
 def test_kernel_shadow_walks_the_owners_tables():
@@ -96,7 +105,7 @@ def test_kernel_shadow_walks_the_owners_tables():
     assert IOVA + 0x2000 not in hf.domain.entries                           # invalid PTE
     # another VM's kernel context maps nothing for a function it does not own
     before = dict(hf.domain.entries)
-    KvmZpci(host, b, {}).shadow(hf, mem_b, IOVA, 0x1000)
+    assert KvmZpci(host, b, {}).shadow(hf, mem_b, IOVA, 0x1000) == (Pec.INVALAS, IOVA)
     assert hf.domain.entries == before
 
 

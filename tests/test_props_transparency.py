@@ -141,3 +141,43 @@ def test_scenario_routes_and_results():
     dma = [t for t in ref_trace if t[0] == "dma"]
     assert dma[0][1] == "None" and "protected" in dma[1][1].lower()
     assert cc[-3:] == [0, 1, 3]        # reset error cc0, out-of-range RPCIT cc1, stale handle cc3
+
+
+def test_rpcit_past_a_clean_period_still_drops_translations_ahead():
+    """A huge RPCIT whose tables are all invalid unmaps a page mapped 2^42 bytes ahead.
+
+    The region-third table repeats every 2^42 bytes; after a period that maps
+    nothing the rest of the range can only unmap, and every path must still
+    unmap what lies ahead (QEMU walks on) and answer in bounded time.
+    """
+    import struct
+    import time
+    fh = w.handle("enabled", 0)
+    far = w.SDMA + (1 << 42)
+    results = {}
+    for policy in POLICY_NAMES:
+        m = w.machine(policy)
+        if policy != "intercept-all":
+            checked(m)
+        g = w.new_guest()
+        for a in SETUP:
+            w.perform(m, g, a)
+        w.fib(g, pal=w.SDMA + (1 << 56) - 1)
+        assert m.execute(w.mpcifc(g, fh, 4), g).completion.cc == 0
+        assert m.execute(w.rpcit(g, fh, far, 0x1000), g).completion.cc == 0
+        fn = m.bus.functions[0]
+        assert sorted(fn.iotlb) == [far]
+        struct.pack_into(">Q", g.mem, w.RTT + 8 * ((w.SDMA >> 31) & 0x7FF), w.RTE_INVALID)
+        t = time.perf_counter()
+        out = m.execute(w.rpcit(g, fh, w.SDMA, 1 << 55), g)
+        assert time.perf_counter() - t < 2.0, policy
+        assert (out.completion.cc, out.completion.pgm) == (0, None), policy
+        assert out.decision.route.value == {"ioat-assist": "kvm", "firmware-rpcit": "firmware"}.get(
+            policy, "userspace"), policy
+        assert fn.iotlb == {}, policy
+        assert w.domain_matches_iotlb(m), policy
+        # the device can no longer reach the frame through the dropped translation
+        assert fn.device.dma.read(far, 8).__class__.__name__ == "DmaError", policy
+        results[policy] = w.machine_state(m, g)
+    for p in OTHERS:
+        assert results[p] == results["intercept-all"], p

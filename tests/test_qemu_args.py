@@ -16,7 +16,8 @@ def test_memory_sizes():
     assert parse("-m", "256M").config.memory == 256 << 20
     assert parse("-m", "1G").config.memory == 1 << 30
     assert parse("-m", "size=512M").config.memory == 512 << 20
-    for bad in ("lots", "0", "1536K", "-5"):
+    # a long digit string is too large, not a float overflow or int()'s digit limit
+    for bad in ("lots", "0", "1536K", "-5", "9" * 400, "9" * 5000, "2T"):
         with pytest.raises(UserError) as e:
             parse("-m", bad)
         assert e.value.exit_code == 2 and "-m" in str(e.value)
@@ -84,6 +85,10 @@ def test_ignored_qemu_options_and_console_rules():
 def test_own_options_and_escaped_commas():
     a = parse("--policy", "ioat-assist", "--max-insns", "2e6", "--stats=s.json", "--trace", "t.zt")
     assert (a.policy, a.max_insns, a.stats, a.trace) == ("ioat-assist", 2_000_000, "s.json", "t.zt")
+    assert parse("--max-insns", str((1 << 64) - 1)).max_insns == (1 << 64) - 1
+    assert parse("--max-insns", "0x100").max_insns == 256
+    assert parse("--max-insns", "1.5e3").max_insns == 1500
+    assert parse("-m", "0.5G").config.memory == 512 << 20
     kind, props = qemu_args.split_device("virtio-net-pci,id=n,romfile=a,,b,x")
     assert kind == "virtio-net-pci" and props == [("id", "n"), ("romfile", "a,b"), ("x", "on")]
 
@@ -95,6 +100,13 @@ def test_own_options_and_escaped_commas():
     (["-kernel", "k", "stray"], "unexpected argument"),
     (["-kernel", "k", "-smp", "2"], "one CPU"),
     (["-kernel", "k", "--max-insns", "-3"], "positive"),
+    (["-kernel", "k", "--max-insns", "0.5"], "positive"),
+    # beyond the uint64_t counter of cbits/trap.c, and a float's range
+    (["-kernel", "k", "--max-insns", str(1 << 64)], "more than"),
+    (["-kernel", "k", "--max-insns", "1e30"], "more than"),
+    (["-kernel", "k", "--max-insns", "1e400"], "more than"),
+    (["-kernel", "k", "--max-insns", "1e99999999999999999999"], "--max-insns"),
+    (["-kernel", "k", "--max-insns", "1e"], "wants a number"),
 ])
 def test_usage_errors(argv, needle):
     with pytest.raises(UserError) as e:

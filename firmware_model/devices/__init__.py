@@ -248,10 +248,7 @@ def _make_net(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
 
 
 def _make_memdev(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
-    try:
-        from .memdev import MemDevice
-    except ImportError:
-        raise DeviceConfigError("memdev: the memory-backed test device is not available") from None
+    from .memdev import MemDevice
     try:
         return MemDevice.from_props(tuple(p.items()))
     except ValueError as e:

@@ -366,10 +366,6 @@ class VirtioPciDevice(PciDevice):
         self._transport_reset()
 
     # -- bus master and DMA -----------------------------------------------------
-    @property
-    def bus_master(self) -> bool:
-        return bool(self.cfg.data[COMMAND] & CMD_MASTER)
-
     def dma_read(self, addr: int, size: int) -> bytes:
         if self.dma_translated and not self.cfg.data[COMMAND] & CMD_MASTER:
             return bytes(size)
