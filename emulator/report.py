@@ -65,9 +65,9 @@ def _prepare(paths: list[Path], tmp: Path) -> list[Path]:
     """JSONL recordings are imported first (into tmp); traces are used as they are."""
     from emulator.trace.importer import import_jsonl
     out = []
-    for p in paths:
+    for i, p in enumerate(paths):
         if p.suffix == ".jsonl":
-            dst = tmp / (p.stem + ".zpt")
+            dst = tmp / f"{i}-{p.stem}.zpt"        # recordings may share a name
             import_jsonl(p, dst, compress=False)
             out.append(dst)
         else:
@@ -201,6 +201,8 @@ def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
         raise UserError(f"no traces given and none bundled in {repo_traces_dir()}")
     with tempfile.TemporaryDirectory(prefix="zpci-report-") as tmp:
         results = replay(_prepare(paths, Path(tmp)), assume=assume)
+    for res, p in zip(results, paths):
+        res.path = str(p)                       # the recording, not its temporary import
     rep = summarise(results, cost)
     printer(format_table(rep))
     if out:

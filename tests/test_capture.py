@@ -217,6 +217,20 @@ def test_missing_tool_is_one_line(monkeypatch, capsys):
     assert err.count("\n") == 1 and "apt-get install" in err and "Traceback" not in err
 
 
+def test_recorder_jsonl_cut_short_is_one_line(tmp_path):
+    """A recorder killed mid-line leaves a partial record: a UserError naming
+    the file, line and offset (was a JSONDecodeError traceback)."""
+    from emulator.capture.linux import finalize
+    good = json.dumps({"kind": "fmb_stats", "function": 1, "counters": {}}) + "\n"
+    p = tmp_path / "cut.jsonl"
+    p.write_text(good + '{"kind": "capture_info", "work\n')
+    for action in (lambda: list(runner.read_jsonl(p)), lambda: finalize(p, tmp_path / "o.zpt")):
+        with pytest.raises(UserError) as ei:
+            action()
+        msg = str(ei.value)
+        assert "\n" not in msg and str(p) in msg and "line 2" in msg and f"offset {len(good)}" in msg
+
+
 # -- the pipeline end to end, on a bare-metal guest (seconds) --------------------------
 
 @needs_qemu
@@ -264,10 +278,6 @@ def test_capture_baremetal_end_to_end(tmp_path):
 @pytest.mark.skipif(not LINUX_TRACES, reason="no bundled traces under traces/linux/")
 @pytest.mark.parametrize("trace", LINUX_TRACES, ids=lambda p: p.name)
 def test_bundled_linux_trace_replays_without_mismatch(trace):
-    try:
-        import emulator.cmd_replay  # noqa: F401
-    except ModuleNotFoundError:
-        pytest.skip("zpci-emu replay does not exist yet")
     p = subprocess.run([sys.executable, "-m", "emulator.cli", "replay", "--check", "--json",
                         str(trace)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]

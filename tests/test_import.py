@@ -191,6 +191,12 @@ def test_malformed_required_keys(tmp_path):
         (mut(mem_before=None), "mem_before"),
         (mut(operands=None), "operands"),
         (mut(dma_tables=[{"addr": "10"}]), "'value'"),
+        # numbers that do not fit the trace's fields (were struct.error tracebacks)
+        (mut(addr=-2), "'addr'"),
+        (mut(pswm_before="1" + "0" * 16), "'pswm_before'"),
+        (mut(dma_tables=[{"addr": "10", "value": 1 << 64}]), "'value'"),
+        (mut(pgm=1 << 16), "'pgm'"),
+        (mut(seq=1 << 64), "'seq'"),
         ("{not json\n", "not JSON"),
         ("[1, 2]\n", "not a JSON object"),
     ]

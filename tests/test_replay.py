@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from emulator.errors import UserError
-from emulator.trace.format import Event, EventFlag, StreamKind
+from emulator.trace.format import Event, EventFlag
 from emulator.trace.reader import TraceReader
 from emulator.trace.replay import replay
 from emulator.trace.writer import TraceWriter
@@ -174,12 +174,3 @@ def test_cli_json(scenario):
         n for r, n in out["route_totals"]["ioat-assist"].items() if r != "firmware")
 
 
-@given(st.sampled_from([i.mnemonic for i in __import__("firmware_model.insns").insns.TABLE]),
-       st.integers(0, 15), st.integers(0, 15), st.integers(0, 15), st.integers(0, 15),
-       st.integers(-(1 << 19), (1 << 19) - 1), st.integers(0, 15), st.integers(0, 15))
-def test_python_decode_fallback_matches_the_native_decoder(mn, r1, r2, r3, b2, d2, m3, m4):
-    from emulator.decode import decode_one
-    from emulator.trace.replay import _py_decoded
-    from firmware_model.insns import encode
-    code = encode(mn, r1=r1, r2=r2, r3=r3, b2=b2, x2=r3, d2=d2, m3=m3, m4=m4)
-    assert _py_decoded(code, 0x1234) == decode_one(code, 0x1234)

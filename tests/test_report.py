@@ -22,7 +22,7 @@ def traces(tmp_path_factory):
 def test_report_files_and_figures(traces, tmp_path):
     out = tmp_path / "out"
     lines = []
-    rep = run_report([str(t) for t in traces], str(out), CostModel(3.0, 17.0), printer=lines.append)
+    run_report([str(t) for t in traces], str(out), CostModel(3.0, 17.0), printer=lines.append)
     for name in ("report.json", "report.csv", "report.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -75,3 +75,18 @@ def test_report_imports_jsonl_recordings(tmp_path):
     (wl,) = rep["workloads"]
     assert wl["source"] == "import" and wl["events"] == 1 and wl["by_mnemonic"] == {"PCILG": 1}
     assert [r["exits"] for r in rep["summary"] if r["policy"] == "intercept-all"] == [1]
+
+
+def test_report_jsonl_recordings_with_one_name(tmp_path):
+    """Two recordings named alike are two workloads (the second import used to
+    overwrite the first), each reported under its own path."""
+    from test_import import DOC_RECORD
+    srcs = []
+    for sub, n in (("a", 1), ("b", 2)):
+        (tmp_path / sub).mkdir()
+        src = tmp_path / sub / "rec.jsonl"
+        src.write_text("".join(json.dumps(dict(DOC_RECORD, seq=9 + i)) + "\n" for i in range(n)))
+        srcs.append(str(src))
+    rep = run_report(srcs, None, CostModel(), printer=lambda s: None)
+    assert [(w["path"], w["events"]) for w in rep["workloads"]] == [(srcs[0], 1), (srcs[1], 2)]
+    assert sorted(r["trace"] for r in rep["summary"] if r["policy"] == "intercept-all") == srcs

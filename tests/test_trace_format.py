@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from emulator.errors import UserError
 from emulator.trace.format import (
-    PREAMBLE, Block, End, Event, EventFlag, FunctionInfo, Mark, Note, RecordType, Runs,
+    PREAMBLE, End, Event, EventFlag, FunctionInfo, Mark, Note, RecordType, Runs,
     SourceKind, StreamKind, TraceHeader, encode_event, operand_regs, insn_of, record)
 from emulator.trace.reader import TraceReader, read_all
 from emulator.trace.writer import TraceWriter
@@ -127,6 +127,7 @@ def _err(path) -> str:
                 pass
     msg = str(ei.value)
     assert "\n" not in msg and str(path) in msg and "seq" in msg
+    assert "offset" in msg          # compressed traces too ("stream offset")
     return msg
 
 
@@ -253,6 +254,7 @@ def test_any_corruption_is_a_user_error_or_reads(tmp_path_factory, data):
             list(rd)
     except UserError as exc:
         assert "\n" not in str(exc) and str(p) in str(exc)
+        assert "offset" in str(exc) and "seq" in str(exc)
     try:
         replay([p], progress=False)
     except UserError as exc:

@@ -145,7 +145,5 @@ def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = Non
 
 
 def read_jsonl(path: Path):
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    from emulator.trace.importer import jsonl_records
+    return jsonl_records(path)

@@ -11,7 +11,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 
-from firmware_model.insns import BY_OPCODE, Format, TABLE, ZpciInsn
+from firmware_model.insns import BY_OPCODE, Format, ZpciInsn
 
 MAGIC = b"\x89ZPT\r\n\x1a\n"      # PNG-style: catches text-mode mangling and stray truncation
 VERSION = 1
@@ -235,7 +235,3 @@ def encode_event(seq: int, addr: int, insn: bytes, flags: int, pswm_before: int,
 
 def record(rtype: int, payload: bytes) -> bytes:
     return RECORD_HEAD.pack(rtype, len(payload)) + payload
-
-
-def mnemonic_index() -> dict[str, int]:
-    return {i.mnemonic: i.index for i in TABLE}

@@ -73,6 +73,13 @@ def _records(path: Path, at: _Line):
             yield rec
 
 
+def jsonl_records(path):
+    """The JSON objects of a JSONL file, one per non-blank line; a malformed
+    line is a one-line UserError naming the file, line and byte offset."""
+    path = Path(path)
+    return _records(path, _Line(path))
+
+
 def _hex(at: _Line, rec: dict, key: str, *, optional=False):
     v = rec.get(key)
     if v is None:
@@ -81,14 +88,16 @@ def _hex(at: _Line, rec: dict, key: str, *, optional=False):
         raise at.error(f"missing {key!r}")
     if isinstance(v, bool):
         raise at.error(f"{key!r} is not a number: {v!r}")
-    if isinstance(v, int):
-        return v
     if isinstance(v, str):
         try:
-            return int(v, 16)
+            v = int(v, 16)
         except ValueError:
             pass
-    raise at.error(f"{key!r} is not a hex number: {v!r}")
+    if not isinstance(v, int):
+        raise at.error(f"{key!r} is not a hex number: {v!r}")
+    if not 0 <= v < 1 << 64:
+        raise at.error(f"{key!r} {v:#x} is not a 64-bit value")
+    return v
 
 
 def _hexbytes(at: _Line, v, key: str) -> bytes | None:
@@ -120,7 +129,7 @@ def _regs(at: _Line, rec: dict, key: str) -> list[int]:
 
 def _parse_event(at: _Line, rec: dict, last_seq: int):
     seq = rec.get("seq", last_seq + 1)
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 1 << 64:
         raise at.error(f"'seq' is not a sequence number: {seq!r}")
     at.seq = seq
     if seq <= last_seq:
@@ -174,7 +183,8 @@ def _parse_event(at: _Line, rec: dict, last_seq: int):
     elif ins.mnemonic == "RPCIT":
         incomplete = True     # the walk's table entries were not recorded
     pgm = rec.get("pgm")
-    if pgm is not None and (not isinstance(pgm, int) or isinstance(pgm, bool)):
+    if pgm is not None and (not isinstance(pgm, int) or isinstance(pgm, bool)
+                            or not 0 <= pgm <= 0xFFFF):
         raise at.error(f"'pgm' is not an interruption code: {pgm!r}")
     pswa_after = _hex(at, rec, "pswa_after", optional=True)
     if pgm is not None:

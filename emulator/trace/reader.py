@@ -3,8 +3,9 @@
 A reader never skips: any structural problem, a record that contradicts the
 header, or a file that ends before its END record raises a ``UserError``
 naming the file, the byte offset of the record in the record stream (the
-file offset for an uncompressed trace, the offset in the decompressed stream
-for a zstd one) and the last sequence number seen.
+file offset for an uncompressed trace; for a zstd one, 16 plus the offset in
+the decompressed body, called "stream offset") and the last sequence number
+seen.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from emulator.errors import UserError
 from emulator.trace.format import (
     BLOCK_HEAD, END_BODY, EVENT_HEAD, MAGIC, MARK_HEAD, MEM_HEAD, PREAMBLE, PREAMBLE_FLAG_ZSTD,
     RECORD_HEAD, VERSION, Block, End, Event, EventFlag, Mark, Note, RecordType, Runs,
-    StreamKind, TraceHeader, insn_of, popcount16)
+    StreamKind, TraceHeader, insn_of, mask_regs, popcount16)
 
 _CHUNK = 1 << 20
 MAX_RECORD = 64 << 20       # no writer makes larger records; bigger means a corrupt length
@@ -261,7 +262,7 @@ def parse_event(rd: TraceReader, buf, start: int, n: int, off: int) -> Event:
     if seq <= rd.last_seq:
         raise rd.error(off, f"event seq {seq} does not follow {rd.last_seq}")
     rd.last_seq = seq
-    ins = check_event_head(rd, off, insn6, ilen, flags, cc)
+    check_event_head(rd, off, insn6, ilen, flags, cc)
     nin, nout = popcount16(in_mask), popcount16(out_mask)
     p = start + _EH
     regs = struct.unpack_from(f"<{nin + nout}Q", buf, p) if nin + nout else ()
@@ -284,8 +285,7 @@ def parse_event(rd: TraceReader, buf, start: int, n: int, off: int) -> Event:
         p += ln
     if p != lim:
         raise rd.error(off, f"EVENT record has {lim - p} unexplained bytes")
-    rin = [r for r in range(16) if in_mask >> r & 1]
-    rout = [r for r in range(16) if out_mask >> r & 1]
+    rin, rout = mask_regs(in_mask), mask_regs(out_mask)
     return Event(seq=seq, addr=addr, insn=bytes(insn6[:ilen]), flags=EventFlag(flags),
                  pswm_before=pb, pswm_after=pa, cc=cc, pgm=pgm,
                  regs_in=tuple(zip(rin, regs[:nin])), regs_out=tuple(zip(rout, regs[nin:])),

@@ -30,16 +30,17 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+from emulator.decode import decode_one
 from emulator.errors import UserError
 from emulator.trace.format import (
-    EVENT_HEAD, Event, EventFlag, RecordType, TraceHeader, insn_of, popcount16)
+    EVENT_HEAD, Event, EventFlag, RecordType, TraceHeader, popcount16)
 from emulator.trace.reader import TraceReader, check_event_head, parse_event
 from emulator.trace.text import block_insns
 from firmware_model.config import FunctionSpec, MachineConfig
 from firmware_model.guest import MASK64
 from firmware_model.insns import BY_MNEMONIC, TABLE
+from firmware_model.policy import POLICY_NAMES, handle_register
 
-POLICY_NAMES = ("intercept-all", "linux-6.0", "ioat-assist", "firmware-rpcit")
 BASELINE = "intercept-all"
 ROUTES = ("firmware", "kvm", "userspace")
 ASSUME = {"passthrough": "passthrough", "as-recorded": "as-given"}
@@ -50,14 +51,6 @@ EPOCH_ENDERS = frozenset(BY_MNEMONIC[m].index for m in ("CLP", "MPCIFC"))
 
 _EV = int(RecordType.EVENT)
 _EH = EVENT_HEAD.size
-
-
-def policy_names() -> tuple[str, ...]:
-    try:
-        from firmware_model.policy import POLICY_NAMES as names
-        return tuple(names)
-    except ImportError:            # pragma: no cover - the policy module is part of the tree
-        return POLICY_NAMES
 
 
 # --------------------------------------------------------------------------- guest and device
@@ -286,11 +279,8 @@ def _device_factory(stand_ins: list, live: bool, ids: dict):
 
 def make_machine(config: MachineConfig, policy: str, assume: str, where: str, stand_ins=None,
                  live: bool = False, ids: dict | None = None):
-    try:
-        from firmware_model.function import ZpciBus
-        from firmware_model.machine import Machine
-    except ImportError as exc:
-        raise UserError(f"the firmware model is not available ({exc})", where=where) from None
+    from firmware_model.function import ZpciBus
+    from firmware_model.machine import Machine
     stand_ins = [] if stand_ins is None else stand_ins
     try:
         bus = ZpciBus.from_config(config, _device_factory(stand_ins, live, ids or {}))
@@ -432,40 +422,8 @@ def unchecked_reason(ev: Event, g: ReplayGuest) -> str | None:
 # --------------------------------------------------------------------------- the replay
 
 def _decoded(insn: bytes, addr: int):
-    try:
-        from emulator.decode import decode_one
-    except ImportError:             # native core missing: the Python fields
-        return _py_decoded(insn, addr)
-    d = decode_one(insn, addr)
-    return d if d is not None else _py_decoded(insn, addr)
-
-
-def _py_decoded(insn: bytes, addr: int):
-    from firmware_model.insns import Decoded, Format
-    ins = insn_of(insn)
-    c = insn
-    ipa = c[0] << 8 | c[1]
-    if ins.ilen == 4:
-        ipb = (c[2] << 24) | (c[3] << 16)
-        m3, m4 = (c[2] >> 4, c[2] & 0xF) if ins.format is Format.RRF_C else (0, 0)
-        return Decoded(addr=addr, index=ins.index, opcode=ins.opcode, ilen=4, r1=c[3] >> 4,
-                       r2=c[3] & 0xF, m3=m3, m4=m4, ipa=ipa, ipb=ipb)
-    ipb = int.from_bytes(c[2:6], "big")
-    d2 = ((c[2] & 0xF) << 8 | c[3]) | (c[4] << 12)
-    if d2 & 0x80000:
-        d2 -= 1 << 20
-    mid = c[1] & 0xF
-    rsy = ins.format is Format.RSY_A
-    return Decoded(addr=addr, index=ins.index, opcode=ins.opcode, ilen=6, r1=c[1] >> 4,
-                   r3=mid if rsy else 0, x2=0 if rsy else mid, b2=c[2] >> 4, d2=d2, ipa=ipa, ipb=ipb)
-
-
-def _handle_reg(index: int, d) -> int:
-    try:
-        from firmware_model.policy import handle_register
-    except ImportError:            # pragma: no cover
-        return d.r1
-    return handle_register(index, d)
+    # the reader has already refused event bytes that are not a zPCI instruction
+    return decode_one(insn, addr)
 
 
 class _FileReplay:
@@ -672,7 +630,7 @@ class _FileReplay:
             EVENT_HEAD.unpack_from(buf, start)
         ins = check_event_head(rd, off, insn6, ilen, flags, cc)
         d = _decoded(bytes(insn6[:ilen]), 0)
-        hr = _handle_reg(ins.index, d)
+        hr = handle_register(ins.index, d)
         nin = popcount16(in_mask)
         if ins.index in EPOCH_ENDERS:
             kind, fh_off = 2, 0
@@ -717,11 +675,10 @@ def _progress_bar(rd: TraceReader):
 def replay(paths, policies=None, assume: str = "passthrough", check: bool = False,
            on_mismatch=None, progress: bool | None = None, fast: bool = True) -> list[WorkloadResult]:
     """Replay each trace; one WorkloadResult per file."""
-    names = policy_names()
-    policies = tuple(policies or names)
+    policies = tuple(policies or POLICY_NAMES)
     for p in policies:
-        if p not in names:
-            raise UserError(f"unknown policy {p!r} (choose from {', '.join(names)}, all)")
+        if p not in POLICY_NAMES:
+            raise UserError(f"unknown policy {p!r} (choose from {', '.join(POLICY_NAMES)}, all)")
     if assume not in ASSUME:
         raise UserError(f"unknown --assume {assume!r} (passthrough, as-recorded)")
     if progress is None:

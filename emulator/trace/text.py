@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from emulator.decode import count_insns
 from emulator.trace.format import Block, End, Event, EventFlag, Mark, Note, Runs
 from emulator.trace.reader import TraceReader
 from firmware_model.insns import StatusReg
@@ -10,14 +11,6 @@ from firmware_model.insns import StatusReg
 
 def block_insns(code: bytes, addr: int = 0) -> int:
     """Instructions in a block's code: the native count-only walk (length from the ILC)."""
-    try:
-        from emulator.decode import count_insns
-    except ImportError:                  # native core not built: same walk in Python
-        n = i = 0
-        while i < len(code):
-            i += (2, 4, 4, 6)[code[i] >> 6]
-            n += 1
-        return n
     return count_insns(code, addr, per_index=False).total
 
 
