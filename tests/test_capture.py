@@ -231,6 +231,23 @@ def test_recorder_jsonl_cut_short_is_one_line(tmp_path):
         assert "\n" not in msg and str(p) in msg and "line 2" in msg and f"offset {len(good)}" in msg
 
 
+@pytest.mark.parametrize("info", [
+    {"kind": "capture_info", "workload": "rng"},
+    {"kind": "capture_info", "workload": "no-such", "qemu_args": "", "kernel_package": "k",
+     "kernel_version": "v", "qemu": "q", "seconds": 1},
+])
+def test_incomplete_capture_info_is_one_line(tmp_path, info):
+    """A capture_info record without its keys, or naming an unknown workload,
+    is a UserError naming the file (was a KeyError traceback)."""
+    from emulator.capture.linux import finalize
+    p = tmp_path / "info.jsonl"
+    p.write_text(json.dumps(info) + "\n")
+    with pytest.raises(UserError) as ei:
+        finalize(p, tmp_path / "o.zpt")
+    msg = str(ei.value)
+    assert "\n" not in msg and str(p) in msg and ("lacks" in msg or "unknown workload" in msg)
+
+
 # -- the pipeline end to end, on a bare-metal guest (seconds) --------------------------
 
 @needs_qemu

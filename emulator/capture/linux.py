@@ -291,8 +291,14 @@ def finalize(jsonl: Path, out: Path) -> int:
             rows.append(r)
     if info is None:
         raise UserError("no capture_info record: not a zpci-emu capture JSONL", where=str(jsonl))
-    w = WORKLOADS[info["workload"]]
-    ok = bool(rows) and all(r["ok"] for r in rows)
+    need = ("workload", "qemu_args", "kernel_package", "kernel_version", "qemu", "seconds")
+    missing = [k for k in need if k not in info]
+    if missing:
+        raise UserError(f"capture_info record lacks {', '.join(missing)}", where=str(jsonl))
+    w = WORKLOADS.get(info["workload"])
+    if w is None:
+        raise UserError(f"capture_info names unknown workload {info['workload']!r}", where=str(jsonl))
+    ok = bool(rows) and all(r.get("ok") is True for r in rows)
     return write_trace(Path(jsonl), Path(out), w, detail="qemu-system-s390x " + info["qemu_args"],
                        extra={"kernel_package": f"{info['kernel_package']} {info['kernel_version']}",
                               "qemu": info["qemu"], "fmb_crosscheck": "match" if ok else "MISMATCH",
