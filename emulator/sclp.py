@@ -29,6 +29,8 @@ RC_NORMAL_COMPLETION = 0x0020
 RC_SCCB_BOUNDARY_VIOLATION = 0x0100
 RC_INSUFFICIENT_SCCB_LENGTH = 0x0300
 RC_INVALID_SCLP_COMMAND = 0x01F0
+RC_ADAPTER_TYPE_NOT_RECOGNIZED = 0x06F0
+RC_ADAPTER_ID_NOT_RECOGNIZED = 0x09F0
 RC_EVENT_BUFFER_SYNTAX_ERROR = 0x73F0
 RC_INVALID_FUNCTION = 0x40F0
 RC_NO_EVENT_BUFFERS_STORED = 0x60F0
@@ -258,8 +260,8 @@ class Sclp:
             return
         atype = sccb[8]
         if atype != IOA_PCI:
-            self._rc(sccb, 0x06F0)     # SCLP_RC_ADAPTER_TYPE_NOT_RECOGNIZED
+            self._rc(sccb, RC_ADAPTER_TYPE_NOT_RECOGNIZED)
             return
         fid = int.from_bytes(sccb[12:16], "big")
         fn = self.pci_configure if configure else self.pci_deconfigure
-        self._rc(sccb, fn(fid) if fn else 0x09F0)
+        self._rc(sccb, fn(fid) if fn else RC_ADAPTER_ID_NOT_RECOGNIZED)
