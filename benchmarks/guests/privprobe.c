@@ -27,6 +27,23 @@ extern u16 ext_code;
 void set_ext_handler(void);
 void do_svc(void);
 void do_invalid(void);
+void psw_probe(const u64 *psw);
+extern u8 odd_target[];
+extern u64 probe_old_psw[2];
+extern u32 probe_pgm_word;
+
+/* LPSWE of (mask, odd_target + off): the program interruption it ends in. */
+static void lpswe_case(const char *tag, u64 mask, u64 off)
+{
+    static u64 psw[2] ALIGNED(8);
+    psw[0] = mask;
+    psw[1] = (u64)odd_target + off;
+    probe_pgm_word = 0;
+    psw_probe(psw);
+    puts_(tag); puts_(" pgm="); hex(probe_pgm_word, 8);
+    puts_(" old_mask="); hex(probe_old_psw[0], 16);
+    puts_(" old_addr_delta="); hex(probe_old_psw[1] - (u64)odd_target, 4); putc_('\n');
+}
 
 int main(void)
 {
@@ -104,6 +121,11 @@ int main(void)
     kv("PGM_WORD ", pgm_code, 8);
     kv("PGM_OLD_MASK ", pgm_old_psw[0], 16);
     kv("PGM_OLD_ADDR_DELTA ", pgm_old_psw[1] - (u64)do_invalid, 4);
+    /* LPSWE of a PSW with an odd instruction address (64-bit, condition
+     * code 2 in the mask, and 31-bit addressing) */
+    lpswe_case("LPSWE_ODD", 0x0000000180000000ull, 1);
+    lpswe_case("LPSWE_ODD_CC2", 0x0000200180000000ull, 3);
+    lpswe_case("LPSWE_ODD_31", 0x0000000080000000ull, 5);
     /* SCLP write event mask (4-byte masks) */
     for (u32 i = 0; i < 64; i++) info[i] = 0;
     info[1] = 28; info[11] = 4; info[12] = 0x00; info[13] = 0x00; info[14] = 0x00; info[15] = 0x40;
