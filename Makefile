@@ -14,6 +14,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python $(NATIVE_SRC)
 	rm -f emulator/_native*.so
 	$(BIN)/pip install -q -e '.[test]'
+	# an editable install writes no bytecode, and with PYTHONDONTWRITEBYTECODE
+	# set every run of the command would compile the tool again
+	$(BIN)/python -m compileall -q emulator firmware_model >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)

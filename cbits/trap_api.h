@@ -82,6 +82,10 @@ typedef struct trap_state {
     char error_text[160];     /* TRAP_STOP_ERROR: why, one line */
     trap_block_slot block_cache[4096];
     trap_site_slot site_cache[1024];
+    /* Measurement only (benchmarks/boot.py's floor of the trap path): when
+     * non-zero, every zPCI trap takes this as the zPCI callable's result
+     * without calling Python.  0 in every real run. */
+    int32_t fixed_zpci_result;
 } trap_state;
 
 #define TRAP_SITES 1024
@@ -108,9 +112,9 @@ typedef struct trap_state {
 int trap_bind(const char *libpath);
 const char *trap_last_error(void);
 
-/* Hooks the engine `uch` (the binding's uc_engine pointer).  `count` adds the
- * block hook that counts instructions; `trace` makes it report each block to
- * trap_py_block. */
+/* Hooks the engine `uch` (the binding's uc_engine pointer).  The block hook
+ * is always installed (it catches blocks at odd addresses); `count` makes it
+ * count instructions, `trace` makes it report each block to trap_py_block. */
 int trap_install(trap_state *t, uintptr_t uch, int count, int trace);
 int trap_uninstall(trap_state *t);
 

@@ -14,18 +14,24 @@ from emulator.errors import UserError
 COMMANDS = ["decode", "boot", "replay", "report", "trace", "import", "capture"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser; with ``only``, just that subcommand is registered.
+
+    Registering a subcommand imports its module, and some pull in much of the
+    tool; a run of one command should not pay for the others' start-up.
+    """
     parser = argparse.ArgumentParser(
         prog="zpci-emu",
         description="Instruction-level emulator of s390x zPCI firmware interpretation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         importlib.import_module(f"emulator.cmd_{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

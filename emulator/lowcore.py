@@ -80,6 +80,32 @@ ADVANCING_PGM = frozenset({
 # PSW's address is the odd one advanced by it)
 ODD_ADDRESS_ILEN = 2
 
+# Bits a z/Architecture PSW must have zero (PoP "Exceptions Associated with
+# the PSW"): 0, 2-4, 12 (the ESA/390 format bit), 24-30 (24 is runtime
+# instrumentation, a facility -cpu qemu lacks) and 33-63.
+PSW_MASK_UNASSIGNED = ((1 << 63) | (7 << 59) | (1 << 51) | (0x7F << 33) | 0x7FFFFFFF)
+
+# ILC of the early specification exception an invalid PSW gives when an
+# interruption, LPSW or LPSWE loads it (the PSW is loaded, nothing of it runs)
+EARLY_PSW_ILEN = 0
+
+
+def psw_invalid(mask: int, addr: int) -> str | None:
+    """Why (mask, addr) is an invalid PSW, or None: an early specification exception.
+
+    An odd address is not among these: it is recognised later, when the
+    instruction there would be fetched (a wait PSW fetches nothing).
+    """
+    if mask & PSW_MASK_UNASSIGNED:
+        return "a bit that must be zero is one"
+    ea, ba = mask & PSW_MASK_64, mask & PSW_MASK_32
+    if ea and not ba:
+        return "bit 31 (extended addressing) is one without bit 32"
+    if not ea and addr >> (31 if ba else 24):
+        return f"the address does not fit the {31 if ba else 24}-bit addressing mode"
+    return None
+
+
 # External-interruption codes
 EXT_SERVICE = 0x2401
 CR0_SERVICE_SC = 1 << 9         # CR0 bit 54: service-signal subclass mask

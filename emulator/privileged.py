@@ -221,40 +221,7 @@ class Privileged:
         psw = self._read_aligned(t, _s_addr(self.m, t, b), 8, 16, ilen)
         if psw is None:
             return
-        self._load_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
-
-    def _load_psw(self, t, mask: int, addr: int) -> None:
-        """The PSW LPSW/LPSWE loaded becomes current; an odd address faults at once.
-
-        The architecture recognises an odd instruction address as a
-        specification exception when the next instruction is fetched: nothing
-        runs at that address, the loaded PSW is the old PSW with its address
-        advanced by the ILC, which is 2 here, as QEMU 8.0 and later give.
-        QEMU 7.2 instead runs the bytes at the odd address (docs/deviations.md,
-        "LPSWE/LPSW to an odd instruction address").  A wait PSW fetches
-        nothing, so it is loaded as it is.
-        """
-        m = self.m
-        if not addr & 1 or mask & lc.PSW_MASK_WAIT:
-            m.set_psw(t, mask, addr)
-            return
-        code = lc.PGM_SPECIFICATION
-        s = m.stats.program_interruptions
-        s[code] = s.get(code, 0) + 1
-        m.write_real(lc.PGM_ILEN, lc.ODD_ADDRESS_ILEN.to_bytes(2, "big"))
-        m.write_real(lc.PGM_CODE, code.to_bytes(2, "big"))
-        m.write_real(lc.PROGRAM_OLD_PSW,
-                     lc.psw_bytes(mask, (addr + lc.ODD_ADDRESS_ILEN) & MASK64))
-        new = m.read_real(lc.PROGRAM_NEW_PSW, 16)
-        nmask, naddr = int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big")
-        if nmask == 0 and naddr == 0:
-            raise Halt(1, f"program interruption {code:#04x} for the odd instruction address "
-                          f"{addr:#x} loaded at {t.pc:#x} with no program-new PSW set")
-        if naddr & 1 and not nmask & lc.PSW_MASK_WAIT:
-            raise Halt(1, f"program-new PSW {nmask:016x} {naddr:016x} has an odd instruction "
-                          f"address (a specification exception, the odd address loaded at "
-                          f"{t.pc:#x}, would repeat forever)")
-        m.set_psw(t, nmask, naddr)
+        self.m.load_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
 
     def lpsw(self, t, b, ilen) -> None:
         raw = self._read_aligned(t, _s_addr(self.m, t, b), 8, 8, ilen)
@@ -269,7 +236,7 @@ class Privileged:
         mask &= ~(1 << 51)
         if short & 0x80000000:
             mask |= lc.PSW_MASK_32
-        self._load_psw(t, mask, short & 0x7FFFFFFF)
+        self.m.load_psw(t, mask, short & 0x7FFFFFFF)
 
     def ssm(self, t, b, ilen) -> None:
         m = self.m
@@ -281,9 +248,16 @@ class Privileged:
         if data is None:
             return
         mask = (self.m.current_mask(t) & ~(0xFF << 56)) | (data[0] << 56)
-        self._set_mask(t, mask)
+        self._set_mask(t, mask, ilen)
 
-    def _set_mask(self, t, mask: int) -> None:
+    def _set_mask(self, t, mask: int, ilen: int) -> None:
+        """SSM/STOSM/STNSM complete; a system mask with a bit that must be zero
+        makes the PSW invalid: an early specification exception, ILC 2, the old
+        PSW the invalid one (QEMU 7.2 keeps the bit and runs on)."""
+        if lc.psw_invalid(mask, t.next_pc):
+            self.m.psw_exception(t, mask, t.next_pc, ilen,
+                                 f"the invalid system mask {mask >> 56:02x} set")
+            return
         self.m.set_psw(t, mask, t.next_pc)
         self.m.check_interrupts(t)
 
@@ -298,7 +272,7 @@ class Privileged:
             mask &= (i2 << 56) | 0x00FFFFFFFFFFFFFF
         else:
             mask |= i2 << 56
-        self._set_mask(t, mask)
+        self._set_mask(t, mask, ilen)
 
     def stnsm(self, t, b, ilen) -> None:
         self._stnosm(t, b, ilen, "and")

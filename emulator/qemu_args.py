@@ -8,6 +8,7 @@ functions are in the order QEMU plugs their zpci devices, i.e. CLP LIST order.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -23,7 +24,7 @@ DEFAULT_MEMORY = 128 << 20
 # Options of QEMU's that take a value and change nothing we emulate.
 IGNORED_WITH_VALUE = {
     "-machine", "-M", "-cpu", "-chardev", "-netdev", "-serial", "-monitor", "-display",
-    "-accel", "-name", "-d", "-D", "-boot", "-rtc", "-global", "-object", "-drive",
+    "-accel", "-name", "-d", "-D", "-boot", "-rtc", "-global", "-object",
     "-vga", "-mon", "-qmp", "-action", "-uuid", "-L", "-bios",
 }
 IGNORED_FLAGS = {"-nographic", "-nodefaults", "-no-reboot", "-no-shutdown", "-S",
@@ -34,6 +35,91 @@ ZPCI_PROPS = {"uid", "fid", "target", "id"}
 
 ZPCI_MAX_UID = 0xFFFF
 ZPCI_MAX_FID = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """A ``-drive`` that a device's ``drive=`` property can name (a block backend)."""
+    id: str
+    file: str
+    readonly: bool = False
+    snapshot: bool = False
+    write_cache: bool = True        # cache=writeback/none/unsafe; writethrough/directsync: off
+    text: str = ""
+
+    def device_props(self) -> tuple[tuple[str, str], ...]:
+        """What the device model needs of the backend (see firmware_model.devices)."""
+        props = [("x-drive-file", self.file)]
+        if self.readonly:
+            props.append(("x-drive-readonly", "on"))
+        if self.snapshot:
+            props.append(("x-drive-snapshot", "on"))
+        if not self.write_cache:
+            props.append(("x-drive-wce", "off"))
+        return tuple(props)
+
+
+# -drive options: the ones with an effect, and those that change nothing a guest sees here
+_DRIVE_CACHE = {"writeback": True, "none": True, "unsafe": True,
+                "writethrough": False, "directsync": False}
+_DRIVE_IGNORED = {"aio", "discard", "detect-zeroes", "werror", "rerror", "media", "node-name",
+                  "auto-read-only", "force-share", "copy-on-read", "throttling.iops-total",
+                  "throttling.bps-total", "cache.direct", "cache.no-flush", "locking"}
+_DRIVE_FIELDS = ("file", "if", "id", "format", "readonly", "snapshot", "cache")
+_QCOW_MAGIC = b"QFI\xfb"
+
+
+def parse_drive(text: str) -> DriveSpec:
+    """``-drive file=PATH,if=none,id=ID,format=raw[,readonly=on][,cache=...][,snapshot=on]``."""
+    where = f"-drive {text}"
+    fields: dict[str, str] = {}
+    kind, props = split_device("x," + text) if text else ("x", [])
+    for key, value in props:
+        if key not in _DRIVE_FIELDS and key not in _DRIVE_IGNORED:
+            raise _usage_error(f"unsupported drive option '{key}' (supported: "
+                               f"{', '.join(_DRIVE_FIELDS)}; ignored: "
+                               f"{', '.join(sorted(_DRIVE_IGNORED))})", where=where)
+        fields[key] = value
+    iface = fields.get("if", "ide")
+    if iface != "none":
+        raise _usage_error(f"if={iface}: only if=none drives, attached with "
+                           f"-device virtio-blk-pci,drive=ID, are emulated", where=where)
+    drive_id = fields.get("id")
+    if not drive_id:
+        raise _usage_error("id: a drive with if=none needs an id for drive=", where=where)
+    path = fields.get("file")
+    if not path:
+        raise _usage_error("file: no image file given", where=where)
+    fmt = fields.get("format")
+    if fmt is not None and fmt != "raw":
+        raise _usage_error(f"format={fmt}: only raw images are emulated", where=where)
+    flags = {}
+    for key in ("readonly", "snapshot"):
+        value = fields.get(key, "off").lower()
+        if value not in ("on", "off", "yes", "no", "true", "false"):
+            raise _usage_error(f"{key}={value}: expects on or off", where=where)
+        flags[key] = value in ("on", "yes", "true")
+    cache = fields.get("cache", "writeback")
+    if cache not in _DRIVE_CACHE:
+        raise _usage_error(f"cache={cache}: expects one of {', '.join(_DRIVE_CACHE)}", where=where)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise _usage_error(f"file={path}: could not open: {exc.strerror or exc}",
+                           where=where) from None
+    if fmt is None and head == _QCOW_MAGIC:
+        raise _usage_error(f"file={path}: a qcow2 image; only raw images are emulated",
+                           where=where)
+    if not flags["readonly"] and not flags["snapshot"] and not os.access(path, os.W_OK):
+        raise _usage_error(f"file={path}: not writable (add readonly=on)", where=where)
+    return DriveSpec(id=drive_id, file=path, readonly=flags["readonly"],
+                     snapshot=flags["snapshot"], write_cache=_DRIVE_CACHE[cache], text=text)
+
+
+def _device_text(kind: str, props) -> str:
+    """A -device string again, with QemuOpts' comma escape."""
+    return ",".join([kind] + [f"{k}={v.replace(',', ',,')}" for k, v in props])
 
 
 @dataclass
@@ -50,6 +136,7 @@ class BootArgs:
     trace: str | None = None
     help: bool = False
     device_strings: list[str] = field(default_factory=list)
+    drives: dict[str, DriveSpec] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -146,14 +233,18 @@ class _Pending:
     device: str = ""
 
 
-def build_functions(devices: list[str]) -> tuple[tuple[FunctionSpec, ...], bool]:
+def build_functions(devices: list[str], drives: dict[str, DriveSpec] | None = None
+                    ) -> tuple[tuple[FunctionSpec, ...], bool]:
     """FunctionSpecs in zpci plug order, as QEMU's s390 PCI host bridge makes them.
 
     A zpci device joins the list when it is plugged; a PCI device without one
     gets QEMU's automatic zpci device (fid and uid chosen by the bus) at its own
     position.  Returns the functions and whether an SCLP console device was
-    given.
+    given.  A ``drive=ID`` property must name one of ``drives``; the device
+    gets the drive's backend as its x-drive-* properties.
     """
+    drives = drives or {}
+    used_drives: dict[str, str] = {}
     order: list[_Pending] = []
     by_target: dict[str, _Pending] = {}
     pci_ids: set[str] = set()
@@ -196,8 +287,22 @@ def build_functions(devices: list[str]) -> tuple[tuple[FunctionSpec, ...], bool]
         for key, value in props:
             if key == "id":
                 dev_id = value
+            elif key.startswith("x-drive-"):
+                raise _usage_error(f"property '{key}' is set by -drive, not on -device",
+                                   where=f"-device {text}")
             else:
                 rest.append((key, value))
+            if key == "drive":
+                drive = drives.get(value)
+                if drive is None:
+                    known = ", ".join(sorted(drives)) or "none"
+                    raise _usage_error(f"drive={value}: no -drive with id={value} "
+                                       f"(drives: {known})", where=f"-device {text}")
+                if value in used_drives:
+                    raise _usage_error(f"drive={value}: already in use by "
+                                       f"-device {used_drives[value]}", where=f"-device {text}")
+                used_drives[value] = text
+                rest.extend(drive.device_props())
         if dev_id is None:
             # QEMU names an anonymous PCI device after its slot; any unique name will do
             dev_id = f"auto_{auto:02x}"
@@ -276,7 +381,8 @@ def parse(argv: list[str]) -> BootArgs:
             _set_own(out, key, val)
         elif arg in OWN_WITH_VALUE:
             _set_own(out, arg, value(arg))
-        elif arg.startswith("--") and arg[1:] in ("-kernel", "-m", "-device", "-append", "-smp"):
+        elif arg.startswith("--") and arg[1:] in ("-kernel", "-m", "-device", "-drive", "-append",
+                                                  "-smp"):
             # QEMU accepts its options with two dashes as well
             argv = argv[:i] + [arg[1:]] + argv[i + 1:]
             continue
@@ -286,6 +392,11 @@ def parse(argv: list[str]) -> BootArgs:
             memory = parse_memory(value(arg))
         elif arg == "-device":
             devices.append(value(arg))
+        elif arg == "-drive":
+            drive = parse_drive(value(arg))
+            if drive.id in out.drives:
+                raise _usage_error(f"id={drive.id}: duplicate drive id", where=f"-drive {drive.text}")
+            out.drives[drive.id] = drive
         elif arg == "-append":
             out.append = value(arg)
         elif arg == "-smp":
@@ -307,7 +418,7 @@ def parse(argv: list[str]) -> BootArgs:
             if arg == "-nodefaults":
                 nodefaults = True
         elif arg.startswith("-"):
-            raise _usage_error(f"unsupported option {arg} (supported: -kernel, -m, -device, "
+            raise _usage_error(f"unsupported option {arg} (supported: -kernel, -m, -device, -drive, "
                                f"-append, -smp 1, {', '.join(OWN_WITH_VALUE)}; ignored: "
                                f"{', '.join(sorted(IGNORED_FLAGS | IGNORED_WITH_VALUE))})")
         else:
@@ -317,13 +428,26 @@ def parse(argv: list[str]) -> BootArgs:
         return out
     if out.kernel is None:
         raise _usage_error("no -kernel PROG.elf given")
-    functions, console_dev = build_functions(devices)
+    functions, console_dev = build_functions(devices, out.drives)
     # Without -nodefaults, -nographic puts the default console on the SCLP;
     # with it, only an explicit sclpconsole device prints anything.
     out.console = console_dev or not nodefaults
-    out.device_strings = devices
+    out.device_strings = [_with_drive(text, out.drives) for text in devices]
     out.config = MachineConfig(memory=memory, functions=functions)
     return out
+
+
+def _with_drive(text: str, drives: dict[str, DriveSpec]) -> str:
+    """A -device string that names a drive, with the drive's backend spelled out.
+
+    The boot command builds each device from its string alone (one-line
+    errors per -device), so the string carries what the drive id stands for.
+    """
+    kind, props = split_device(text)
+    drive = next((drives[v] for k, v in props if k == "drive" and v in drives), None)
+    if drive is None:
+        return text
+    return _device_text(kind, [*props, *drive.device_props()])
 
 
 def _set_own(out: BootArgs, key: str, val: str) -> None:
@@ -346,7 +470,9 @@ def _set_own(out: BootArgs, key: str, val: str) -> None:
 
 USAGE = """\
 usage: zpci-emu boot -kernel PROG.elf [-m SIZE] [-device zpci,uid=U,fid=F,target=ID]
-                     [-device virtio-rng-pci,id=ID] [-device virtio-net-pci,id=ID] [-nographic]
+                     [-device virtio-rng-pci,id=ID] [-device virtio-net-pci,id=ID]
+                     [-drive file=IMG,if=none,id=D,format=raw[,readonly=on]
+                      -device virtio-blk-pci,id=ID,drive=D] [-nographic]
                      [--policy NAME] [--max-insns N] [--stats FILE] [--trace FILE]
 
 Runs a bare-metal s390x guest the way qemu-system-s390x -kernel does; the

@@ -165,6 +165,38 @@ def test_pcilg_loop_reaches_model_once_each_and_guest_sees_cc_and_registers():
     assert m.stats.zpci[BY_MNEMONIC["PCILG"].index] == n
 
 
+def test_fixed_zpci_result_answers_in_c_without_the_model():
+    """benchmarks/boot.py's floor: the trap path with the answer fixed in C."""
+    n = 500
+    a = Asm()
+    a.raw(lghi(6, 0) + lghi(7, n))
+    a.label("loop")
+    a.raw(encode("PCILG", r1=8, r2=2))
+    a.rel("brc", 8, "skip")             # cc 0: skip the counter
+    a.raw(aghi(6, 1))
+    a.label("skip")
+    a.rel("brct", 7, "loop")
+    a.raw(stg(6, 0x1000))
+    quiesce_tail(a)
+    seen = []
+
+    def model(d, guest):
+        seen.append(d.addr)
+        return outcome(cc=1)
+
+    m, _ = machine(model)
+    m.t.fixed_zpci_result = _lib().TRAP_RESUME_CC | 0
+    m.load(image(a.build()))
+    halt = m.run(BASE)
+    assert halt.exit_code == 0 and seen == []
+    assert m.t.zpci_traps == n and int.from_bytes(m.read(0x1000, 8), "big") == 0
+    # the same code with the model answering: every trap reaches it, cc 1 each time
+    m2, _ = machine(model)
+    m2.load(image(a.build()))
+    assert m2.run(BASE).exit_code == 0
+    assert len(seen) == n and int.from_bytes(m2.read(0x1000, 8), "big") == n
+
+
 def iilf(r, i): return bytes([0xC0, (r << 4) | 9]) + (i & 0xFFFFFFFF).to_bytes(4, "big")
 def st_(r, d, b): return bytes([0x50, r << 4, (b << 4) | (d >> 8), d & 0xFF])
 

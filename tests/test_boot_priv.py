@@ -4,6 +4,9 @@ benchmarks/guests/privprobe.c prints what a guest sees of STIDP, STFL,
 STFLE, STAP, STPX, the control registers, EPSW, STOSM/STNSM, SIGP, SVC, an
 operation exception, LPSWE to odd addresses, SCLP write-event-mask / read-SCP-info, a SERVC
 specification exception and the service-signal external interruption.  Both runs must print the same bytes.
+The small guests at the end (no cross compiler needed) check the odd and invalid
+PSWs that branches, interruptions and STOSM produce; tests/test_boot_psw.py
+compares those cases and LPSW with QEMU.
 """
 import importlib.util
 import io
@@ -197,3 +200,124 @@ def test_memory_size_as_qemu_reports_it(privprobe, memory):
     pick = [ln for ln in q.stdout.splitlines() if ln.startswith(b"RSCPI rn")]
     assert len(pick) == 2
     assert [ln for ln in out.getvalue().splitlines() if ln.startswith(b"RSCPI rn")] == pick
+
+
+# --- odd and invalid PSWs reached otherwise than by LPSW/LPSWE (small guests) -------
+# QEMU 7.2 runs whatever is at an odd address, or under an invalid PSW
+# (tests/test_boot_psw.py compares it); the architecture recognises a
+# specification exception first, and nothing there runs.
+MVI_300 = bytes([0x92, 0xFF, 0x03, 0x00])        # mvi 0x300,0xff: shows it ran
+
+
+def _lowcore_guest(body, psws, count=True):
+    """Code at BASE: ``body(a)``, then label "handler" that quiesces; ``psws``
+    maps a lowcore address to a (mask, address or label) PSW put there."""
+    from test_boot import BASE, Asm, machine, quiesce_tail
+    from emulator import elf_load, lowcore as lc
+    a = Asm()
+    body(a)
+    a.align8()
+    a.label("target")
+    a.raw(b"\x00" + MVI_300 + bytes(3))
+    a.label("handler")
+    quiesce_tail(a)
+    code = a.build()
+    segs = [elf_load.Segment(BASE, code, len(code), 1)]
+    for at, (mask, addr) in psws.items():
+        addr = a.labels[addr[0]] + addr[1] if isinstance(addr, tuple) else addr
+        segs.append(elf_load.Segment(at, lc.psw_bytes(mask, addr), 16, 0))
+    m, _ = machine(lambda d, g: None, max_insns=100_000, count=count)
+    m.load(elf_load.Image(BASE, tuple(segs)))
+    return m, a.labels
+
+
+def _branch_to_odd(a, insn):
+    a.rel("larl", 1, "target")
+    a.raw(bytes([0x41, 0x10, 0x10, 0x01]))          # la %r1,1(%r1)
+    a.raw(insn)
+
+
+PGM_TO_HANDLER = {0x1D0: (0x0000000180000000, ("handler", 0))}
+
+
+@pytest.mark.parametrize("insn, count", [(bytes([0x07, 0xF1]), True),          # br %r1
+                                         (bytes([0x0D, 0xE1]), True),          # basr %r14,%r1
+                                         (bytes([0x47, 0xF0, 0x10, 0x00]), True),  # bc 15,0(%r1)
+                                         (bytes([0x07, 0xF1]), False)])
+def test_branch_to_odd_address_is_a_specification_exception(insn, count):
+    from emulator import lowcore as lc
+    m, labels = _lowcore_guest(lambda a: _branch_to_odd(a, insn), PGM_TO_HANDLER, count)
+    halt = m.run(0x20000)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(lc.PGM_ILEN, 4) == bytes.fromhex("00020006")
+    assert m.read(lc.PROGRAM_OLD_PSW, 16) == lc.psw_bytes(lc.IPL_PSW_MASK, labels["target"] + 3)
+    assert m.read(0x300, 1) == b"\x00"                       # the MVI did not run
+    assert m.stats.program_interruptions == {lc.PGM_SPECIFICATION: 1}
+    if insn[0] == 0x0D:                                      # BASR completed: link set
+        from unicorn.s390x_const import UC_S390X_REG_R14
+        assert m.uc.reg_read(UC_S390X_REG_R14) == 0x20000 + 12
+
+
+def test_branch_to_address_1_is_a_specification_exception():
+    """1 is the end address trap_run gives unicorn, so no block hook sees it."""
+    from test_boot import lghi
+    from emulator import lowcore as lc
+    m, labels = _lowcore_guest(lambda a: a.raw(lghi(1, 1) + bytes([0x07, 0xF1])), PGM_TO_HANDLER)
+    halt = m.run(0x20000)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(lc.PGM_ILEN, 4) == bytes.fromhex("00020006")
+    assert m.read(lc.PROGRAM_OLD_PSW, 16) == lc.psw_bytes(lc.IPL_PSW_MASK, 3)
+
+
+@pytest.mark.parametrize("new_mask, new_addr, ilc_code, old", [
+    # odd address: late exception, ILC 2, old PSW advanced by 2
+    (0x0000000180000000, ("target", 1), "00020006", ("target", 3)),
+    # invalid masks: early exception, ILC 0, old PSW = the invalid one
+    (0x8000000180000000, ("handler", 0), "00000006", ("handler", 0)),
+    (0x0008000180000000, ("handler", 0), "00000006", ("handler", 0)),
+    (0x0000000100000000, ("handler", 0), "00000006", ("handler", 0)),
+    (0x0000000080000000, 0x80000000, "00000006", 0x80000000),   # beyond 31 bits
+])
+def test_svc_new_psw_odd_or_invalid(new_mask, new_addr, ilc_code, old):
+    from emulator import lowcore as lc
+    psws = {**PGM_TO_HANDLER, 0x1C0: (new_mask, new_addr)}
+    m, labels = _lowcore_guest(lambda a: a.raw(bytes([0x0A, 0x07])), psws)    # svc 7
+    halt = m.run(0x20000)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(lc.SVC_OLD_PSW, 16) == lc.psw_bytes(lc.IPL_PSW_MASK, 0x20002)
+    assert m.read(lc.PGM_ILEN, 4) == bytes.fromhex(ilc_code)
+    old_addr = labels[old[0]] + old[1] if isinstance(old, tuple) else old
+    assert m.read(lc.PROGRAM_OLD_PSW, 16) == lc.psw_bytes(new_mask, old_addr)
+    assert m.read(0x300, 1) == b"\x00"
+    assert m.stats.program_interruptions == {lc.PGM_SPECIFICATION: 1}
+
+
+@pytest.mark.parametrize("mask, addr, why", [
+    (0x0000000180000000, ("target", 1), "odd"),
+    (0x8000000180000000, ("handler", 0), "must be zero"),
+    (0x0000000100000000, ("handler", 0), "bit 31"),
+])
+def test_invalid_program_new_psw_stops_with_one_line(mask, addr, why):
+    """An operation exception whose program-new PSW is odd or invalid would
+    interrupt again for ever (QEMU 7.2 spins, measured): one line, exit 1."""
+    from emulator import lowcore as lc
+    m, _ = _lowcore_guest(lambda a: a.raw(bytes(2)), {0x1D0: (mask, addr)})
+    halt = m.run(0x20000)
+    assert halt.exit_code == 1
+    assert "program-new PSW" in halt.message and why in halt.message
+    assert "\n" not in halt.message
+    assert m.stats.program_interruptions == {lc.PGM_OPERATION: 1}
+    assert m.stats.insns < 1000                              # stopped at once, not by the limit
+
+
+def test_stosm_of_an_invalid_bit_is_an_early_specification_exception():
+    """STOSM completes; the PSW it made invalid interrupts at once with ILC 2."""
+    from test_boot import stosm
+    from emulator import lowcore as lc
+    m, _ = _lowcore_guest(lambda a: a.raw(stosm(0x300, 0x80) + bytes(2)), PGM_TO_HANDLER)
+    halt = m.run(0x20000)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(lc.PGM_ILEN, 4) == bytes.fromhex("00040006")
+    assert m.read(lc.PROGRAM_OLD_PSW, 16) == lc.psw_bytes(lc.IPL_PSW_MASK | 1 << 63, 0x20004)
+    assert m.read(0x300, 1) == b"\x00"                       # the old system mask was stored
+    assert m.stats.program_interruptions == {lc.PGM_SPECIFICATION: 1}

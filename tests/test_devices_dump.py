@@ -691,6 +691,101 @@ class DevdumpDriver:
         if self.translated:
             port.ioat = False
 
+    # -- virtio-blk requests ----------------------------------------------------
+    def blk_req(self, name: str, rtype: int, sector: int, dlen: int, data_in: bool) -> None:
+        hdr, data, status = BUFPAGE, BUFPAGE + 0x100, BUFPAGE + 0xFF0
+        self.put(hdr, 4, rtype)
+        self.put(hdr + 4, 4, 0)
+        self.put(hdr + 8, 8, sector & 0xFFFFFFFFFFFFFFFF)
+        self.mem[status] = 0xEE
+        a = last = self.add_desc(self.dmaaddr(hdr), 16, 0)
+        if dlen:
+            d = self.add_desc(self.dmaaddr(data), dlen, 2 if data_in else 0)
+            self.chain(last, d)
+            last = d
+        st = self.add_desc(self.dmaaddr(status), 1, 2)
+        self.chain(last, st)
+        self.publish(a)
+        self.notify(self.q)
+        self.used_line(name, None, 0)
+        self.head("E")
+        self.puts(f"{name} status={_h(self.mem[status], 2)} head={_h(self.get(data, 8), 16)} "
+                  f"sum={_h(sum(self.mem[data:data + dlen]), 8)}\n")
+
+    def blk_fill(self, n: int, v: int) -> None:
+        self.mem[BUFPAGE + 0x100:BUFPAGE + 0x100 + n] = bytes([v]) * n
+
+    def blk_dwz(self, sector: int, num: int, flags: int) -> None:
+        self.put(BUFPAGE + 0x100, 8, sector & 0xFFFFFFFFFFFFFFFF)
+        self.put(BUFPAGE + 0x108, 4, num)
+        self.put(BUFPAGE + 0x10C, 4, flags)
+
+    def run_blk(self) -> None:
+        if self.dev.device_id not in (0x1001, 0x1042) or None in (self.vc[1], self.vc[2], self.vc[3]):
+            return
+        b, c = self.vc[1]["bar"], self.vc[1]["off"]
+        self.bar_st_le(b, c, 4, 1)
+        self.translated = bool((self.bar_le(b, c + 4, 4) >> 1) & 1)
+        self.bar_st_le(b, c, 4, 0)
+        self.head("E")
+        self.puts(f"blk access_platform={int(self.translated)}\n")
+        port = self.port
+        if self.translated:
+            port.tables = {SDMA: (RING, False), SDMA + 0x1000: (RING + 0x1000, False),
+                           SDMA + 0x2000: (BUFPAGE, False)}
+            port.ioat, port.pba, port.pal = True, SDMA, SDMA + DMA_WINDOW_SIZE - 1
+            port.rpcit(SDMA, 0x3000)
+        self.set_master(True)
+        self.q = 0
+        self.verbose = True
+        self.setup_queue(0, self.translated)
+        self.verbose = False
+        dv = self.vc[4]
+        cap = self.bar_le(dv["bar"], dv["off"], 4) | self.bar_le(dv["bar"], dv["off"] + 4, 4) << 32
+        self.head("E")
+        self.puts(f"capacity={_h(cap, 16)}\n")
+        req, fill, dwz = self.blk_req, self.blk_fill, self.blk_dwz
+        fill(0x400, 0)
+        req("get_id", 8, 0, 20, True)
+        fill(0x400, 0)
+        req("get_id_short", 8, 0, 4, True)
+        fill(0x400, 0)
+        req("read0", 0, 0, 512, True)
+        fill(0x400, 0)
+        req("read7", 0, 7, 1024, True)
+        fill(0x200, 0x5A)
+        req("write3", 1, 3, 512, False)
+        fill(0x400, 0)
+        req("read3", 0, 3, 512, True)
+        req("flush", 4, 0, 0, False)
+        fill(0x400, 0)
+        req("beyond", 0, cap, 512, True)
+        req("last", 0, cap - 2, 1024, True)
+        fill(0x400, 0)
+        req("partial", 0, 0, 100, True)
+        req("sector_one", 0, 1, 1024, True)
+        req("scsi_cmd", 2, 0, 0, False)
+        req("lifetime", 10, 0, 0, False)
+        req("unknown", 0x20, 0, 0, False)
+        dwz(0, 8, 0)
+        req("discard", 11, 0, 16, False)
+        dwz(0, 8, 1)
+        req("discard_unmap", 11, 0, 16, False)
+        dwz(3, 1, 0)
+        req("write_zeroes", 13, 0, 16, False)
+        fill(0x400, 0)
+        req("read3_again", 0, 3, 512, True)
+        dwz(3, 1, 2)
+        req("wz_bad_flag", 13, 0, 16, False)
+        dwz(cap, 1, 0)
+        req("wz_beyond", 13, 0, 16, False)
+        req("dwz_in", 12, 0, 16, True)
+        self.isr_line()
+        self.bar_st_le(b, c + 0x14, 1, 0)
+        self.set_master(False)
+        if self.translated:
+            port.ioat = False
+
     # -- legacy driver and MSI-X delivery -------------------------------------
     def run_legacy(self) -> None:
         dev_id = self.dev.device_id
@@ -832,6 +927,7 @@ class DevdumpDriver:
         self.dump_modern()
         self.translated = self.dev.dma_translated
         self.run_driver()
+        self.run_blk()
         if self.dev.bar_size(0):
             self.run_legacy()
         self.run_msi()
@@ -886,6 +982,66 @@ DEVICES = {
 }
 
 
+# virtio-blk: golden name -> (-device string, -drive options after the file, image)
+BLK_DEVICES = {
+    "blk": ("virtio-blk-pci", "", "pattern"),
+    "blk_modern_iommu": ("virtio-blk-pci,disable-legacy=on,iommu_platform=on,serial=SN-0123",
+                         "", "pattern"),
+    "blk_props": ("virtio-blk-pci,num-queues=3,queue-size=64,serial=ABCDEFGHIJKLMNOPQRSTUVWXYZ,"
+                  "config-wce=off,discard=off,logical_block_size=4096,physical_block_size=16384,"
+                  "min_io_size=8192,opt_io_size=65536,vectors=3", "", "pattern"),
+    "blk_ro_writethrough": ("virtio-blk-pci,disable-legacy=on,x-enable-wce-if-config-wce=off,"
+                            "seg-max-adjust=off,cyls=100,heads=4,secs=32,max-discard-sectors=1000",
+                            ",readonly=on,cache=writethrough", "mbr"),
+    "blk_legacy_only": ("virtio-blk-pci,disable-modern=on,write-zeroes=off,"
+                        "discard_granularity=65536", "", "mbr"),
+}
+BLK_IMAGE_SIZE = 4 << 20
+
+
+def blk_image(kind: str) -> bytes:
+    """The golden runs' raw images: each 512-byte sector starts with its number
+    (big-endian); "mbr" adds a partition table whose first entry ends at head 3,
+    sector 32, so QEMU guesses a 4-head, 32-sector geometry."""
+    img = bytearray(BLK_IMAGE_SIZE)
+    for sector in range(BLK_IMAGE_SIZE // 512):
+        img[512 * sector:512 * sector + 8] = sector.to_bytes(8, "big")
+    if kind == "mbr":
+        e = 0x1BE
+        img[e + 5], img[e + 6] = 3, 32
+        img[e + 12:e + 16] = (4000).to_bytes(4, "little")
+        img[510:512] = b"\x55\xaa"
+    return bytes(img)
+
+
+def _drive_flags(opts: str) -> tuple[bool, bool]:
+    """(readonly, write cache) of a golden run's -drive options."""
+    fields = dict(f.split("=", 1) for f in opts.split(",") if f)
+    return (fields.get("readonly") == "on",
+            fields.get("cache", "writeback") not in ("writethrough", "directsync"))
+
+
+def model_dump_blk(name: str) -> list[str]:
+    from firmware_model.devices.virtio_blk import BlockImage
+    device, opts, image = BLK_DEVICES[name]
+    kind, props = _kind_props(device)
+    readonly, wce = _drive_flags(opts)
+    drives = {"d0": BlockImage(blk_image(image), readonly=readonly, write_cache=wce)}
+    dev = make_device(kind, props + (("drive", "d0"),), context={"drives": drives})
+    return DevdumpDriver(dev).run()
+
+
+def qemu_devdump_blk(name: str) -> str:
+    """A golden blk run: a fresh image file each time (the run writes to it)."""
+    import tempfile
+    device, opts, image = BLK_DEVICES[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "disk.raw"
+        path.write_bytes(blk_image(image))
+        return qemu_devdump(f"{device},drive=d0",
+                            extra=["-drive", f"file={path},if=none,id=d0,format=raw{opts}"])
+
+
 def _kind_props(device: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     kind, *rest = device.split(",")
     return kind, tuple(tuple(p.split("=", 1)) for p in rest)
@@ -900,12 +1056,12 @@ MACHINES = {
 }
 
 
-def qemu_devdump(device: str | list[str]) -> str:
+def qemu_devdump(device: str | list[str], extra: list[str] = ()) -> str:
     """The golden files' recipe: docs/qemu-oracle.md's command line, a function per device."""
     devices = [device] if isinstance(device, str) else device
     cmd = [QEMU or "qemu-system-s390x", "-nodefaults", "-nographic",
            "-machine", "s390-ccw-virtio,accel=tcg", "-cpu", "qemu", "-m", "256",
-           "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0"]
+           "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0", *extra]
     for n, dev in enumerate(devices):
         cmd += ["-device", f"zpci,uid={n + 1},fid={n + 1},target=vpci{n}",
                 "-device", f"{dev},id=vpci{n}"]
@@ -934,7 +1090,16 @@ def test_model_dump_of_a_machine_matches_qemu(name):
     assert got == want, _diff(want, got)
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS) + sorted(MACHINES))
+@pytest.mark.parametrize("name", sorted(BLK_DEVICES))
+def test_model_dump_of_virtio_blk_matches_qemu(name):
+    """Registers, configuration and one request of each kind against QEMU's run."""
+    want = device_lines((DATA / f"devdump_qemu_{name}.txt").read_text())
+    assert len(want) > 250, "golden file truncated"
+    got = model_dump_blk(name)
+    assert got == want, _diff(want, got)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS) + sorted(MACHINES) + sorted(BLK_DEVICES))
 def test_golden_file_is_a_complete_qemu_run(name):
     text = (DATA / f"devdump_qemu_{name}.txt").read_text()
     lines = text.splitlines()
@@ -964,6 +1129,15 @@ def test_golden_file_is_what_qemu_prints_now(name):
     assert got == want, _diff(want, got)
 
 
+@needs_qemu
+@pytest.mark.parametrize("name", ["blk_modern_iommu", "blk_ro_writethrough"])
+def test_blk_golden_file_is_what_qemu_prints_now(name):
+    _devdump_elf()
+    got = qemu_devdump_blk(name).splitlines()
+    want = (DATA / f"devdump_qemu_{name}.txt").read_text().splitlines()
+    assert got == want, _diff(want, got)
+
+
 def test_dump_comparison_detects_a_wrong_register():
     """The comparison can fail: a model with one wrong feature bit differs from QEMU."""
     want = device_lines((DATA / "devdump_qemu_rng.txt").read_text())
@@ -977,4 +1151,7 @@ def test_dump_comparison_detects_a_wrong_register():
 if __name__ == "__main__":      # regenerate the golden files from QEMU
     for _name, _devices in [*((n, v[0]) for n, v in VARIANTS.items()), *MACHINES.items()]:
         (DATA / f"devdump_qemu_{_name}.txt").write_text(qemu_devdump(_devices))
+        print("wrote", DATA / f"devdump_qemu_{_name}.txt")
+    for _name in BLK_DEVICES:
+        (DATA / f"devdump_qemu_{_name}.txt").write_text(qemu_devdump_blk(_name))
         print("wrote", DATA / f"devdump_qemu_{_name}.txt")

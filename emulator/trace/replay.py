@@ -245,20 +245,49 @@ def config_from_header(h: TraceHeader) -> MachineConfig:
         FunctionSpec(kind=f.kind, props=f.props, fid=f.fid, uid=f.uid) for f in h.functions))
 
 
+# The image a replayed virtio-blk device reads when the recording names none
+# (a Linux capture records the device's properties, not QEMU's -drive).  Its
+# size only shows in the capacity a live replay would load; a capture's loads
+# answer from the recording.
+REPLAY_BLANK_IMAGE = 1 << 20
+
+
+def _block_props(props: tuple, context: dict) -> tuple:
+    """virtio-blk properties for a replay: never write to an image file.
+
+    A recorded image that still exists is read into memory (snapshot); a
+    recording without one, or whose file is gone, gets a blank image.
+    """
+    import os
+    from firmware_model.devices.virtio_blk import BlockImage
+    p = dict(props)
+    path = p.get("x-drive-file")
+    if path and os.path.isfile(path):
+        return tuple(props) + (("x-drive-snapshot", "on"),)
+    drives = context.setdefault("drives", {})
+    name = f"replay-blank-{len(drives)}"
+    drives[name] = BlockImage.blank(REPLAY_BLANK_IMAGE, readonly=p.get("x-drive-readonly") == "on")
+    return tuple((k, v) for k, v in props if k != "drive" and not k.startswith("x-drive-")) \
+        + (("drive", name),)
+
+
 def _device_factory(stand_ins: list, live: bool, ids: dict):
     """Device models for a replay: the registry's, wrapped so loads answer from the recording.
 
-    A kind the registry does not model (e.g. virtio-blk-pci in a Linux
-    capture) gets the memory-backed stand-in with virtio-pci's BAR layout
-    (without the legacy BAR 0 when disable-legacy is on) and the PCI ids the
-    recording listed, and is named in ``stand_ins``: decisions do not depend
-    on the device, but a --check of its BAR accesses compares against the
-    stand-in's access rules.
+    A kind the registry does not model gets the memory-backed stand-in with
+    virtio-pci's BAR layout (without the legacy BAR 0 when disable-legacy is
+    on) and the PCI ids the recording listed, and is named in ``stand_ins``:
+    decisions do not depend on the device, but a --check of its BAR accesses
+    compares against the stand-in's access rules.  Every bundled trace has a
+    model (virtio-blk-pci included, see ``_block_props``).
     """
     from firmware_model.devices import DEVICE_KINDS, make_device
 
     def make(kind: str, props: tuple, context: dict | None = None):
         if kind in DEVICE_KINDS:
+            context = {} if context is None else context
+            if kind == "virtio-blk-pci":
+                props = _block_props(props, context)
             # one context per bus, so default MACs count up as QEMU's do
             inner = make_device(kind, props, context=context)   # bad properties: the caller's one-line error
         else:

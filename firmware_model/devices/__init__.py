@@ -81,6 +81,43 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
             "ctrl_mac_addr", "ctrl_guest_offloads", "guest_announce"))
         + tuple(PropSpec(n, "on", "offload (no effect: stripped without a vnet-header peer)")
                 for n in _NET_OFFLOADS)),
+    "virtio-blk-pci": DeviceKind(
+        "virtio-blk-pci", "virtio block device over a raw image (-drive ...,format=raw)",
+        _VIRTIO_PCI_PROPS + (
+            PropSpec("vectors", "auto", "MSI-X vectors, 1..2048 (auto: num-queues + 1)"),
+            PropSpec("romfile", "", "option ROM file"),
+            PropSpec("ioeventfd", "on", "host notifiers: DRIVER_OK kicks every queue"),
+            PropSpec("drive", "", "id of the -drive (or of context['drives'] in tests)"),
+            PropSpec("x-drive-file", "", "the raw image the drive names (zpci-emu boot sets it)"),
+            PropSpec("x-drive-readonly", "off", "the drive is read-only (zpci-emu boot sets it)"),
+            PropSpec("x-drive-snapshot", "off", "writes stay in memory (zpci-emu boot sets it)"),
+            PropSpec("x-drive-wce", "on", "the drive's cache mode has a write cache "
+                                          "(zpci-emu boot sets it from cache=)"),
+            PropSpec("serial", "", "answer to VIRTIO_BLK_T_GET_ID (at most 20 bytes used)"),
+            PropSpec("num-queues", "auto", "request queues, 1..1024 (auto: one per vCPU)"),
+            PropSpec("queue-size", "256", "power of 2, 4..1024"),
+            PropSpec("config-wce", "on", "offer VIRTIO_BLK_F_CONFIG_WCE"),
+            PropSpec("discard", "on", "offer VIRTIO_BLK_F_DISCARD"),
+            PropSpec("write-zeroes", "on", "offer VIRTIO_BLK_F_WRITE_ZEROES"),
+            PropSpec("report-discard-granularity", "on", "off: discard alignment = block size"),
+            PropSpec("max-discard-sectors", str(0x7FFFFFFF >> 9), "1..4194303"),
+            PropSpec("max-write-zeroes-sectors", str(0x7FFFFFFF >> 9), "1..4194303"),
+            PropSpec("seg-max-adjust", "on", "seg_max = queue-size - 2 (off: 126)"),
+            PropSpec("x-enable-wce-if-config-wce", "on", "offer WCE whenever CONFIG_WCE is"),
+            PropSpec("write-cache", "auto", "on/off overrides the drive's cache mode"),
+            PropSpec("logical_block_size", "512", "power of 2, 512..2097152"),
+            PropSpec("physical_block_size", "512", "power of 2, 512..2097152"),
+            PropSpec("min_io_size", "0", "bytes, a multiple of logical_block_size"),
+            PropSpec("opt_io_size", "0", "bytes, a multiple of logical_block_size"),
+            PropSpec("discard_granularity", "-1", "bytes (-1: logical_block_size)"),
+            PropSpec("cyls", "0", "geometry (0/0/0: guessed from the image)"),
+            PropSpec("heads", "0", "geometry"),
+            PropSpec("secs", "0", "geometry"),
+            PropSpec("request-merging", "on", "no effect: requests complete one by one"),
+            PropSpec("share-rw", "off", "no effect"),
+            PropSpec("account-invalid", "auto", "no effect (statistics)"),
+            PropSpec("account-failed", "auto", "no effect (statistics)"),
+        )),
     "memdev": DeviceKind(
         "memdev", "memory-backed test device (BARs are plain bytes)",
         (PropSpec("shape", "", "virtio-rng: the virtio-rng-pci layout, no behaviour"),
@@ -247,6 +284,105 @@ def _make_net(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
                         tx_burst=_int(kind, "x-txburst", _get(kind, p, "x-txburst"), 1, 0x7FFFFFFF))
 
 
+def _block_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
+    n = _int(kind, name, _get(kind, p, name), 0, 0xFFFFFFFF)
+    if n & (n - 1) or not 512 <= n <= 2 << 20:
+        raise _bad_prop(kind, name, f"property '{name}' doesn't take value {n} "
+                                    f"(a power of 2 from 512 to 2097152)")
+    return n
+
+
+def _make_blk(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
+    from .virtio_blk import REQUEST_MAX_SECTORS, BlkConf, BlockImage, VirtioBlkPci
+    drive = p.get("drive", "")
+    if not drive:
+        raise _bad_prop(kind, "drive", "drive property not set")
+    nq_text = _get(kind, p, "num-queues")
+    # virtio_pci_optimal_num_queues: one queue per vCPU, and one vCPU is emulated
+    nq = 1 if nq_text == "auto" else _int(kind, "num-queues", nq_text, 0, 0xFFFF)
+    if nq < 1 or nq > 1024:
+        raise _bad_prop(kind, "num-queues", f"num-queues property must be between 1 and 1024, "
+                                            f"not {nq}")
+    qs = _int(kind, "queue-size", _get(kind, p, "queue-size"), 0, 0xFFFF)
+    if qs <= 2:
+        raise _bad_prop(kind, "queue-size", f"invalid queue-size property ({qs}), must be > 2")
+    if qs & (qs - 1) or qs > 1024:
+        raise _bad_prop(kind, "queue-size", f"invalid queue-size property ({qs}), "
+                                            f"must be a power of 2 (max 1024)")
+    if _get(kind, p, "vectors") == "auto":
+        p = dict(p, vectors=str(nq + 1))
+    opts = _transport(kind, p)
+    lbs = _block_size(kind, p, "logical_block_size")
+    pbs = _block_size(kind, p, "physical_block_size")
+    if lbs > pbs:
+        raise _bad_prop(kind, "logical_block_size",
+                        "logical_block_size > physical_block_size not supported")
+    sizes = {}
+    for name in ("min_io_size", "opt_io_size"):
+        sizes[name] = _int(kind, name, _get(kind, p, name), 0, 0xFFFFFFFF)
+        if sizes[name] % lbs:
+            raise _bad_prop(kind, name, f"{name} must be a multiple of logical_block_size")
+    if sizes["min_io_size"] // lbs > 0xFFFF:
+        raise _bad_prop(kind, "min_io_size", "min_io_size must not exceed 65535 logical blocks")
+    gran = _int(kind, "discard_granularity", _get(kind, p, "discard_granularity"), -1, 0xFFFFFFFF)
+    if gran == 0xFFFFFFFF:
+        gran = -1
+    if gran != -1 and gran % lbs:
+        raise _bad_prop(kind, "discard_granularity",
+                        "discard_granularity must be a multiple of logical_block_size")
+    chs = [_int(kind, n, _get(kind, p, n), 0, 0xFFFFFFFF) for n in ("cyls", "heads", "secs")]
+    if any(chs):
+        for name, value, top in zip(("cyls", "heads", "secs"), chs, (65535, 255, 255)):
+            if not 1 <= value <= top:
+                raise _bad_prop(kind, name, f"{name} must be between 1 and {top}")
+    flags = {n: _flag(kind, p, n) for n in (
+        "config-wce", "discard", "write-zeroes", "report-discard-granularity", "seg-max-adjust",
+        "x-enable-wce-if-config-wce", "request-merging", "share-rw")}
+    for name in ("account-invalid", "account-failed", "write-cache"):
+        v = _get(kind, p, name)
+        if v.lower() != "auto":
+            _bool(kind, name, v)
+    limits = {}
+    for name, feature in (("max-discard-sectors", "discard"),
+                          ("max-write-zeroes-sectors", "write-zeroes")):
+        limits[name] = _int(kind, name, _get(kind, p, name), 0, 0xFFFFFFFF)
+        if flags[feature] and not 1 <= limits[name] <= REQUEST_MAX_SECTORS:
+            raise _bad_prop(kind, name, f"invalid {name} property ({limits[name]}), must be "
+                                        f"between 1 and {REQUEST_MAX_SECTORS}")
+    wc = _get(kind, p, "write-cache").lower()
+    conf = BlkConf(
+        num_queues=nq, queue_size=qs, serial=_get(kind, p, "serial"),
+        logical_block_size=lbs, physical_block_size=pbs,
+        min_io_size=sizes["min_io_size"], opt_io_size=sizes["opt_io_size"],
+        discard_granularity=gran, cyls=chs[0], heads=chs[1], secs=chs[2],
+        seg_max_adjust=flags["seg-max-adjust"], config_wce=flags["config-wce"],
+        discard=flags["discard"], write_zeroes=flags["write-zeroes"],
+        report_discard_granularity=flags["report-discard-granularity"],
+        max_discard_sectors=limits["max-discard-sectors"],
+        max_write_zeroes_sectors=limits["max-write-zeroes-sectors"],
+        enable_wce_if_config_wce=flags["x-enable-wce-if-config-wce"],
+        write_cache="auto" if wc == "auto" else "on" if _bool(kind, "write-cache", wc) else "off")
+    image = context.get("drives", {}).get(drive)
+    if image is None:
+        path = _get(kind, p, "x-drive-file")
+        if not path:
+            raise _bad_prop(kind, "drive", f"Property 'virtio-blk-device.drive' can't find "
+                                           f"value '{drive}'")
+        readonly = _flag(kind, p, "x-drive-readonly")
+        wce = _flag(kind, p, "x-drive-wce")
+        try:
+            if _flag(kind, p, "x-drive-snapshot"):
+                with open(path, "rb") as f:
+                    image = BlockImage(f.read(), write_cache=wce)
+                image.readonly = readonly
+            else:
+                image = BlockImage(path=path, readonly=readonly, write_cache=wce)
+        except OSError as e:
+            raise _bad_prop(kind, "drive", f"drive '{drive}': could not open '{path}': "
+                                           f"{e.strerror or e}") from None
+    return VirtioBlkPci(opts, image, conf)
+
+
 def _make_memdev(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
     from .memdev import MemDevice
     try:
@@ -256,7 +392,8 @@ def _make_memdev(kind: DeviceKind, p: dict[str, str], context: dict, seed: int |
 
 
 _MEMDEV_PROPS = ("shape", "vendor", "device") + tuple(f"bar{i}" for i in range(6))
-_FACTORIES = {"virtio-rng-pci": _make_rng, "virtio-net-pci": _make_net, "memdev": _make_memdev}
+_FACTORIES = {"virtio-rng-pci": _make_rng, "virtio-net-pci": _make_net,
+              "virtio-blk-pci": _make_blk, "memdev": _make_memdev}
 
 
 def make_device(kind: str, props=(), *, context: dict | None = None,
@@ -264,8 +401,9 @@ def make_device(kind: str, props=(), *, context: dict | None = None,
     """Build the device a ``-device kind,props...`` string describes.
 
     ``context`` is per machine state shared between the devices of one
-    machine (QEMU's default MAC numbering; default PRNG seeds); pass the same
-    dict for every device of a machine.  ``seed`` overrides a random device's
+    machine (QEMU's default MAC numbering; default PRNG seeds; ``drives``:
+    drive id -> ``virtio_blk.BlockImage``, the block backends a ``drive=``
+    property names); pass the same dict for every device of a machine.  ``seed`` overrides a random device's
     PRNG seed.
     """
     spec = DEVICE_KINDS.get(kind)

@@ -8,6 +8,9 @@
  * doubleword) per region, register round trips, and for virtio-rng and
  * virtio-net small driver runs (reset, negotiate, one queue, notify; DMA
  * errors; bus master; MSI-X) whose deterministic results are printed.
+ * For virtio-blk one request of each kind (GET_ID, IN, OUT, FLUSH, DISCARD,
+ * WRITE_ZEROES, unsupported and out-of-range ones) prints its status, used
+ * length and a digest of the data buffer.
  * Random data is never printed.
  *
  * Line kinds (the model's dump in tests/test_devices_dump.py produces the
@@ -817,6 +820,134 @@ static void run_driver(u16 device, const struct zpci_dev *d)
     }
 }
 
+/* ---------------------------------------------------------------- virtio-blk requests */
+
+/* One request in bufpage: the 16-byte header at 0, data at 0x100 (device-readable
+ * for OUT, DISCARD and WRITE_ZEROES, device-writable otherwise), the status byte
+ * at 0xff0.  Printed: used entry, status, and the first 8 bytes and the byte sum
+ * of the data buffer. */
+static void blk_req(const char *name, u32 type, u64 sector, u32 dlen, int data_in)
+{
+    u8 *hdr = bufpage, *data = bufpage + 0x100, *status = bufpage + 0xff0;
+    put32(hdr, type);
+    put32(hdr + 4, 0);
+    put64(hdr + 8, sector);
+    *status = 0xee;
+    u16 a = add_desc(dmaaddr(hdr), 16, 0), last = a;
+    if (dlen) {
+        u16 d = add_desc(dmaaddr(data), dlen, data_in ? 2 : 0);
+        chain(last, d);
+        last = d;
+    }
+    u16 s = add_desc(dmaaddr(status), 1, 2);
+    chain(last, s);
+    publish(a);
+    notify(drv_q);
+    wait_used();
+    used_line(name, 0, 0);
+    u32 sum = 0;
+    for (u32 i = 0; i < dlen; i++)
+        sum += data[i];
+    head('E');
+    puts_(name);
+    puts_(" status=");
+    hex(*status, 2);
+    puts_(" head=");
+    hex(get32(data) | (u64)get32(data + 4) << 32, 16);
+    puts_(" sum=");
+    hex(sum, 8);
+    putc_('\n');
+}
+
+static void blk_fill(u32 n, u8 v)
+{
+    mset(bufpage + 0x100, v, n);
+}
+
+static void blk_dwz(u64 sector, u32 num, u32 flags)
+{
+    put64(bufpage + 0x100, sector);
+    put32(bufpage + 0x108, num);
+    put32(bufpage + 0x10c, flags);
+}
+
+static void run_blk(u16 device, const struct zpci_dev *d)
+{
+    if ((device != 0x1001 && device != 0x1042) || !vc[1].present || !vc[2].present || !vc[3].present)
+        return;
+    bar_st_le(vc[1].bar, vc[1].off, 4, 1);
+    translated = (bar_le(vc[1].bar, vc[1].off + 4, 4) >> 1) & 1;
+    bar_st_le(vc[1].bar, vc[1].off, 4, 0);
+    head('E');
+    puts_("blk access_platform=");
+    hex((u64)translated, 1);
+    putc_('\n');
+    if (translated) {
+        iova_base = d->info.sdma;
+        dma_init(iova_base);
+        dma_map(iova_base, &ring, 0);
+        dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
+        dma_map(iova_base + 0x2000, bufpage, 0);
+        u64 r1;
+        zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r1);
+        r1 = ZREQ(fh, 0, 0);
+        rpcit(&r1, iova_base, 0x3000);
+    }
+    set_master(1);
+    drv_q = 0;
+    verbose_setup = 1;
+    setup_queue(0, translated);
+    verbose_setup = 0;
+    /* VERSION_1 negotiated: the configuration is little-endian now */
+    u64 cap = bar_le(vc[4].bar, vc[4].off, 4) | bar_le(vc[4].bar, vc[4].off + 4, 4) << 32;
+    head('E');
+    puts_("capacity=");
+    hex(cap, 16);
+    putc_('\n');
+    blk_fill(0x400, 0);
+    blk_req("get_id", 8, 0, 20, 1);
+    blk_fill(0x400, 0);
+    blk_req("get_id_short", 8, 0, 4, 1);
+    blk_fill(0x400, 0);
+    blk_req("read0", 0, 0, 512, 1);
+    blk_fill(0x400, 0);
+    blk_req("read7", 0, 7, 1024, 1);
+    blk_fill(0x200, 0x5a);
+    blk_req("write3", 1, 3, 512, 0);
+    blk_fill(0x400, 0);
+    blk_req("read3", 0, 3, 512, 1);
+    blk_req("flush", 4, 0, 0, 0);
+    blk_fill(0x400, 0);
+    blk_req("beyond", 0, cap, 512, 1);
+    blk_req("last", 0, cap - 2, 1024, 1);
+    blk_fill(0x400, 0);
+    blk_req("partial", 0, 0, 100, 1);
+    blk_req("sector_one", 0, 1, 1024, 1);
+    blk_req("scsi_cmd", 2, 0, 0, 0);
+    blk_req("lifetime", 10, 0, 0, 0);
+    blk_req("unknown", 0x20, 0, 0, 0);
+    blk_dwz(0, 8, 0);
+    blk_req("discard", 11, 0, 16, 0);
+    blk_dwz(0, 8, 1);
+    blk_req("discard_unmap", 11, 0, 16, 0);
+    blk_dwz(3, 1, 0);
+    blk_req("write_zeroes", 13, 0, 16, 0);
+    blk_fill(0x400, 0);
+    blk_req("read3_again", 0, 3, 512, 1);
+    blk_dwz(3, 1, 2);
+    blk_req("wz_bad_flag", 13, 0, 16, 0);
+    blk_dwz(cap, 1, 0);
+    blk_req("wz_beyond", 13, 0, 16, 0);
+    blk_req("dwz_in", 12, 0, 16, 1);
+    isr_line();
+    bar_st_le(vc[1].bar, vc[1].off + 0x14, 1, 0);
+    set_master(0);
+    if (translated) {
+        u64 r1 = ZREQ(fh, 0, MPCIFC_DEREG_IOAT);
+        mpcifc(&r1, fib);
+    }
+}
+
 /* ---------------------------------------------------------------- legacy driver */
 
 /* A virtio 0.9 driver over BAR0: rings in the device's byte order, which a
@@ -1074,6 +1205,7 @@ int main(void)
         if (clp_query_grp(d.info.pfgid, &d.grp, &rsp) || rsp != CLP_RSP_OK)
             fail("DEVDUMP", "CLP QUERY PCI FUNCTION GROUP failed");
         run_driver(fns[i].device, &d);
+        run_blk(fns[i].device, &d);
         if (d.info.bar_size[0])
             run_legacy(fns[i].device);
         run_msi(fns[i].device, &d);
