@@ -690,33 +690,43 @@ static void run_case(const char *name, u64 addr, u32 len, u16 flags, const u8 *b
     isr_line();
 }
 
+/* Whether the device's DMA is translated (ACCESS_PLATFORM, bit 33, offered),
+ * printed after `tag`; if so the ring, buffer page and (with `rdonly`) the
+ * read-only page are mapped, the IOAT registered and the first three pages
+ * refreshed, so a fourth page stays unrefreshed. */
+static void dma_setup(const struct zpci_dev *d, const char *tag, int rdonly)
+{
+    bar_st_le(vc[1].bar, vc[1].off, 4, 1);
+    translated = (bar_le(vc[1].bar, vc[1].off + 4, 4) >> 1) & 1;
+    bar_st_le(vc[1].bar, vc[1].off, 4, 0);
+    head('E');
+    puts_(tag);
+    hex((u64)translated, 1);
+    putc_('\n');
+    if (!translated)
+        return;
+    iova_base = d->info.sdma;
+    dma_init(iova_base);
+    dma_map(iova_base, &ring, 0);
+    dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
+    dma_map(iova_base + 0x2000, bufpage, 0);
+    if (rdonly)
+        dma_map(iova_base + 0x3000, rdonly_page, 0);
+    u64 r1;
+    zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r1);
+    r1 = ZREQ(fh, 0, 0);
+    rpcit(&r1, iova_base, 0x3000);
+}
+
 static void run_driver(u16 device, const struct zpci_dev *d)
 {
     int rng = device == 0x1005 || device == 0x1044;
     int net = device == 0x1000 || device == 0x1041;
     if ((!rng && !net) || !vc[1].present || !vc[2].present || !vc[3].present)
         return;
-    /* ACCESS_PLATFORM (bit 33) offered: the device's DMA is translated */
-    bar_st_le(vc[1].bar, vc[1].off, 4, 1);
-    translated = (bar_le(vc[1].bar, vc[1].off + 4, 4) >> 1) & 1;
-    bar_st_le(vc[1].bar, vc[1].off, 4, 0);
-    head('E');
-    puts_("access_platform=");
-    hex((u64)translated, 1);
-    putc_('\n');
-    if (translated) {
-        iova_base = d->info.sdma;
-        dma_init(iova_base);
-        dma_map(iova_base, &ring, 0);
-        dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
-        dma_map(iova_base + 0x2000, bufpage, 0);
-        dma_map(iova_base + 0x3000, rdonly_page, 0);
-        u64 r1;
-        zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r1);
-        r1 = ZREQ(fh, 0, 0);
-        rpcit(&r1, iova_base, 0x3000);        /* the fourth page stays unrefreshed */
+    dma_setup(d, "access_platform=", 1);
+    if (translated)
         state_line("ioat");
-    }
     set_master(1);
     drv_q = rng ? 0 : 1;                      /* virtio-net: transmitq0 */
     u16 wr = rng ? 2 : 0;                     /* the buffers the device uses */
@@ -875,24 +885,7 @@ static void run_blk(u16 device, const struct zpci_dev *d)
 {
     if ((device != 0x1001 && device != 0x1042) || !vc[1].present || !vc[2].present || !vc[3].present)
         return;
-    bar_st_le(vc[1].bar, vc[1].off, 4, 1);
-    translated = (bar_le(vc[1].bar, vc[1].off + 4, 4) >> 1) & 1;
-    bar_st_le(vc[1].bar, vc[1].off, 4, 0);
-    head('E');
-    puts_("blk access_platform=");
-    hex((u64)translated, 1);
-    putc_('\n');
-    if (translated) {
-        iova_base = d->info.sdma;
-        dma_init(iova_base);
-        dma_map(iova_base, &ring, 0);
-        dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
-        dma_map(iova_base + 0x2000, bufpage, 0);
-        u64 r1;
-        zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r1);
-        r1 = ZREQ(fh, 0, 0);
-        rpcit(&r1, iova_base, 0x3000);
-    }
+    dma_setup(d, "blk access_platform=", 0);
     set_master(1);
     drv_q = 0;
     verbose_setup = 1;
