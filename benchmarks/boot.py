@@ -114,6 +114,21 @@ def run_fixed_answer(elf: Path):
     return m.stats
 
 
+def run_bare_python(elf: Path):
+    """As run_fixed_answer, but each zPCI trap makes one Python call that
+    returns the resume code and does nothing else: the least a trap path
+    that calls the Python model once per zPCI instruction can cost."""
+    from emulator._native import lib
+    resume = lib.TRAP_RESUME_CC | 0
+    m = UcMachine(MEMORY, lambda d, g: None, lambda b: None)
+    m._on_zpci = lambda site: resume         # the machine's zPCI callable, replaced
+    img = elf_load.load(elf, MEMORY)
+    m.load(img)
+    halt = m.run(img.entry)
+    assert halt.exit_code == 0, halt.message
+    return m.stats
+
+
 def run_raw_unicorn(elf: Path, stop_at: int):
     """Unicorn with no hook of any kind, from the entry to `stop_at`."""
     img = elf_load.load(elf, MEMORY)
@@ -220,7 +235,11 @@ def main() -> int:
             if name == "bench_zpci":
                 t_c, fstats = best(lambda: run_fixed_answer(elf), opts.repeat)
                 assert sum(fstats.zpci) == n_zpci, (sum(fstats.zpci), n_zpci)
-                bounds = [("zPCI trapped, one Python call each answering a constant", t_null),
+                t_py, pstats_ = best(lambda: run_bare_python(elf), opts.repeat)
+                assert sum(pstats_.zpci) == n_zpci, (sum(pstats_.zpci), n_zpci)
+                bounds = [("zPCI trapped, UcMachine's callback, model answering a constant",
+                           t_null),
+                          ("zPCI trapped, one bare Python call each", t_py),
                           ("zPCI trapped, answered in C with no Python", t_c)]
             else:
                 t_bare = best(lambda: run_raw_unicorn(elf, symbol(elf, "bench_done")),
