@@ -97,31 +97,22 @@ def run_null_model(elf: Path):
     return m.stats
 
 
-def run_fixed_answer(elf: Path):
+def run_trap_floor(elf: Path, in_c: bool):
     """The floor of trapping: every zPCI instruction trapped by unicorn and
-    answered in C (cc 0, no Python call, no model), the rest as in a real run.
+    answered with cc 0, either in C (no Python call) or by one bare Python
+    call that returns the resume code (the least a trap path that calls the
+    Python model once per zPCI instruction can cost); no model either way.
 
     The guest's CLP then finds no function and its PCILGs do nothing, but the
     loop still takes all its iterations, so it traps as often as the real run.
     """
     from emulator._native import lib
-    m = UcMachine(MEMORY, lambda d, g: None, lambda b: None)
-    m.t.fixed_zpci_result = lib.TRAP_RESUME_CC | 0
-    img = elf_load.load(elf, MEMORY)
-    m.load(img)
-    halt = m.run(img.entry)
-    assert halt.exit_code == 0, halt.message
-    return m.stats
-
-
-def run_bare_python(elf: Path):
-    """As run_fixed_answer, but each zPCI trap makes one Python call that
-    returns the resume code and does nothing else: the least a trap path
-    that calls the Python model once per zPCI instruction can cost."""
-    from emulator._native import lib
     resume = lib.TRAP_RESUME_CC | 0
     m = UcMachine(MEMORY, lambda d, g: None, lambda b: None)
-    m._on_zpci = lambda site: resume         # the machine's zPCI callable, replaced
+    if in_c:
+        m.t.fixed_zpci_result = resume
+    else:
+        m._on_zpci = lambda site: resume     # the machine's zPCI callable, replaced
     img = elf_load.load(elf, MEMORY)
     m.load(img)
     halt = m.run(img.entry)
@@ -233,10 +224,10 @@ def main() -> int:
             # is not unavoidable taken away; a bound above QEMU's wall time
             # means no tool of that shape can be faster than QEMU on this ELF.
             if name == "bench_zpci":
-                t_c, fstats = best(lambda: run_fixed_answer(elf), opts.repeat)
-                assert sum(fstats.zpci) == n_zpci, (sum(fstats.zpci), n_zpci)
-                t_py, pstats_ = best(lambda: run_bare_python(elf), opts.repeat)
-                assert sum(pstats_.zpci) == n_zpci, (sum(pstats_.zpci), n_zpci)
+                t_c, fstats = best(lambda: run_trap_floor(elf, True), opts.repeat)
+                t_py, pstats_ = best(lambda: run_trap_floor(elf, False), opts.repeat)
+                for st in (fstats, pstats_):
+                    assert sum(st.zpci) == n_zpci, (sum(st.zpci), n_zpci)
                 bounds = [("zPCI trapped, UcMachine's callback, model answering a constant",
                            t_null),
                           ("zPCI trapped, one bare Python call each", t_py),
