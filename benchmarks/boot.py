@@ -74,6 +74,20 @@ def run_full(elf: Path):
     return result.stats
 
 
+def run_uc(elf: Path, model, patch=None):
+    """`elf` under a UcMachine whose zPCI instructions go to `model`; its stats.
+
+    `patch(machine)` runs after the load, before the guest starts."""
+    m = UcMachine(MEMORY, model, lambda b: None)
+    img = elf_load.load(elf, MEMORY)
+    m.load(img)
+    if patch is not None:
+        patch(m)
+    halt = m.run(img.entry)
+    assert halt.exit_code == 0, halt.message
+    return m.stats
+
+
 def run_null_model(elf: Path):
     """The trap path with a model that answers every PCILG with cc 0.
 
@@ -89,12 +103,7 @@ def run_null_model(elf: Path):
     def model(d, g):
         return answer if d.index == pcilg else full(d, g)
 
-    m = UcMachine(MEMORY, model, lambda b: None)
-    img = elf_load.load(elf, MEMORY)
-    m.load(img)
-    halt = m.run(img.entry)
-    assert halt.exit_code == 0, halt.message
-    return m.stats
+    return run_uc(elf, model)
 
 
 def run_trap_floor(elf: Path, in_c: bool):
@@ -108,16 +117,14 @@ def run_trap_floor(elf: Path, in_c: bool):
     """
     from emulator._native import lib
     resume = lib.TRAP_RESUME_CC | 0
-    m = UcMachine(MEMORY, lambda d, g: None, lambda b: None)
-    if in_c:
-        m.t.fixed_zpci_result = resume
-    else:
-        m._on_zpci = lambda site: resume     # the machine's zPCI callable, replaced
-    img = elf_load.load(elf, MEMORY)
-    m.load(img)
-    halt = m.run(img.entry)
-    assert halt.exit_code == 0, halt.message
-    return m.stats
+
+    def patch(m):
+        if in_c:
+            m.t.fixed_zpci_result = resume
+        else:
+            m._on_zpci = lambda site: resume     # the machine's zPCI callable, replaced
+
+    return run_uc(elf, lambda d, g: None, patch)
 
 
 def run_raw_unicorn(elf: Path, stop_at: int):
@@ -133,15 +140,12 @@ def run_raw_unicorn(elf: Path, stop_at: int):
 
 def run_emulated_to(elf: Path, stop_at: int):
     """The same span under UcMachine (counting block hook and trap hooks installed)."""
-    m = UcMachine(MEMORY, lambda d, g: None, lambda b: None)
-    img = elf_load.load(elf, MEMORY)
-    m.load(img)
-    # stop where the raw run stops: an LPSWE-free way is a disabled-wait PSW there
-    m.uc.mem_write(stop_at, bytes.fromhex("b2b20000"))      # lpswe 0 -> PSW at 0
-    m.uc.mem_write(0, bytes.fromhex("0002000180000000") + (0xFFF).to_bytes(8, "big"))
-    halt = m.run(img.entry)
-    assert halt.exit_code == 0, halt.message
-    return m.stats
+    def patch(m):
+        # stop where the raw run stops: a disabled-wait PSW loaded there
+        m.uc.mem_write(stop_at, bytes.fromhex("b2b20000"))      # lpswe 0 -> PSW at 0
+        m.uc.mem_write(0, bytes.fromhex("0002000180000000") + (0xFFF).to_bytes(8, "big"))
+
+    return run_uc(elf, lambda d, g: None, patch)
 
 
 def wall(cmd):

@@ -15,6 +15,7 @@ agree.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -32,7 +33,6 @@ from emulator.report import bundled_traces  # noqa: E402
 from emulator.trace.format import RECORD_HEAD, RecordType, StreamKind  # noqa: E402
 from emulator.trace.reader import TraceReader  # noqa: E402
 from emulator.trace.writer import TraceWriter  # noqa: E402
-import dataclasses  # noqa: E402
 
 
 def event_mix(path: Path):

@@ -51,7 +51,6 @@ typedef int (*uc_mem_write_fn)(void *, uint64_t, const void *, uint64_t);
 typedef int (*uc_emu_start_fn)(void *, uint64_t, uint64_t, uint64_t, size_t);
 typedef int (*uc_emu_stop_fn)(void *);
 typedef int (*uc_hook_add_fn)(void *, size_t *, int, void *, void *, uint64_t, uint64_t, ...);
-typedef int (*uc_hook_del_fn)(void *, size_t);
 
 static struct {
     uc_reg_read_fn reg_read;
@@ -62,7 +61,6 @@ static struct {
     uc_emu_start_fn emu_start;
     uc_emu_stop_fn emu_stop;
     uc_hook_add_fn hook_add;
-    uc_hook_del_fn hook_del;
     bool bound;
 } U;
 
@@ -93,7 +91,6 @@ int trap_bind(const char *libpath)
         { "uc_emu_start", (void **)&U.emu_start },
         { "uc_emu_stop", (void **)&U.emu_stop },
         { "uc_hook_add", (void **)&U.hook_add },
-        { "uc_hook_del", (void **)&U.hook_del },
     };
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
         void *p = dlsym(h, syms[i].name);
@@ -124,10 +121,6 @@ static uint32_t insns_in(void *uc, uint64_t addr, uint32_t size)
     return (uint32_t)zpci_count_insns(buf, size, 0, size, NULL, &stop);
 }
 
-/* intno of the trap for a block that starts at an odd address (Python tells it
- * by the odd PC) */
-enum { INTNO_ODD_FETCH = TRAP_INTNO_HOOKED + 1 };
-
 static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno);
 
 static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
@@ -140,7 +133,7 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
      * plain code at full speed, where a check per instruction would not. */
     if (addr & 1) {
         t->cur_block_size = 0;          /* the previous block ran to its end */
-        dispatch(t, uc, addr, INTNO_ODD_FETCH);
+        dispatch(t, uc, addr, TRAP_INTNO_ODD_FETCH);
         return;
     }
     if (!t->counting)
@@ -322,13 +315,18 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
             break;
         }
     }
-    memset(&t->d, 0, sizeof t->d);
-    t->d.index = ZPCI_INDEX_NONE;
-    t->d.addr = t->pc;
-    if (intno == EXCP_PGM && t->nbytes)
+    /* Decoded whatever the trap, so Python takes every length from t->d. */
+    if (t->nbytes) {
         zpci_decode_one(t->bytes, t->nbytes, t->pc, &t->d);
-    /* A cut instruction is no zPCI instruction to the model. */
-    if (t->d.flags & ZPCI_DEC_TRUNCATED)
+    } else {
+        memset(&t->d, 0, sizeof t->d);
+        t->d.addr = t->pc;
+        t->d.index = ZPCI_INDEX_NONE;
+    }
+    /* Only a program exception on a complete instruction is a zPCI trap: a
+     * hooked EPSW, an SVC or the bytes at an odd address are not, and a cut
+     * instruction is none to the model. */
+    if (intno != EXCP_PGM || (t->d.flags & ZPCI_DEC_TRUNCATED))
         t->d.index = ZPCI_INDEX_NONE;
 
     for (int i = 0; i < 16; i++)
@@ -374,7 +372,7 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
     /* The PSW mask must be in place before the PC write ends the block. */
     if (mask != t->pswm)
         U.reg_write(uc, REG_PSWM, &mask);
-    if (rc == 0 && t->counting && intno != INTNO_ODD_FETCH)   /* nothing ran there */
+    if (rc == 0 && t->counting && intno != TRAP_INTNO_ODD_FETCH)   /* nothing ran there */
         t->insns++;
     /* On a stop too: PC then tells a driver where to resume. */
     U.reg_write(uc, REG_PC, &t->next_pc);
@@ -436,7 +434,6 @@ int trap_install(trap_state *t, uintptr_t uch, int count, int trace)
     t->uc = uc;
     t->counting = count || trace;
     t->tracing = trace;
-    memset(t->hooks, 0, sizeof t->hooks);
     memset(t->block_cache, 0, sizeof t->block_cache);
     memset(t->site_cache, 0, sizeof t->site_cache);
     size_t h;
@@ -445,31 +442,17 @@ int trap_install(trap_state *t, uintptr_t uch, int count, int trace)
         snprintf(last_error, sizeof last_error, "uc_hook_add(INTR) failed: %d", err);
         return -1;
     }
-    t->hooks[0] = h;
     err = U.hook_add(uc, &h, UCH_MEM_UNMAPPED, (void *)hook_unmapped, t, 1, 0);
     if (err) {
         snprintf(last_error, sizeof last_error, "uc_hook_add(MEM_UNMAPPED) failed: %d", err);
         return -1;
     }
-    t->hooks[1] = h;
-    /* always: it also catches blocks at odd addresses */
-    {
-        err = U.hook_add(uc, &h, UCH_BLOCK, (void *)hook_block, t, 1, 0);
-        if (err) {
-            snprintf(last_error, sizeof last_error, "uc_hook_add(BLOCK) failed: %d", err);
-            return -1;
-        }
-        t->hooks[2] = h;
-    }
-    return 0;
-}
-
-int trap_uninstall(trap_state *t)
-{
-    for (int i = 0; i < 4; i++) {
-        if (t->hooks[i])
-            U.hook_del(t->uc, t->hooks[i]);
-        t->hooks[i] = 0;
+    /* Installed even when nothing is counted: it is what catches a block
+     * that starts at an odd address. */
+    err = U.hook_add(uc, &h, UCH_BLOCK, (void *)hook_block, t, 1, 0);
+    if (err) {
+        snprintf(last_error, sizeof last_error, "uc_hook_add(BLOCK) failed: %d", err);
+        return -1;
     }
     return 0;
 }
@@ -527,14 +510,4 @@ int trap_mem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n)
 int trap_mem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n)
 {
     return U.mem_write(t->uc, addr, data, n);
-}
-
-int trap_reg_read(trap_state *t, int regid, uint64_t *value)
-{
-    return U.reg_read(t->uc, regid, value);
-}
-
-int trap_reg_write(trap_state *t, int regid, uint64_t value)
-{
-    return U.reg_write(t->uc, regid, &value);
 }

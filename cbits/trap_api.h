@@ -50,7 +50,10 @@ typedef struct trap_state {
     uint32_t intno;           /* unicorn's exception number (3 = program) */
     uint32_t nbytes;          /* readable instruction bytes at pc (0..6) */
     uint8_t bytes[6];
-    zpci_decoded d;           /* the decoder's view of the instruction at pc */
+    /* The decoder's view of the instruction at pc, whatever the trap (ilen
+     * 0 when no byte is readable); index is ZPCI_INDEX_NONE unless it is a
+     * complete zPCI instruction that raised a program exception. */
+    zpci_decoded d;
 
     /* run control and accounting */
     uint64_t insns;           /* guest instructions executed (when counting) */
@@ -59,7 +62,7 @@ typedef struct trap_state {
     uint64_t other_traps;
     uint64_t blocks;          /* block executions seen by the block hook */
     int32_t stop;             /* why the last trap_run returned: TRAP_STOP_* */
-    int32_t counting;         /* block hook installed */
+    int32_t counting;         /* the block hook counts instructions */
     int32_t tracing;          /* block hook reports blocks to Python */
     int32_t fault_type;       /* uc_mem_type of an unmapped access */
     uint64_t fault_addr;      /* its address (TRAP_STOP_UNMAPPED) */
@@ -74,7 +77,6 @@ typedef struct trap_state {
     /* For a zPCI trap: the site slot of pc, plus TRAP_SITE_NEW when the slot
      * was (re)filled now, i.e. Python's object for that slot is stale. */
     uint32_t site;
-    uintptr_t hooks[4];       /* uc_hook handles */
     /* trap_run's callables (PyObject *): strong references held by C for the
      * length of a run, NULL outside one.  Python must not write them. */
     void *py_zpci;
@@ -106,6 +108,9 @@ typedef struct trap_state {
 
 /* intno reported for an instruction caught by trap_hook_at */
 #define TRAP_INTNO_HOOKED 256
+/* intno reported for a block that starts at an odd address: nothing ran
+ * there, and trap_state.pc is that address (the block hook's trap) */
+#define TRAP_INTNO_ODD_FETCH 257
 
 /* Binds the libunicorn the Python binding already loaded (dlopen RTLD_NOLOAD).
  * Returns 0, or -1 with the reason in trap_last_error(). */
@@ -116,7 +121,6 @@ const char *trap_last_error(void);
  * is always installed (it catches blocks at odd addresses); `count` makes it
  * count instructions, `trace` makes it report each block to trap_py_block. */
 int trap_install(trap_state *t, uintptr_t uch, int count, int trace);
-int trap_uninstall(trap_state *t);
 
 /* Hooks the instruction at addr (UC_HOOK_CODE bounded to it): it reaches
  * trap_py_other with intno TRAP_INTNO_HOOKED instead of running. */
@@ -142,5 +146,3 @@ int trap_run(trap_state *t, uint64_t begin, void *zpci_fn, void *error_fn);
 /* Cheap guest access for the Python side: 0 on success. */
 int trap_mem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n);
 int trap_mem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n);
-int trap_reg_read(trap_state *t, int regid, uint64_t *value);
-int trap_reg_write(trap_state *t, int regid, uint64_t value);

@@ -38,6 +38,10 @@ def insn_length(first_byte: int) -> int:
     return lib.zpci_insn_length(first_byte & 0xFF)
 
 
+# insn_length of every first byte, for Python loops that walk code by length
+INSN_LENGTHS = bytes(insn_length(b) for b in range(256))
+
+
 def to_decoded(r) -> Decoded:
     """A Python copy of a cffi ``zpci_decoded`` (the trap path's, or a record here)."""
     # Positional, in Decoded's slot order (a test compares every field by name).

@@ -106,15 +106,15 @@ def psw_invalid(mask: int, addr: int) -> str | None:
     return None
 
 
+def fetches_odd(mask: int, addr: int) -> bool:
+    """Whether the next fetch under PSW (mask, addr) is at an odd address, a
+    specification exception (a wait PSW fetches nothing)."""
+    return bool(addr & 1) and not mask & PSW_MASK_WAIT
+
+
 # External-interruption codes
 EXT_SERVICE = 0x2401
 CR0_SERVICE_SC = 1 << 9         # CR0 bit 54: service-signal subclass mask
-
-
-def ilen_of(first_byte: int) -> int:
-    """Instruction length from the ILC bits of the first byte."""
-    top = first_byte >> 6
-    return 2 if top == 0 else 6 if top == 3 else 4
 
 
 def psw_bytes(mask: int, addr: int) -> bytes:

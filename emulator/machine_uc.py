@@ -21,7 +21,7 @@ from unicorn import s390x_const as sc
 
 from emulator import lowcore as lc
 from emulator._native import ffi, lib
-from emulator.decode import to_decoded
+from emulator.decode import INSN_LENGTHS, to_decoded
 from emulator.errors import UserError
 from firmware_model.guest import MASK64
 from firmware_model.insns import TABLE
@@ -239,7 +239,6 @@ class UcMachine:
                               1 if block_hook else 0)
         if rc != 0:
             raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
-        self.counting = bool(count or block_hook)
         # QEMU's initial CPU reset values of the control registers
         for i in range(16):
             self.uc.reg_write(REG_CR0 + i, 0)
@@ -264,9 +263,10 @@ class UcMachine:
         """
         n = 0
         off, end = 0, len(code)
+        lengths = INSN_LENGTHS
         while off + 2 <= end:
             b0 = code[off]
-            ilen = lc.ilen_of(b0)
+            ilen = lengths[b0]
             if ilen == 4 and off + 4 <= end and (b0, code[off + 1]) in SENSITIVE:
                 if lib.trap_hook_at(self.t, addr + off) != 0:
                     raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
@@ -327,7 +327,7 @@ class UcMachine:
         if lc.psw_invalid(mask, addr):
             self.psw_exception(t, mask, addr, lc.EARLY_PSW_ILEN,
                                f"the invalid PSW {mask:016x} {addr:016x} loaded")
-        elif addr & 1 and not mask & lc.PSW_MASK_WAIT:
+        elif lc.fetches_odd(mask, addr):
             self.odd_fetch(t, mask, addr, "loaded")
         else:
             self.set_psw(t, mask, addr)
@@ -359,17 +359,21 @@ class UcMachine:
         specification exception that loads it again, for ever (QEMU 7.2 spins
         too); the run stops with one line instead.
         """
-        new = self.read_real(lc.PROGRAM_NEW_PSW, 16)
-        mask, addr = int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big")
+        mask, addr = self._new_psw(lc.PROGRAM_NEW_PSW)
         if mask == 0 and addr == 0:
             raise Halt(1, f"{what} with no program-new PSW set")
         why = lc.psw_invalid(mask, addr)
-        if why is None and addr & 1 and not mask & lc.PSW_MASK_WAIT:
+        if why is None and lc.fetches_odd(mask, addr):
             why = "its instruction address is odd"
         if why is not None:
             raise Halt(1, f"{what}: the program-new PSW {mask:016x} {addr:016x} is invalid "
                           f"({why}), so program interruptions would repeat forever")
         self.set_psw(t, mask, addr)
+
+    def _new_psw(self, where: int) -> tuple[int, int]:
+        """The (mask, address) of the new PSW an interruption loads from lowcore ``where``."""
+        new = self.read_real(where, 16)
+        return int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big")
 
     def set_psw(self, t, mask: int, addr: int) -> None:
         """Continue at a new PSW that is valid: checks waits and interrupts."""
@@ -405,8 +409,7 @@ class UcMachine:
         old_mask = self.current_mask(t)
         old_addr = t.next_pc
         self.write_real(lc.EXT_OLD_PSW, lc.psw_bytes(old_mask, old_addr))
-        new = self.read_real(lc.EXT_NEW_PSW, 16)
-        self.load_psw(t, int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big"))
+        self.load_psw(t, *self._new_psw(lc.EXT_NEW_PSW))
 
     def check_interrupts(self, t) -> None:
         """After an instruction that may enable one: deliver what is pending."""
@@ -426,8 +429,7 @@ class UcMachine:
                                    f"(instruction {self.insn_hex(t)})")
 
     def insn_hex(self, t) -> str:
-        n = lc.ilen_of(t.bytes[0]) if t.nbytes else 0
-        return bytes(t.bytes[0:min(n, t.nbytes)]).hex() or "(unreadable)"
+        return bytes(t.bytes[0:min(t.d.ilen, t.nbytes)]).hex() or "(unreadable)"
 
     # --- callbacks from cbits/trap.c --------------------------------------------
     def _on_error(self, exc_type, exc, tb):
@@ -489,15 +491,16 @@ class UcMachine:
         return on_zpci
 
     def _on_other(self, t) -> int:
+        odd = t.intno == lib.TRAP_INTNO_ODD_FETCH
         cut = getattr(self._block_hook, "cut", None)
-        if cut is not None and not t.pc & 1:
+        if cut is not None and not odd:
             # the trapping instruction ends the block that was running (an
             # odd-fetch trap has no instruction, and its block never ran)
-            cut(t.pc, lc.ilen_of(t.bytes[0]) if t.nbytes else 0)
+            cut(t.pc, t.d.ilen)
         try:
-            if t.pc & 1:
-                # cbits/trap.c's block hook: a branch reached an odd address;
-                # the PSW there is the current one (the branch completed)
+            if odd:
+                # a branch reached an odd address; the PSW there is the
+                # current one (the branch completed)
                 self.odd_fetch(t, self.guest_mask(t.pswm), t.pc, "branched to")
             elif t.intno == EXCP_SVC:
                 self._svc(t)
@@ -506,7 +509,7 @@ class UcMachine:
             else:
                 raise Halt(1, f"unexpected unicorn exception {t.intno} at {t.pc:#x}")
         except Halt as h:
-            if h.exit_code == 0 and self.counting:
+            if h.exit_code == 0 and t.counting:
                 t.insns += 1        # the quiescing LPSWE did complete
             self.halted = h
             return 1
@@ -524,8 +527,7 @@ class UcMachine:
         self.write_real(lc.SVC_ILEN, (2).to_bytes(2, "big"))
         self.write_real(lc.SVC_CODE, code.to_bytes(2, "big"))
         self.write_real(lc.SVC_OLD_PSW, lc.psw_bytes(self.guest_mask(t.pswm), t.pc + 2))
-        new = self.read_real(lc.SVC_NEW_PSW, 16)
-        mask, addr = int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big")
+        mask, addr = self._new_psw(lc.SVC_NEW_PSW)
         if mask == 0 and addr == 0:
             raise Halt(1, f"SVC {code} at {t.pc:#x} with no SVC-new PSW set")
         self.load_psw(t, mask, addr)

@@ -27,39 +27,39 @@ CPUID = 0x0000000085610000
 HOOKED = lib.TRAP_INTNO_HOOKED
 SIGP_SENSE = 0x01
 SIGP_STOP = 0x05
-SIGP_SET_PREFIX = 0x0D
 SIGP_SET_ARCH = 0x12
 SIGP_SENSE_RUNNING = 0x15
 SIGP_STAT_INVALID_PARAMETER = 0x100
-SIGP_STAT_NOT_RUNNING = 0x400
 
 
-# Divides: (first byte, selector) -> whether R1 names an even/odd pair.
-DIVIDES = {
-    (0x5D, None): True, (0x1D, None): True,                   # D, DR
-    (0xB9, 0x97): True, (0xB9, 0x87): True,                   # DLR, DLGR
-    (0xB9, 0x0D): True, (0xB9, 0x1D): True,                   # DSGR, DSGFR
-    (0xE3, 0x97): True, (0xE3, 0x87): True,                   # DL, DLG
-    (0xE3, 0x0D): True, (0xE3, 0x1D): True,                   # DSG, DSGF
-}
+# The divides, by (first byte, selector); R1 of each names an even/odd pair.
+DIVIDES = frozenset({
+    (0x5D, None), (0x1D, None),                 # D, DR
+    (0xB9, 0x97), (0xB9, 0x87),                 # DLR, DLGR
+    (0xB9, 0x0D), (0xB9, 0x1D),                 # DSGR, DSGFR
+    (0xE3, 0x97), (0xE3, 0x87),                 # DL, DLG
+    (0xE3, 0x0D), (0xE3, 0x1D),                 # DSG, DSGF
+})
 
 
-def _s_addr(m, t, b: bytes) -> int:
+def _bd(t, hi: int, lo: int, index: int = 0) -> int:
+    """Base (high nibble of hi) + 12-bit displacement + index register, unwrapped."""
+    base = hi >> 4
+    return (t.gpr[base] if base else 0) + (t.gpr[index] if index else 0) + ((hi & 0xF) << 8 | lo)
+
+
+def _s_addr(t, b: bytes) -> int:
     """Second-operand address of an S/SI/RS-format instruction (12-bit displacement)."""
-    base = b[2] >> 4
-    disp = ((b[2] & 0xF) << 8) | b[3]
-    return _wrap(m, t, (t.gpr[base] if base else 0) + disp)
+    return _wrap(t, _bd(t, b[2], b[3]))
 
 
-def _rsy_addr(m, t, b: bytes) -> int:
-    base = b[2] >> 4
-    disp = ((b[2] & 0xF) << 8) | b[3] | (b[4] << 12)
-    if disp & 0x80000:
-        disp -= 0x100000
-    return _wrap(m, t, (t.gpr[base] if base else 0) + disp)
+def _rsy_addr(t, b: bytes, index: int = 0) -> int:
+    """Second-operand address of an RSY (or, with ``index``, RXY) instruction: signed DH:DL."""
+    dh = b[4] - 0x100 if b[4] & 0x80 else b[4]
+    return _wrap(t, _bd(t, b[2], b[3], index) + (dh << 12))
 
 
-def _wrap(m, t, addr: int) -> int:
+def _wrap(t, addr: int) -> int:
     mask = t.pswm
     if mask & lc.PSW_MASK_64:
         return addr & MASK64
@@ -123,7 +123,7 @@ class Privileged:
             return
         if not b:
             raise Halt(1, f"program exception at {t.pc:#x}, whose instruction is not in memory")
-        ilen = lc.ilen_of(b[0])
+        ilen = t.d.ilen
         entry = self.lookup(b[:ilen]) if len(b) >= ilen else None
         if entry is None:
             code = self.classify(t, b[:ilen], ilen) if len(b) >= ilen else None
@@ -156,10 +156,9 @@ class Privileged:
         if op == 0x00:
             return lc.PGM_OPERATION
         key = (op, b[5]) if ilen == 6 else (op, b[1]) if op in (0xB9,) else (op, None)
-        pair = DIVIDES.get(key)
-        if pair is not None:
+        if key in DIVIDES:
             r1 = (b[3] >> 4) if op == 0xB9 else (b[1] >> 4)
-            if pair and r1 & 1:
+            if r1 & 1:
                 return lc.PGM_SPECIFICATION
             return lc.PGM_FIXPT_DIVIDE
         for addr in self._operand_addresses(t, b, ilen):
@@ -168,38 +167,31 @@ class Privileged:
         return None
 
     def _operand_addresses(self, t, b: bytes, ilen: int):
-        m, g = self.m, t.gpr
         op = b[0]
-
-        def bd(hi, lo, idx=0):
-            base, disp = hi >> 4, ((hi & 0xF) << 8) | lo
-            return (g[base] if base else 0) + (g[idx] if idx else 0) + disp
-
         if 0x40 <= op <= 0x7F and ilen == 4:                    # RX
-            yield _wrap(m, t, bd(b[2], b[3], b[1] & 0xF))
+            yield _wrap(t, _bd(t, b[2], b[3], b[1] & 0xF))
         elif op == 0xE5 and ilen == 6:                          # SIL
-            yield _wrap(m, t, bd(b[2], b[3]))
+            yield _s_addr(t, b)
         elif op in (0xE3, 0xEB) and ilen == 6:                  # RXY, RSY
-            idx = b[1] & 0xF if op == 0xE3 else 0
-            yield _wrap(m, t, _rsy_addr(m, t, b) + (g[idx] if idx else 0))
+            yield _rsy_addr(t, b, b[1] & 0xF if op == 0xE3 else 0)
         elif (0x88 <= op <= 0x9F or 0xB6 <= op <= 0xBF) and ilen == 4:   # RS, SI
-            yield _wrap(m, t, bd(b[2], b[3]))
+            yield _s_addr(t, b)
         elif 0xD0 <= op <= 0xDF and ilen == 6:                  # SS
-            yield _wrap(m, t, bd(b[2], b[3]))
-            yield _wrap(m, t, bd(b[4], b[5]))
+            yield _s_addr(t, b)
+            yield _wrap(t, _bd(t, b[4], b[5]))
         elif op in (0xC4, 0xC6) and ilen == 6:                  # RIL, relative long
             rel = int.from_bytes(b[2:6], "big", signed=True)
-            yield _wrap(m, t, t.pc + 2 * rel)
+            yield _wrap(t, t.pc + 2 * rel)
 
     # --- helpers ---------------------------------------------------------------
     def _read(self, t, addr: int, size: int, ilen: int) -> bytes | None:
-        data = self.m.read(self.m.real_to_abs(addr), size)
+        data = self.m.read_real(addr, size)
         if data is None:
             self.m.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
         return data
 
     def _write(self, t, addr: int, data: bytes, ilen: int) -> bool:
-        if not self.m.write(self.m.real_to_abs(addr), data):
+        if not self.m.write_real(addr, data):
             self.m.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
             return False
         return True
@@ -218,13 +210,13 @@ class Privileged:
 
     # --- PSW -------------------------------------------------------------------
     def lpswe(self, t, b, ilen) -> None:
-        psw = self._read_aligned(t, _s_addr(self.m, t, b), 8, 16, ilen)
+        psw = self._read_aligned(t, _s_addr(t, b), 8, 16, ilen)
         if psw is None:
             return
         self.m.load_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
 
     def lpsw(self, t, b, ilen) -> None:
-        raw = self._read_aligned(t, _s_addr(self.m, t, b), 8, 8, ilen)
+        raw = self._read_aligned(t, _s_addr(t, b), 8, 8, ilen)
         if raw is None:
             return
         short = int.from_bytes(raw, "big")
@@ -244,7 +236,7 @@ class Privileged:
             # CR0 bit 33: SSM suppression
             m.program_interrupt(t, lc.PGM_SPECIAL_OP, ilen)
             return
-        data = self._read(t, _s_addr(m, t, b), 1, ilen)
+        data = self._read(t, _s_addr(t, b), 1, ilen)
         if data is None:
             return
         mask = (self.m.current_mask(t) & ~(0xFF << 56)) | (data[0] << 56)
@@ -262,8 +254,7 @@ class Privileged:
         self.m.check_interrupts(t)
 
     def _stnosm(self, t, b, ilen, op) -> None:
-        m = self.m
-        addr = _s_addr(m, t, b)
+        addr = _s_addr(t, b)
         mask = self.m.current_mask(t)
         if not self._write(t, addr, bytes([mask >> 56]), ilen):
             return
@@ -289,8 +280,8 @@ class Privileged:
     def _cr_operand(self, t, b, ilen) -> tuple[int, int]:
         """Address and bytes per register: LCTL/STCTL (RS, words) or LCTLG/STCTG (RSY)."""
         if ilen == 6:
-            return _rsy_addr(self.m, t, b), 8
-        return _s_addr(self.m, t, b), 4
+            return _rsy_addr(t, b), 8
+        return _s_addr(t, b), 4
 
     def lctl(self, t, b, ilen) -> None:
         """LCTL and LCTLG."""
@@ -320,7 +311,7 @@ class Privileged:
     # --- CPU identity and prefix -------------------------------------------------
     def spx(self, t, b, ilen) -> None:
         m = self.m
-        data = self._read_aligned(t, _s_addr(m, t, b), 4, 4, ilen)
+        data = self._read_aligned(t, _s_addr(t, b), 4, 4, ilen)
         if data is None:
             return
         prefix = int.from_bytes(data, "big") & 0x7FFFE000
@@ -328,17 +319,17 @@ class Privileged:
             raise Halt(1, f"SPX at {t.pc:#x} sets prefix {prefix:#x}: only prefix 0 is emulated")
 
     def stpx(self, t, b, ilen) -> None:
-        addr = _s_addr(self.m, t, b)
+        addr = _s_addr(t, b)
         if self._aligned(t, addr, 4, ilen):
             self._write(t, addr, self.m.prefix.to_bytes(4, "big"), ilen)
 
     def stap(self, t, b, ilen) -> None:
-        addr = _s_addr(self.m, t, b)
+        addr = _s_addr(t, b)
         if self._aligned(t, addr, 2, ilen):
             self._write(t, addr, (0).to_bytes(2, "big"), ilen)
 
     def stidp(self, t, b, ilen) -> None:
-        addr = _s_addr(self.m, t, b)
+        addr = _s_addr(t, b)
         if self._aligned(t, addr, 8, ilen):
             self._write(t, addr, CPUID.to_bytes(8, "big"), ilen)
 
@@ -348,7 +339,7 @@ class Privileged:
 
     def stfle(self, t, b, ilen) -> None:
         """QEMU's HELPER(stfle): as many doublewords as both sides have room for."""
-        addr = _s_addr(self.m, t, b)
+        addr = _s_addr(t, b)
         if not self._aligned(t, addr, 8, ilen):
             return
         have = len(FACILITY_DWORDS)
@@ -383,9 +374,8 @@ class Privileged:
         m.check_interrupts(t)
 
     def sigp(self, t, b, ilen) -> None:
-        m = self.m
         r1, r3 = b[1] >> 4, b[1] & 0xF
-        order = _s_addr(m, t, b) & 0xFF
+        order = _s_addr(t, b) & 0xFF
         cpu_addr = t.gpr[r3] & 0xFFFF
         if cpu_addr != 0:
             t.cc = 3            # not operational: there is one CPU, address 0

@@ -120,15 +120,6 @@ def elf_path(name: str, guests_dir: str | os.PathLike = GUESTS_DIR) -> Path:
     return Path(guests_dir) / "build" / f"{name}.elf"
 
 
-def run_program(name: str, timeout: float = 60, qemu: str | None = None) -> QemuResult:
-    """Run a bundled guest by name with its arguments from programs.json."""
-    progs = programs()
-    if name not in progs:
-        raise UserError(f"unknown guest program {name!r} (known: {', '.join(sorted(progs))})",
-                        where=str(PROGRAMS_JSON))
-    return run_qemu(elf_path(name), progs[name], timeout=timeout, qemu=qemu)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m emulator.qemu_oracle NAME|ELF [qemu args...]``: print the guest output."""
     import sys

@@ -70,7 +70,6 @@ class Sclp:
     console: bool = True                 # an sclpconsole is attached
     pci_configure: Callable[[int], int] | None = None     # fid -> response code
     pci_deconfigure: Callable[[int], int] | None = None
-    receive_mask: int = 0                # what the guest said it can receive
     pending_param: int | None = None     # service-signal parameter still undelivered
     commands: dict = field(default_factory=dict)   # command word -> count
 
@@ -108,7 +107,7 @@ class Sclp:
         self.commands[code] = self.commands.get(code, 0) + 1
         if not self._code_valid(code):
             self._rc(sccb, RC_INVALID_SCLP_COMMAND)
-        elif not self._boundary_ok(sccb_addr, length, code):
+        elif not self._boundary_ok(sccb_addr, length):
             self._rc(sccb, RC_SCCB_BOUNDARY_VIOLATION)
         else:
             self._execute(sccb, code)
@@ -128,7 +127,7 @@ class Sclp:
             CMD_WRITE_EVENT_DATA, CMD_WRITE_EVENT_MASK)
 
     @staticmethod
-    def _boundary_ok(addr: int, length: int, code: int) -> bool:
+    def _boundary_ok(addr: int, length: int) -> bool:
         # Only the extended-length SCCB facility lets the info commands cross
         # a page, and QEMU's "qemu" CPU model does not have it (its READ SCP
         # INFO puts the CPU entries at the fixed offset 128).
@@ -195,15 +194,11 @@ class Sclp:
             return
         base = 12
 
-        def get(i: int) -> int:
-            raw = bytes(sccb[base + i * mlen:base + (i + 1) * mlen]) + bytes(8 - mlen)
-            return int.from_bytes(raw[:8], "big")
-
         def put(i: int, value: int) -> None:
             sccb[base + i * mlen:base + (i + 1) * mlen] = value.to_bytes(8, "big")[:mlen]
 
-        # masks: cp receive, cp send, sclp receive, sclp send
-        self.receive_mask = get(0)
+        # masks: cp receive, cp send, sclp receive, sclp send; the guest's
+        # own (cp) masks matter only for events sent to it, and none ever is
         put(2, self.host_receive_mask)
         put(3, self.host_send_mask)
         self._rc(sccb, RC_NORMAL_COMPLETION)

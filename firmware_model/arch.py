@@ -275,14 +275,7 @@ FMB_OFF_LAST_UPDATE = 8
 FMB_OFF_COUNTERS = 16
 FMB_SIZE = 64          # through the format-0 DMA byte counters
 
-
-class FmbCounter(enum.IntEnum):
-    LOAD = 0
-    STORE = 1
-    STORE_BLOCK = 2
-    RPCIT = 3
-
-
+# measurement counters, in the block's order
 FMB_CNT_LD = 0
 FMB_CNT_ST = 1
 FMB_CNT_STB = 2

@@ -11,9 +11,9 @@ from __future__ import annotations
 import struct
 
 from .arch import (
-    CLP_FH_LIST_ENTRY_SIZE, CLP_MASK_FMT, CLP_REQ_QPCIG_MASK_PFGID, ClpCmd, ClpRsp,
-    FH_MASK_ENABLE, FH_MASK_INDEX, FH_MASK_SHM, FnState, LIST_PCI_HDR_LEN, PCI_BAR_COUNT,
-    PCI_MAX_FUNCTIONS, SetPciFnOc, UID_CHECKING_ENABLED,
+    CLP_FH_LIST_ENTRY_SIZE, CLP_FHLIST_MASK_CONFIG, CLP_MASK_FMT, CLP_REQ_QPCIG_MASK_PFGID,
+    ClpCmd, ClpRsp, FH_MASK_ENABLE, FH_MASK_INDEX, FH_MASK_SHM, FnState, LIST_PCI_HDR_LEN,
+    PCI_BAR_COUNT, PCI_MAX_FUNCTIONS, SetPciFnOc, UID_CHECKING_ENABLED,
 )
 
 CLP_BUFFER_SIZE = 8192
@@ -99,7 +99,7 @@ def list_pci(bus, buf: bytearray) -> int:
                 dev = fn.device
                 struct.pack_into(">HHIII", buf, entry,
                                  dev.config_read(2, 2) or 0, dev.config_read(0, 2) or 0,
-                                 0 if fn.state is FnState.STANDBY else 0x80000000,
+                                 0 if fn.state is FnState.STANDBY else CLP_FHLIST_MASK_CONFIG,
                                  fn.fid, fn.fh)
                 g_l2 += CLP_FH_LIST_ENTRY_SIZE
                 entry += CLP_FH_LIST_ENTRY_SIZE
@@ -164,7 +164,7 @@ def query_pci_fn(bus, buf: bytearray, rsp: int) -> int:
     dev = fn.device
     for i in range(PCI_BAR_COUNT):
         _U32.pack_into(buf, rsp + 32 + 4 * i, dev.config_read(0x10 + 4 * i, 4) or 0)
-        buf[rsp + 24 + i] = _ctz(dev.bar_size(i))
+        buf[rsp + 24 + i] = _ctz(fn.bar_sizes[i])
     return ClpRsp.OK
 
 

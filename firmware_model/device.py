@@ -17,7 +17,6 @@ class DmaErrorKind(enum.Enum):
     OUT_OF_RANGE = "out-of-range"  # outside [pba, pal]
     NO_IOAT = "no-ioat"            # translation not registered or function not enabled
     ADDRESSING = "addressing"      # beyond guest memory
-    BUS_MASTER = "bus-master"      # device DMA disabled by the command register
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import partial
 
 from .arch import (
-    FnState, MASK64, PAGE_MASK, PAGE_SIZE, Pec, ZPCI_INDEX_MASK, ZPCI_IOTA_RTTO_FLAG,
+    FnState, MASK64, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Pec, ZPCI_INDEX_MASK, ZPCI_IOTA_RTTO_FLAG,
     ZPCI_MSI_VEC_MASK, ZPCI_PT_MASK, ZPCI_PTE_ADDR_MASK, ZPCI_PTE_INVALID,
-    ZPCI_RTE_ADDR_MASK, ZPCI_SFAA_MASK, ZPCI_STE_ADDR_MASK, ZPCI_TABLE_FC,
-    ZPCI_TABLE_INVALID, ZPCI_TABLE_LEN_RTX, ZPCI_TABLE_OFFSET_MASK, ZPCI_TABLE_PROTECTED,
-    ZPCI_TABLE_TYPE_MASK, ZPCI_TABLE_TYPE_RTX, ZPCI_TABLE_TYPE_SX,
+    ZPCI_RT_SHIFT, ZPCI_RTE_ADDR_MASK, ZPCI_SFAA_MASK, ZPCI_ST_SHIFT, ZPCI_STE_ADDR_MASK,
+    ZPCI_TABLE_FC, ZPCI_TABLE_INVALID, ZPCI_TABLE_LEN_RTX, ZPCI_TABLE_OFFSET_MASK,
+    ZPCI_TABLE_PROTECTED, ZPCI_TABLE_TYPE_MASK, ZPCI_TABLE_TYPE_RTX, ZPCI_TABLE_TYPE_SX,
 )
 from .device import DmaError, DmaErrorKind, DmaPort
 
@@ -56,15 +57,6 @@ class Iota:
     def t(self) -> int:
         return (self.raw >> 11) & 0x1
 
-    @property
-    def protected(self) -> bool:
-        return (self.raw & ZPCI_TABLE_PROTECTED) == ZPCI_TABLE_PROTECTED
-
-    @property
-    def origin(self) -> int:
-        # QEMU strips only the T bit and DT=RTTO; any other low bits stay in the address
-        return self.raw & ~ZPCI_IOTA_RTTO_FLAG & MASK64
-
 
 @dataclass(frozen=True, slots=True)
 class WalkResult:
@@ -76,7 +68,7 @@ class WalkResult:
 
 
 _ETT_RT, _ETT_ST, _ETT_PT = 1, 0, -1
-_FRAME = {_ETT_RT: 1 << 31, _ETT_ST: 1 << 20, _ETT_PT: 1 << 12}
+_FRAME = {_ETT_RT: 1 << ZPCI_RT_SHIFT, _ETT_ST: 1 << ZPCI_ST_SHIFT, _ETT_PT: PAGE_SIZE}
 
 
 def _read_u64(memory, addr: int) -> int:
@@ -88,6 +80,7 @@ def _read_u64(memory, addr: int) -> int:
 
 def table_walk(memory, iota: int, addr: int) -> WalkResult:
     """s390_guest_io_table_walk for one address."""
+    # QEMU strips only the T bit and DT=RTTO; any other low bits stay in the address
     to = iota & ~ZPCI_IOTA_RTTO_FLAG & MASK64
     iova = addr & PAGE_MASK
     translated = 0
@@ -99,11 +92,11 @@ def table_walk(memory, iota: int, addr: int) -> WalkResult:
     length = 0
     while to:
         if ett == _ETT_RT:
-            tx = (iova >> 31) & ZPCI_INDEX_MASK
+            tx = (iova >> ZPCI_RT_SHIFT) & ZPCI_INDEX_MASK
         elif ett == _ETT_ST:
-            tx = (iova >> 20) & ZPCI_INDEX_MASK
+            tx = (iova >> ZPCI_ST_SHIFT) & ZPCI_INDEX_MASK
         else:
-            tx = (iova >> 12) & ZPCI_PT_MASK
+            tx = (iova >> PAGE_SHIFT) & ZPCI_PT_MASK
         te = _read_u64(memory, to + tx * 8)
         nto = 0
         err = 0
@@ -140,40 +133,86 @@ def table_walk(memory, iota: int, addr: int) -> WalkResult:
     return WalkResult(int(error), iova, translated, length, int(perm))
 
 
-def _update_iotlb(fn, iova: int, translated: int, perm: int) -> int:
-    """s390_pci_update_iotlb for one page; returns the DMA budget left (1 = unlimited)."""
-    iotlb = fn.iotlb
-    cached = iotlb.get(iova)
-    if not perm:
-        if cached is not None:
-            del iotlb[iova]
-            if fn.dma_avail is not None:
-                fn.dma_avail += 1
-    elif cached is None or cached.perm != perm or cached.translated_addr != translated:
-        iotlb[iova] = IotlbEntry(iova, translated, perm)
-        if fn.dma_avail is not None:
+def _budget(fn) -> int:
+    """The DMA entries the function may still map (1 stands for unlimited)."""
+    return 1 if fn.dma_avail is None else fn.dma_avail
+
+
+def _map_page(fn, iova: int, translated: int, perm: int) -> bool:
+    """s390_pci_update_iotlb for one page of a valid entry; True when the budget refuses it."""
+    avail = fn.dma_avail
+    if avail is not None and avail <= 0:
+        return True
+    cached = fn.iotlb.get(iova)
+    if cached is None or cached.perm != perm or cached.translated_addr != translated:
+        fn.iotlb[iova] = IotlbEntry(iova, translated, perm)
+        if avail is not None:
             # QEMU charges a replaced entry again without refunding the old one
-            fn.dma_avail -= 1
-    return 1 if fn.dma_avail is None else fn.dma_avail
+            fn.dma_avail = avail - 1
+    return False
 
 
-def _unmap_range(fn, first: int, stop: int) -> int:
-    """Unmap every page in [first, stop): per page as QEMU, or per cached entry when cheaper."""
+def cached_pages(cache: dict, first: int, stop: int) -> list[int]:
+    """The page IOVAs in [first, stop) that ``cache`` holds, without visiting
+    every page of a range larger than the cache."""
+    if (stop - first) >> 12 > len(cache):
+        return [k for k in cache if first <= k < stop]
+    return [k for k in range(first, stop, PAGE_SIZE) if k in cache]
+
+
+def _unmap_range(fn, first: int, stop: int) -> None:
+    """s390_pci_update_iotlb for the pages [first, stop) of an invalid entry."""
     iotlb = fn.iotlb
-    if (stop - first) >> 12 > len(iotlb):
-        for iova in [k for k in iotlb if first <= k < stop]:
-            _update_iotlb(fn, iova, 0, Perm.NONE)
-    else:
-        for iova in range(first, stop, PAGE_SIZE):
-            if iova in iotlb:
-                _update_iotlb(fn, iova, 0, Perm.NONE)
-    return 1 if fn.dma_avail is None else fn.dma_avail
+    for iova in cached_pages(iotlb, first, stop):
+        del iotlb[iova]
+        if fn.dma_avail is not None:
+            fn.dma_avail += 1
 
 
 # Region-third tables index IOVA bits 31-41: the walk result repeats every 2^42
 # bytes, so after a full period without a mapping or an error every later step
 # only unmaps.
 _WALK_PERIOD = 1 << 42
+
+
+def walk_range(memory, iota: int, start: int, end: int, map_page, unmap_range
+               ) -> tuple[int, int, bool]:
+    """One pass of QEMU's RPCIT loop over [start, end) of the tables ``iota`` anchors.
+
+    Steps follow the level each walk stopped at, from the unaligned address.
+    ``map_page(iova, translated, perm)`` is called for each 4K page of a valid
+    entry and returns True to refuse it (an exhausted DMA budget: the rest of
+    that entry is skipped); ``unmap_range(first, stop)`` gets the pages
+    [first, stop) of an invalid entry at once, since one region entry spans
+    2 GiB.  Returns (Pec or 0, address reached, whether a page was refused).
+    """
+    addr = start
+    mapped = refused = False
+    while addr < end:
+        w = table_walk(memory, iota, addr)
+        if w.error:
+            return w.error, addr, refused
+        addr += w.length
+        stop = addr if addr < end else end
+        page = w.iova
+        perm = w.perm
+        if not perm:
+            if page < stop:
+                unmap_range(page, (stop + PAGE_SIZE - 1) & PAGE_MASK)
+        else:
+            frame = w.translated_addr
+            while page < stop:
+                if map_page(page, frame, perm):
+                    refused = True
+                    break
+                mapped = True
+                page += PAGE_SIZE
+                frame += PAGE_SIZE
+        if not mapped and not refused and addr - start >= _WALK_PERIOD and addr < end:
+            # every later step repeats an invalid step of this period
+            unmap_range(addr & PAGE_MASK, (end + PAGE_SIZE - 1) >> 12 << 12)
+            return 0, end, refused
+    return 0, addr, refused
 
 
 def refresh(fn, memory, start: int, length: int) -> tuple[int, int, int]:
@@ -183,46 +222,17 @@ def refresh(fn, memory, start: int, length: int) -> tuple[int, int, int]:
     """
     sstart = start & MASK64
     end = (sstart + length) & MASK64
-    dma_avail = 1 if fn.dma_avail is None else fn.dma_avail
     if not fn.iota:
-        return Pec.INVALAS, sstart, dma_avail
+        return Pec.INVALAS, sstart, _budget(fn)
     if end < fn.pba or sstart > fn.pal:
-        return Pec.OORANGE, sstart, dma_avail
-    iota = fn.iota
+        return Pec.OORANGE, sstart, _budget(fn)
+    map_page = partial(_map_page, fn)
+    unmap_range = partial(_unmap_range, fn)
     while True:
-        start = sstart
-        again = False
-        mapped = False
-        error = 0
-        while start < end:
-            w = table_walk(memory, iota, start)
-            if w.error:
-                error = w.error
-                break
-            start += w.length
-            iova, translated = w.iova, w.translated_addr
-            stop = min(start, end)
-            if not w.perm:
-                if iova < stop:
-                    dma_avail = _unmap_range(fn, iova, (stop + PAGE_SIZE - 1) & PAGE_MASK)
-            else:
-                while iova < start and iova < end:
-                    if dma_avail > 0:
-                        dma_avail = _update_iotlb(fn, iova, translated, w.perm)
-                        mapped = True
-                        iova += PAGE_SIZE
-                        translated += PAGE_SIZE
-                    else:
-                        again = True
-                        break
-            if not mapped and not again and start - sstart >= _WALK_PERIOD and start < end:
-                # the rest of the range repeats this period's invalid steps: unmap it at once
-                dma_avail = _unmap_range(fn, start & PAGE_MASK, (end + PAGE_SIZE - 1) >> 12 << 12)
-                start = end
-        if error:
-            return error, start, dma_avail
-        if not (again and dma_avail > 0):
-            return 0, start, dma_avail
+        # QEMU runs the pass again when it refused a page and later unmaps freed entries
+        error, reached, refused = walk_range(memory, fn.iota, sstart, end, map_page, unmap_range)
+        if error or not refused or _budget(fn) <= 0:
+            return error, reached, _budget(fn)
 
 
 # -- device side -----------------------------------------------------------

@@ -5,8 +5,9 @@ this guest's GISA (the decision established that before we run); it finds
 the function by the handle the guest presents, through ``fns`` (the
 host's handle map), never through QEMU's bus.  What the guest then sees
 must equal QEMU's answer for the same state, so the checks run in QEMU's
-order; the BAR/config access rules and the measurement counters are the
-shared low-level mechanisms (userspace.pci_load / pci_store / count).
+order; the BAR/config access rules, PCISTB past the function lookup and the
+measurement counters are shared with userspace (userspace.pci_load /
+pci_store / pcistb_access / count).
 
 ``execute`` returns None where firmware would not complete the instruction
 itself (it intercepts instead); the router then sends it to userspace.
@@ -14,24 +15,19 @@ itself (it intercepts instead); the router then sends it to userspace.
 from __future__ import annotations
 
 from firmware_model.arch import (
-    FMB_CNT_LD, FMB_CNT_RPCIT, FMB_CNT_ST, FMB_CNT_STB, FnState, LsStatus, MASK64,
-    ModStatus, Pec, Pgm, ZPCI_IO_BAR_MAX,
+    FMB_CNT_LD, FMB_CNT_RPCIT, FMB_CNT_ST, FnState, LsStatus, MASK64, ModStatus, Pec,
 )
 from firmware_model.insns import TABLE
 from firmware_model.kvm import registration_matches, shadow_function
 from firmware_model.outcome import Completion
 from firmware_model.userspace import (
-    Fault, count, effective_address, fmb_update, pci_load, pci_store, set_status,
+    CC0 as _CC0, CC1 as _CC1, CC3 as _CC3, NOT_USABLE as _NOT_USABLE, PGM_OPERAND as _OPND,
+    PGM_PRIVILEGED as _PRIV, PGM_SPECIFICATION as _SPEC, Fault, count, fmb_update, pci_load,
+    pci_store, pcistb_access, set_status,
 )
 
-_CC0, _CC1, _CC3 = Completion(0), Completion(1), Completion(3)
-_PRIV = Completion(None, Pgm.PRIVILEGED)
-_SPEC = Completion(None, Pgm.SPECIFICATION)
-_OPND = Completion(None, Pgm.OPERAND)
-_ADDR = Completion(None, Pgm.ADDRESSING)
 _OPERAND = Fault.OPERAND
 _ERROR, _PERM = FnState.ERROR, FnState.PERMANENT_ERROR
-_NOT_USABLE = (FnState.RESERVED, FnState.STANDBY, FnState.DISABLED, FnState.PERMANENT_ERROR)
 _ST_MASK = ~0xFF000000 & MASK64
 
 
@@ -154,38 +150,7 @@ class Firmware:
     def pcistb_found(self, d, guest, req, found):
         if guest.problem_state:
             return _PRIV
-        r1 = d.r1
-        fn = found[1]
-        state = fn.state
-        if state is _ERROR or state is _PERM:
-            guest.set_gpr(r1, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
-            return _CC1
-        pcias = (req >> 16) & 0xF
-        if pcias > ZPCI_IO_BAR_MAX or not fn.bar_sizes[pcias]:
-            guest.set_gpr(r1, (req & _ST_MASK) | (LsStatus.INVAL_AS << 24))
-            return _CC1
-        length = req & 0x1FFF
-        offset = guest.gpr(d.r3)
-        gaddr = effective_address(d, guest)
-        if (offset & 7 or length <= 8 or length & 7 or length > fn.group.maxstbl
-                or (offset & 0xFFF) + length > 0x1000 or gaddr & 7):
-            return _SPEC
-        # QEMU asks one subregion to take the whole block before it fetches the
-        # source (the device's optional bar_block_valid); without that check each
-        # store is checked as it happens, after the fetch, as userspace does.
-        block_valid = getattr(fn.device, "bar_block_valid", None)
-        if block_valid is not None and not block_valid(pcias, offset, length):
-            return _OPND
-        data = guest.read(gaddr, length)
-        if data is None:
-            return _ADDR
-        for i in range(0, length, 8):
-            if pci_store(fn, pcias, offset + i, 8, int.from_bytes(data[i:i + 8], "big")) is not None:
-                return _OPND
-        fn.counters[FMB_CNT_STB] += 1
-        if fn.fmb_addr:
-            fmb_update(fn, guest)
-        return _CC0
+        return pcistb_access(found[1], d, guest, req)
 
     # -- what-if: RPCIT against the IOAT the host gave the firmware -----------
 

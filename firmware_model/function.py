@@ -17,6 +17,7 @@ from .arch import (
     ZPCI_MAX_UID, ZPCI_MSI_ADDR, ZPCI_SDMA_ADDR,
 )
 from .device import PciDevice
+from .dma import DirectDma, TranslatedDma
 
 __all__ = ["ConfigError", "FnState", "FunctionGroup", "DEFAULT_GROUP", "SeiEvent",
            "ZpciFunction", "ZpciBus"]
@@ -292,7 +293,6 @@ class ZpciBus:
         fn.state = FnState.DISABLED
         fn.fh |= shm
         if dma is None:
-            from .dma import DirectDma, TranslatedDma
             translated = getattr(device, "dma_translated", True)
             device.dma = TranslatedDma(fn) if translated else DirectDma(fn)
         else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-MASK64 = (1 << 64) - 1
+from .arch import MASK64
 
 
 class Guest(Protocol):

@@ -338,8 +338,9 @@ class Host:
             self._drop_ioat(hf)
         else:
             return self._fail(name, Errno.EINVAL)
-        vm.stats[f"zpci_op_{ZpciOp(op).name.lower()}"] += 1
-        hf.stats[f"zpci_op_{ZpciOp(op).name.lower()}"] += 1
+        key = f"zpci_op_{ZpciOp(op).name.lower()}"
+        vm.stats[key] += 1
+        hf.stats[key] += 1
         self.stats[name] += 1
         return Errno.OK
 

@@ -88,9 +88,6 @@ class Decoded:
     def insn(self) -> ZpciInsn:
         return TABLE[self.index]
 
-    def fields(self) -> dict:
-        return {k: getattr(self, k) for k in self.__slots__}
-
     def __eq__(self, other):
         return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
 

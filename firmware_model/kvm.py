@@ -22,67 +22,15 @@ from __future__ import annotations
 from collections import Counter
 
 from firmware_model.arch import (
-    FMB_CNT_RPCIT, LsStatus, MASK64, ModStatus, PAGE_MASK, PAGE_SIZE, Pec, Pgm, FnState,
+    FMB_CNT_RPCIT, LsStatus, MASK64, ModStatus, Pec, FnState,
 )
-from firmware_model.dma import IotlbEntry, table_walk
+from firmware_model.dma import IotlbEntry, cached_pages, walk_range
 from firmware_model.outcome import Completion
 from firmware_model.policy import IoatPath
-from firmware_model.userspace import count, set_status
-
-_CC0 = Completion(0)
-_CC1 = Completion(1)
-_CC3 = Completion(3)
-_PGM_PRIV = Completion(None, Pgm.PRIVILEGED)
-_PGM_SPEC = Completion(None, Pgm.SPECIFICATION)
-_NOT_USABLE = (FnState.RESERVED, FnState.STANDBY, FnState.DISABLED, FnState.PERMANENT_ERROR)
-
-# The RT level indexes IOVA bits 31-41: a walk repeats every 2^42 bytes, so
-# after a whole period with neither a mapping nor an error the rest of the
-# range can only unmap (as in the userspace pass; RPCIT lengths are 64-bit).
-_PERIOD = 1 << 42
-
-
-def shadow_pass(memory, iota: int, start: int, end: int, map_page, unmap_range) -> tuple[int, int]:
-    """Walk the guest tables over [start, end) and shadow what they say.
-
-    ``map_page(iova, translated, perm)`` for each 4K page of a valid entry,
-    ``unmap_range(first, stop)`` for the pages [first, stop) of an invalid one
-    (a range, since one invalid region entry spans 2 GiB).  Steps follow the
-    level the walk stopped at, from the unaligned address, as QEMU's pass
-    does; once a whole period has mapped nothing, the rest of the range is
-    one ``unmap_range``.  Returns (Pec or 0, address reached).
-    """
-    addr = start
-    mapped = False
-    while addr < end:
-        w = table_walk(memory, iota, addr)
-        if w.error:
-            return w.error, addr
-        addr += w.length
-        stop = addr if addr < end else end
-        page = w.iova
-        if not w.perm:
-            if page < stop:
-                unmap_range(page, (stop + PAGE_SIZE - 1) & PAGE_MASK)
-        else:
-            frame = w.translated_addr
-            while page < stop:
-                map_page(page, frame, w.perm)
-                mapped = True
-                page += PAGE_SIZE
-                frame += PAGE_SIZE
-        if not mapped and addr - start >= _PERIOD and addr < end:
-            # every later step repeats one of this period: invalid, so unmapped
-            unmap_range(addr & PAGE_MASK, (end + PAGE_SIZE - 1) >> 12 << 12)
-            return 0, end
-    return 0, addr
-
-
-def pages_in(cache: dict, first: int, stop: int):
-    """The cached page IOVAs in [first, stop), without visiting every page of a huge range."""
-    if (stop - first) >> 12 > len(cache):
-        return [k for k in cache if first <= k < stop]
-    return [k for k in range(first, stop, PAGE_SIZE) if k in cache]
+from firmware_model.userspace import (
+    CC0 as _CC0, CC1 as _CC1, CC3 as _CC3, NOT_USABLE as _NOT_USABLE,
+    PGM_PRIVILEGED as _PGM_PRIV, PGM_SPECIFICATION as _PGM_SPEC, count, set_status,
+)
 
 
 def shadow_function(memory, fn, hf, ioat, start: int, end: int) -> tuple[int, int, int]:
@@ -106,11 +54,12 @@ def shadow_function(memory, fn, hf, ioat, start: int, end: int) -> tuple[int, in
                 refused += 1
 
     def unmap_range(first, stop):
-        for iova in pages_in(iotlb, first, stop):
+        for iova in cached_pages(iotlb, first, stop):
             del iotlb[iova]
             domain.unmap(iova)
 
-    error, where = shadow_pass(memory, ioat.iota, start, end, map_page, unmap_range)
+    # map_page returns None: nothing is refused to the pass itself, only counted
+    error, where, _ = walk_range(memory, ioat.iota, start, end, map_page, unmap_range)
     return error, where, refused
 
 
@@ -137,10 +86,7 @@ class KvmZpci:
         self.stats: Counter = Counter()
 
     def handle(self, d, guest) -> Completion | None:
-        """kvm_s390_handle_b9 for the one opcode the assist adds."""
-        return self.handle_rpcit(d, guest)
-
-    def handle_rpcit(self, d, guest) -> Completion | None:
+        """kvm_s390_handle_b9 for the one opcode the assist adds: RPCIT."""
         if guest.problem_state:
             self.stats["instruction_rpcit"] += 1
             return _PGM_PRIV
@@ -205,7 +151,7 @@ class KvmZpci:
             domain.map(iova, translated, bool(perm & 2), vm, gen)
 
         def unmap_range(first, stop):
-            for iova in pages_in(domain.entries, first, stop):
+            for iova in cached_pages(domain.entries, first, stop):
                 domain.unmap(iova)
 
-        return shadow_pass(memory, ioat.iota, start, end, map_page, unmap_range)
+        return walk_range(memory, ioat.iota, start, end, map_page, unmap_range)[:2]

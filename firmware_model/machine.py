@@ -335,8 +335,7 @@ class Machine:
         """
         view = None
         if self._passthrough:
-            if fh & _SHM in (0, _EMUL):
-                fh ^= _EMUL
+            fh = passthrough_handle(fh)
             # a host function the guest cannot run through the firmware table
             # (e.g. one it disabled) still answers the decision's lookup
             other = self._by_pfh.get(fh)
@@ -410,9 +409,6 @@ class Machine:
         self.router.reset()
         self.firmware.counts[:] = [0] * len(self.firmware.counts)
         self.kvm.stats.clear()
-
-    def function(self, fid: int):
-        return self.bus.find_by_fid(fid)
 
     # --- platform operations that change the bus outside the instruction path -------
 

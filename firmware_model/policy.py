@@ -128,9 +128,6 @@ def rpcit_fw_reason(fh: int, lsi: bool, fn: FnView | None, gisa: int) -> Reason:
     return Reason.IOAT_REGISTERED
 
 
-_SERVED = (Reason.INTERPRETED, Reason.IOAT_REGISTERED)
-
-
 def route_of(policy: Policy, index: int, fh: int, lsi: bool, fn: FnView | None,
              vm_id: int, gisa: int) -> tuple[Route, Reason]:
     """Reference decision for one policy (slow path; Decider is the fast one)."""

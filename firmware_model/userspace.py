@@ -7,7 +7,8 @@ the architecture wins and docs/deviations.md says so.
 
 Public API for the routing layer: ``UserspaceHandler(bus).execute(d, guest)``;
 for the firmware path: ``pci_load`` / ``pci_store`` (BAR and config access
-with QEMU's length rules), ``count`` (measurement counters + FMB update).
+with QEMU's length rules), ``pcistb_access`` (PCISTB once the function is
+found), ``count`` (measurement counters + FMB update).
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ _CC = (CC0, CC1, Completion(2), CC3)
 
 _ERROR, _PERM_ERROR = FnState.ERROR, FnState.PERMANENT_ERROR
 _ENABLED, _BLOCKED, _DISABLED = FnState.ENABLED, FnState.BLOCKED, FnState.DISABLED
-_NOT_USABLE = frozenset((FnState.RESERVED, FnState.STANDBY, FnState.DISABLED,
-                         FnState.PERMANENT_ERROR))
+# states in which RPCIT and MPCIFC answer cc 3 (the firmware and KVM paths share them)
+NOT_USABLE = (FnState.RESERVED, FnState.STANDBY, FnState.DISABLED, FnState.PERMANENT_ERROR)
 
 
 class Fault(enum.Enum):
@@ -227,33 +228,25 @@ def handle_pcistg(ctx, d, guest):
     return CC0
 
 
-def handle_pcistb(ctx, d, guest):
-    if guest.problem_state:
-        return PGM_PRIVILEGED
-    r1 = d.r1
-    req = guest.gpr(r1)
-    fh = req >> 32
+def pcistb_access(fn, d, guest, req: int) -> Completion:
+    """PCISTB once the request in R1 named ``fn``: QEMU's checks from the function
+    state on, in its order, then the stores (the firmware path runs this too)."""
+    if fn.state is _ERROR or fn.state is _PERM_ERROR:
+        set_status(guest, d.r1, LsStatus.BLOCKED)
+        return CC1
     pcias = (req >> 16) & 0xF
+    if pcias > ZPCI_IO_BAR_MAX or not fn.bar_sizes[pcias]:
+        set_status(guest, d.r1, LsStatus.INVAL_AS)
+        return CC1
     length = req & 0x1FFF
     offset = guest.gpr(d.r3)
     gaddr = effective_address(d, guest)
-    if not fh & FH_MASK_ENABLE:
-        return CC3
-    fn = ctx.bus.find_by_fh(fh)
-    if fn is None:
-        return CC3
-    if fn.state is _ERROR or fn.state is _PERM_ERROR:
-        set_status(guest, r1, LsStatus.BLOCKED)
-        return CC1
-    dev = fn.device
-    if pcias > ZPCI_IO_BAR_MAX or not fn.bar_sizes[pcias]:
-        set_status(guest, r1, LsStatus.INVAL_AS)
-        return CC1
-    if (offset % 8 or length <= 8 or length % 8 or length > fn.group.maxstbl
+    if (offset & 7 or length <= 8 or length & 7 or length > fn.group.maxstbl
             or (offset & 0xFFF) + length > 0x1000 or gaddr & 7):
         return PGM_SPECIFICATION
     # QEMU validates every doubleword store before it reads the source operand;
     # a device without the (optional) check gets its stores validated as they happen
+    dev = fn.device
     block_valid = getattr(dev, "bar_block_valid", None)
     if block_valid is not None and not block_valid(pcias, offset, length):
         return PGM_OPERAND
@@ -269,6 +262,19 @@ def handle_pcistb(ctx, d, guest):
     return CC0
 
 
+def handle_pcistb(ctx, d, guest):
+    if guest.problem_state:
+        return PGM_PRIVILEGED
+    req = guest.gpr(d.r1)
+    fh = req >> 32
+    if not fh & FH_MASK_ENABLE:
+        return CC3
+    fn = ctx.bus.find_by_fh(fh)
+    if fn is None:
+        return CC3
+    return pcistb_access(fn, d, guest, req)
+
+
 def handle_rpcit(ctx, d, guest):
     if guest.problem_state:
         return PGM_PRIVILEGED
@@ -279,7 +285,7 @@ def handle_rpcit(ctx, d, guest):
     if fn is None:
         return CC3
     state = fn.state
-    if state in _NOT_USABLE:
+    if state in NOT_USABLE:
         return CC3
     if state is _ERROR:
         set_status(guest, r1, ModStatus.ERROR_RECOVER)
@@ -338,7 +344,7 @@ def handle_mpcifc(ctx, d, guest):
     if fiba & 7:
         return PGM_SPECIFICATION
     fn = ctx.bus.find_by_fh(r1v >> 32)
-    if fn is None or fn.state in _NOT_USABLE:
+    if fn is None or fn.state in NOT_USABLE:
         return CC3
     raw = guest.read(fiba, FIB_SIZE)
     if raw is None:
@@ -522,8 +528,7 @@ class UserspaceHandler:
     def __init__(self, bus):
         self.bus = bus
         g = globals()
-        # handlers[d.index](self, d, guest): the router may call these directly
-        self.handlers = self._dispatch = tuple(g["handle_" + insn.handler] for insn in TABLE)
+        self._dispatch = tuple(g["handle_" + insn.handler] for insn in TABLE)
 
     def execute(self, d, guest) -> Completion:
         try:
@@ -539,6 +544,6 @@ class UserspaceHandler:
         return False
 
 
-__all__ = ["UserspaceHandler", "Fault", "pci_load", "pci_store", "count", "fmb_update",
-           "effective_address", "reg_ioat_valid", "set_status"] + [
+__all__ = ["UserspaceHandler", "Fault", "pci_load", "pci_store", "pcistb_access", "count",
+           "fmb_update", "effective_address", "reg_ioat_valid", "set_status"] + [
     "handle_" + insn.handler for insn in TABLE]

@@ -6,13 +6,13 @@ test_differential.py.
 """
 import json
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from _helpers import run_cli
 from emulator import elf_load, lowcore as lc
 from emulator.errors import UserError
 from emulator.machine_uc import UcMachine
@@ -547,8 +547,7 @@ def test_elf_parser_total_on_damaged_headers(edits):
 
 # --- the command line ---------------------------------------------------------------
 def zpci(*argv, timeout=120):
-    return subprocess.run([sys.executable, "-m", "emulator.cli", "boot", *argv],
-                          capture_output=True, timeout=timeout, cwd=ROOT)
+    return run_cli("boot", *argv, text=False, timeout=timeout)
 
 
 def test_cli_probe_stats_and_trace(tmp_path):

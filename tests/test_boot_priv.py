@@ -8,33 +8,20 @@ The small guests at the end (no cross compiler needed) check the odd and invalid
 PSWs that branches, interruptions and STOSM produce; tests/test_boot_psw.py
 compares those cases and LPSW with QEMU.
 """
-import importlib.util
 import io
-from pathlib import Path
 
 import pytest
 
+from _helpers import emulate, guest_build
 from conftest import needs_cross, needs_qemu
 from emulator import boot, qemu_args
 from emulator.errors import UserError
 from emulator.qemu_oracle import base_args, run_qemu
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("guest_build", ROOT / "benchmarks/guests/build.py")
-guest_build = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(guest_build)
-
 
 @pytest.fixture(scope="module")
 def privprobe(tmp_path_factory):
     return guest_build.privprobe(tmp_path_factory.mktemp("privprobe"))
-
-
-def emulate(elf, extra=()):
-    out = io.BytesIO()
-    args = qemu_args.parse([*base_args(), "-kernel", str(elf), *extra])
-    result = boot.run(args, out)
-    return result, out.getvalue()
 
 
 @needs_cross

@@ -11,20 +11,11 @@ interruption", "Invalid PSWs loaded by an interruption, LPSW or LPSWE",
 first, then rewritten to the architecture's, and the whole transcript must
 then be equal.
 """
-import importlib.util
-import io
-from pathlib import Path
-
 import pytest
 
+from _helpers import emulate, guest_build
 from conftest import needs_cross, needs_qemu
-from emulator import boot, qemu_args
-from emulator.qemu_oracle import base_args, run_qemu
-
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("guest_build", ROOT / "benchmarks/guests/build.py")
-guest_build = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(guest_build)
+from emulator.qemu_oracle import run_qemu
 
 SOURCES = ["pswprobe_start.S", "pswprobe.c"]
 
@@ -89,12 +80,6 @@ def normalise(qemu_out: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def pswprobe(tmp_path_factory):
     return guest_build.build(tmp_path_factory.mktemp("pswprobe"), "pswprobe", SOURCES)
-
-
-def emulate(elf):
-    out = io.BytesIO()
-    result = boot.run(qemu_args.parse([*base_args(), "-kernel", str(elf)]), out)
-    return result, out.getvalue()
 
 
 @needs_cross

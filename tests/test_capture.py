@@ -12,11 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _helpers import run_cli
 from conftest import needs_qemu
 from emulator.capture import initramfs, runner, sites, workloads
 from emulator.capture.linux import crosscheck
@@ -253,8 +253,7 @@ def test_incomplete_capture_info_is_one_line(tmp_path, info):
 @needs_qemu
 @needs_gdb
 def test_capture_baremetal_end_to_end(tmp_path):
-    if not PROBE.exists():
-        pytest.skip(f"{PROBE} not built (make guests)")
+    assert PROBE.is_file(), f"{PROBE} missing: the guests' ELFs are committed (make guests)"
     from emulator.capture import baremetal
     from emulator.trace.reader import TraceReader
 
@@ -295,8 +294,7 @@ def test_capture_baremetal_end_to_end(tmp_path):
 @pytest.mark.skipif(not LINUX_TRACES, reason="no bundled traces under traces/linux/")
 @pytest.mark.parametrize("trace", LINUX_TRACES, ids=lambda p: p.name)
 def test_bundled_linux_trace_replays_without_mismatch(trace):
-    p = subprocess.run([sys.executable, "-m", "emulator.cli", "replay", "--check", "--json",
-                        str(trace)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    p = run_cli("replay", "--check", "--json", trace)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(p.stdout)
     assert res and all(not r.get("mismatches") for r in res), \

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _helpers import run_cli
 from conftest import CROSS_GCC
 from hypothesis import given, settings, strategies as st
 
@@ -255,7 +255,6 @@ def test_damaged_elf_never_escapes_as_a_traceback(tmp_path_factory, cut, edits):
 
 def test_cli_process_exit_status():
     """End to end through a real process: exit status and no traceback."""
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "decode", "/nonexistent/zpci.bin"],
-                       capture_output=True, text=True)
+    r = run_cli("decode", "/nonexistent/zpci.bin")
     assert r.returncode == 1
     assert r.stderr.strip() == "zpci-emu: /nonexistent/zpci.bin: No such file or directory"

@@ -605,6 +605,21 @@ class DevdumpDriver:
             self.reset_error()
         self.isr_line()
 
+    def probe_access_platform(self, label: str, pages: dict[int, int]) -> None:
+        """Is ACCESS_PLATFORM offered?  Print it; if so, register the DMA window and
+        refresh the first three pages of the translations ``pages`` (IOVA -> frame)."""
+        b, c = self.vc[1]["bar"], self.vc[1]["off"]
+        self.bar_st_le(b, c, 4, 1)
+        self.translated = bool((self.bar_le(b, c + 4, 4) >> 1) & 1)
+        self.bar_st_le(b, c, 4, 0)
+        self.head("E")
+        self.puts(f"{label}={int(self.translated)}\n")
+        port = self.port
+        if self.translated:
+            port.tables = {iova: (frame, False) for iova, frame in pages.items()}
+            port.ioat, port.pba, port.pal = True, SDMA, SDMA + DMA_WINDOW_SIZE - 1
+            port.rpcit(SDMA, 0x3000)
+
     def run_driver(self) -> None:
         dev_id = self.dev.device_id
         rng = dev_id in (0x1005, 0x1044)
@@ -612,17 +627,10 @@ class DevdumpDriver:
         if not (rng or net) or None in (self.vc[1], self.vc[2], self.vc[3]):
             return
         b, c = self.vc[1]["bar"], self.vc[1]["off"]
-        self.bar_st_le(b, c, 4, 1)
-        self.translated = bool((self.bar_le(b, c + 4, 4) >> 1) & 1)
-        self.bar_st_le(b, c, 4, 0)
-        self.head("E")
-        self.puts(f"access_platform={int(self.translated)}\n")
+        self.probe_access_platform("access_platform", {
+            SDMA: RING, SDMA + 0x1000: RING + 0x1000, SDMA + 0x2000: BUFPAGE,
+            SDMA + 0x3000: RDONLY_PAGE})
         port = self.port
-        if self.translated:
-            port.tables = {SDMA: (RING, False), SDMA + 0x1000: (RING + 0x1000, False),
-                           SDMA + 0x2000: (BUFPAGE, False), SDMA + 0x3000: (RDONLY_PAGE, False)}
-            port.ioat, port.pba, port.pal = True, SDMA, SDMA + DMA_WINDOW_SIZE - 1
-            port.rpcit(SDMA, 0x3000)
         self.set_master(True)
         q = self.q = 0 if rng else 1
         wr = 2 if rng else 0
@@ -724,17 +732,9 @@ class DevdumpDriver:
         if self.dev.device_id not in (0x1001, 0x1042) or None in (self.vc[1], self.vc[2], self.vc[3]):
             return
         b, c = self.vc[1]["bar"], self.vc[1]["off"]
-        self.bar_st_le(b, c, 4, 1)
-        self.translated = bool((self.bar_le(b, c + 4, 4) >> 1) & 1)
-        self.bar_st_le(b, c, 4, 0)
-        self.head("E")
-        self.puts(f"blk access_platform={int(self.translated)}\n")
+        self.probe_access_platform("blk access_platform", {
+            SDMA: RING, SDMA + 0x1000: RING + 0x1000, SDMA + 0x2000: BUFPAGE})
         port = self.port
-        if self.translated:
-            port.tables = {SDMA: (RING, False), SDMA + 0x1000: (RING + 0x1000, False),
-                           SDMA + 0x2000: (BUFPAGE, False)}
-            port.ioat, port.pba, port.pal = True, SDMA, SDMA + DMA_WINDOW_SIZE - 1
-            port.rpcit(SDMA, 0x3000)
         self.set_master(True)
         self.q = 0
         self.verbose = True
@@ -956,7 +956,8 @@ import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
 
-from conftest import CROSS_GCC, QEMU, needs_qemu  # noqa: E402
+from conftest import CROSS_GCC, needs_qemu  # noqa: E402
+from emulator.qemu_oracle import run_qemu  # noqa: E402
 
 DATA = pathlib.Path(__file__).parent / "data"
 ELF = pathlib.Path(__file__).parent.parent / "traces" / "guests" / "build" / "devdump.elf"
@@ -1059,14 +1060,13 @@ MACHINES = {
 def qemu_devdump(device: str | list[str], extra: list[str] = ()) -> str:
     """The golden files' recipe: docs/qemu-oracle.md's command line, a function per device."""
     devices = [device] if isinstance(device, str) else device
-    cmd = [QEMU or "qemu-system-s390x", "-nodefaults", "-nographic",
-           "-machine", "s390-ccw-virtio,accel=tcg", "-cpu", "qemu", "-m", "256",
-           "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0", *extra]
+    args = list(extra)
     for n, dev in enumerate(devices):
-        cmd += ["-device", f"zpci,uid={n + 1},fid={n + 1},target=vpci{n}",
-                "-device", f"{dev},id=vpci{n}"]
-    cmd += ["-kernel", str(ELF)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+        args += ["-device", f"zpci,uid={n + 1},fid={n + 1},target=vpci{n}",
+                 "-device", f"{dev},id=vpci{n}"]
+    q = run_qemu(ELF, args, timeout=120)
+    assert q.exit_code == 0 and not q.timed_out, q.stderr.decode(errors="replace")[-2000:]
+    return q.stdout.decode()
 
 
 def _diff(want: list[str], got: list[str]) -> str:

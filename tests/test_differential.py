@@ -3,15 +3,15 @@
 The console output must be identical once emulator.normalise has undone the
 deviations docs/deviations.md documents (QEMU side only; nothing is skipped).
 """
-import io
 import re
 import sys
 
 import pytest
 
+from _helpers import emulate
 from conftest import needs_qemu
-from emulator import boot, normalise, qemu_args
-from emulator.qemu_oracle import GUESTS_DIR, base_args, programs, run_qemu
+from emulator import normalise
+from emulator.qemu_oracle import GUESTS_DIR, programs, run_qemu
 
 
 # read at collection: a missing or broken programs.json is an error, not zero tests
@@ -23,12 +23,6 @@ PROGRAMS = sorted(programs().items())
 # about twenty times over three functions: 4.7e9 instructions in all.
 MAX_INSNS = {"devdump": "1e10"}
 DEFAULT_MAX_INSNS = "4e9"
-
-
-def emulate(elf, extra, max_insns=DEFAULT_MAX_INSNS):
-    out = io.BytesIO()
-    args = qemu_args.parse([*base_args(), "-kernel", str(elf), *extra, "--max-insns", max_insns])
-    return boot.run(args, out), out.getvalue()
 
 
 @needs_qemu

@@ -1,28 +1,20 @@
 """The modeled host: association at vfio open, ZPCI_OP scoping, the IOMMU domain, release paths."""
-import struct
-
 from firmware_model.arch import Pec
 from firmware_model.guest import SimpleGuest
 from firmware_model.host import REGAEN_HOST, Errno, Host, ZpciOp
 from firmware_model.kvm import KvmZpci
 from firmware_model.policy import IoatPath
+from test_props_world import write_dma_tables
 
 IOVA = 0x100000000
 
 
 def tables(frame_base):
+    """Page 0 of IOVA's segment -> frame_base, page 1 -> the next frame, read-only."""
     g = SimpleGuest(0x10000)
-    rtt, stt, pt = 0x4000, 0x8000, 0xC000
-    for i in range(2048):
-        struct.pack_into(">Q", g.mem, rtt + 8 * i, 0x27)
-        struct.pack_into(">Q", g.mem, stt + 8 * i, 0x20)
-    for i in range(256):
-        struct.pack_into(">Q", g.mem, pt + 8 * i, 0x400)
-    struct.pack_into(">Q", g.mem, rtt + 8 * ((IOVA >> 31) & 0x7FF), stt | 0x7)
-    struct.pack_into(">Q", g.mem, stt, pt)
-    struct.pack_into(">Q", g.mem, pt, frame_base)
-    struct.pack_into(">Q", g.mem, pt + 8, (frame_base + 0x1000) | 0x200)
-    return g, rtt | 0x804
+    iota = write_dma_tables(g.mem, {0: frame_base, 1: (frame_base + 0x1000) | 0x200},
+                            0x4000, 0x8000, 0xC000, IOVA)
+    return g, iota
 
 
 def test_open_associates_and_enables_interpretation():

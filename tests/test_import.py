@@ -1,12 +1,11 @@
 """Import of the gdb recorder's JSONL (linux-guest-traces.md) into trace files."""
 import json
 import struct
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from _helpers import run_cli
 from emulator.errors import UserError
 from emulator.trace.format import Event, EventFlag, Mark, Note, SourceKind, StreamKind
 from emulator.trace.importer import import_jsonl
@@ -15,7 +14,7 @@ from emulator.trace.replay import _decoded, replay
 from firmware_model.guest import RecordingGuest, SimpleGuest
 from firmware_model.insns import encode
 from firmware_model.machine import Machine
-from test_replay_scenario import CONFIG, FIB, MEM, RTO, SDMA, _map, _tables
+from test_replay_scenario import CONFIG, FIB, MEM, SDMA, _clp, _ioat_fib, _map, _tables
 
 # The PCILG record printed in linux-guest-traces.md (a real recording of Linux 6.1).
 DOC_RECORD = json.loads("""{"seq": 9, "t": 3.185, "wall": 1795698565.119, "step_tries": 1, "insn": "PCILG", "addr": "14122a", "bytes": "b9d20012",
@@ -68,15 +67,10 @@ class JsonlRecorder:
         self.seq += 1
         return out
 
+    execute = run               # what test_replay_scenario's _clp drives
+
     def clp(self, cmd, body, rsp_len, addr=0x4000):
-        blk = bytearray(0x1000)
-        struct.pack_into(">HH", blk, 0, 32, cmd)
-        blk[16:16 + len(body)] = body
-        struct.pack_into(">H", blk, 32, rsp_len)
-        self.g.write(0x10000, bytes(blk))
-        self.g.set_gpr(2, 0x10000)
-        self.run(encode("CLP", r1=1, r2=2, m4=2), addr)
-        return self.g.read(0x10000 + 32, rsp_len)
+        return _clp(self, self.g, cmd, body, rsp_len, addr)
 
     def workload(self, rounds=3):
         g = self.g
@@ -86,9 +80,7 @@ class JsonlRecorder:
         rsp = self.clp(5, struct.pack(">IHBB", fh, 0, 0, 1), 32, addr=0x4020)
         fh = struct.unpack_from(">I", rsp, 16)[0]
         _tables(g)
-        fib = bytearray(80)
-        struct.pack_into(">QQQ", fib, 16, SDMA, SDMA + 0x3FFFFFFF, RTO | 0x804)
-        g.write(FIB, bytes(fib))
+        _ioat_fib(g)
         g.set_gpr(1, fh << 32 | 4)
         g.set_gpr(11, FIB)
         self.run(encode("MPCIFC", r1=1, b2=11), 0x5020, phase="setup")
@@ -216,12 +208,10 @@ def test_cli_import(tmp_path):
     src = tmp_path / "doc.jsonl"
     src.write_text(json.dumps(DOC_RECORD) + "\n")
     dst = tmp_path / "o.zpt"
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "import", str(src), "-o", str(dst)],
-                       capture_output=True, text=True)
+    r = run_cli("import", src, "-o", dst)
     assert r.returncode == 0 and "1 zPCI events" in r.stdout
     src.write_text(json.dumps(DOC_RECORD)[:-10] + "\n")
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "import", str(src), "-o", str(dst)],
-                       capture_output=True, text=True)
+    r = run_cli("import", src, "-o", dst)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 

@@ -158,7 +158,7 @@ def test_huge_rpcit_ranges_end_and_agree():
 
 
 def test_cffi_records_from_the_native_decoder_drive_execute():
-    decode = pytest.importorskip("emulator.decode")
+    from emulator import decode
     from firmware_model import insns
     code = insns.encode("PCILG", r1=1, r2=2) + insns.encode("RPCIT", r1=1, r2=2)
     res = decode.decode_buffer(code, 0x1000)

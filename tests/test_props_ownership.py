@@ -13,8 +13,6 @@ Invariants after every step:
   is what the owner's own tables give for that IOVA;
 * nothing stays registered (GISA, AEN, IOAT, mappings) on a function without owner.
 """
-import struct
-
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -39,15 +37,8 @@ RPCIT = insns.BY_MNEMONIC["RPCIT"].index
 def vm_memory(vm_no: int) -> SimpleGuest:
     """A guest whose tables map IOVA page k to a frame only this VM uses."""
     g = SimpleGuest(0x10000)
-    for i in range(2048):
-        struct.pack_into(">Q", g.mem, RTT + 8 * i, 0x27)
-        struct.pack_into(">Q", g.mem, STT + 8 * i, 0x20)
-    for i in range(256):
-        struct.pack_into(">Q", g.mem, PT + 8 * i, 0x400)
-    struct.pack_into(">Q", g.mem, RTT + 8 * ((IOVA >> 31) & 0x7FF), STT | 0x7)
-    struct.pack_into(">Q", g.mem, STT, PT)
-    for k in range(16):
-        struct.pack_into(">Q", g.mem, PT + 8 * k, (0x100000 * (vm_no + 1)) + 0x1000 * k)
+    w.write_dma_tables(g.mem, {k: (0x100000 * (vm_no + 1)) + 0x1000 * k for k in range(16)},
+                       RTT, STT, PT, IOVA)
     return g
 
 

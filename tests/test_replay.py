@@ -1,12 +1,11 @@
 """Replay: --check against recordings, unchecked events, the decision cache, streaming."""
 import json
-import subprocess
-import sys
 import tracemalloc
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from _helpers import run_cli as _cli
 from emulator.errors import UserError
 from emulator.trace.format import Event, EventFlag
 from emulator.trace.reader import TraceReader
@@ -22,11 +21,6 @@ def scenario(tmp_path_factory):
     p = tmp_path_factory.mktemp("scn") / "scenario.zpt"
     n = record_scenario(p, rounds=4)
     return p, n
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "emulator.cli", *map(str, args)],
-                          capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("assume", ["passthrough", "as-recorded"])

@@ -1,11 +1,10 @@
 """The committed traces: the model reproduces them, and the cache changes no count."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _helpers import run_cli
 from emulator.report import bundled_traces
 from emulator.trace.reader import TraceReader
 from emulator.trace.replay import replay
@@ -53,8 +52,7 @@ def test_cache_gives_the_full_model_counts(path):
 
 
 def test_make_report_from_the_committed_traces(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "report", "--out", str(tmp_path)],
-                       capture_output=True, text=True, cwd=ROOT)
+    r = run_cli("report", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "report.json").read_text())
     assert {(ROOT / w["path"]).resolve() for w in rep["workloads"]} == {p.resolve() for p in ALL}

@@ -54,6 +54,13 @@ def _map(g, page: int, frame: int):
     g.write(PTO + ((page >> 12) & 0xFF) * 8, struct.pack(">Q", frame))
 
 
+def _ioat_fib(g):
+    """The FIB of MPCIFC register IOAT: a 1 GiB window at SDMA over the tables at RTO."""
+    fib = bytearray(80)
+    struct.pack_into(">QQQ", fib, 16, SDMA, SDMA + 0x3FFFFFFF, RTO | 0x804)
+    g.write(FIB, bytes(fib))
+
+
 def record_scenario(path, rounds: int = 3, compress: bool = True, stream=StreamKind.FULL,
                     policy: str = "linux-6.0", assume: str = "as-given") -> int:
     """Write the trace; returns the number of events."""
@@ -77,9 +84,7 @@ def record_scenario(path, rounds: int = 3, compress: bool = True, stream=StreamK
         rec.execute(encode("PCISTG", r1=1, r2=2), 0x5010)
         # IOAT registration (MPCIFC oc 4) against real tables
         _tables(g)
-        fib = bytearray(80)
-        struct.pack_into(">QQQ", fib, 16, SDMA, SDMA + 0x3FFFFFFF, RTO | 0x804)
-        g.write(FIB, bytes(fib))
+        _ioat_fib(g)
         g.set_gpr(1, fh << 32 | 4)
         g.set_gpr(11, FIB)
         rec.execute(encode("MPCIFC", r1=1, b2=11), 0x5020)
@@ -166,9 +171,7 @@ def record_ops(path, ops, compress=False) -> int:
                 if struct.unpack_from(">H", rsp, 2)[0] == 0x10:
                     fh = struct.unpack_from(">I", rsp, 16)[0]
             elif op in ("reg_ioat", "dereg_ioat"):
-                fib = bytearray(80)
-                struct.pack_into(">QQQ", fib, 16, SDMA, SDMA + 0x3FFFFFFF, RTO | 0x804)
-                g.write(FIB, bytes(fib))
+                _ioat_fib(g)
                 g.set_gpr(1, fh << 32 | (4 if op == "reg_ioat" else 5))
                 g.set_gpr(11, FIB)
                 rec.execute(encode("MPCIFC", r1=1, b2=11), 0x5020)

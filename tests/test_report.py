@@ -1,11 +1,10 @@
 """zpci-emu report: tables, files, the cost model."""
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
+from _helpers import run_cli
 from emulator.report import COST_BASIS, CostModel, run_report
 from test_replay_scenario import record_ops, record_scenario
 
@@ -47,6 +46,7 @@ def test_report_files_and_figures(traces, tmp_path):
         table = list(csv.DictReader(f))
     alls = [t for t in table if t["mnemonic"] == "ALL"]
     assert len(alls) == 8
+    assert all(t["host_us_at_assumed_cost"] for t in alls)
     per = [t for t in table if t["mnemonic"] != "ALL"]
     for a in alls:
         parts = [t for t in per if t["trace"] == a["trace"] and t["policy"] == a["policy"]]
@@ -57,13 +57,11 @@ def test_report_files_and_figures(traces, tmp_path):
 
 
 def test_cli_report(traces, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "report", *map(str, traces),
-                        "--out", str(tmp_path / "o"), "--cost-kvm-us", "1", "--cost-userspace-us", "4"],
-                       capture_output=True, text=True)
+    r = run_cli("report", *traces, "--out", tmp_path / "o", "--cost-kvm-us", "1",
+                "--cost-userspace-us", "4")
     assert r.returncode == 0, r.stderr
     assert "cost model: kvm exit 1.0 us, userspace exit 4.0 us" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "report", str(traces[0]),
-                        "--cost-kvm-us", "-1"], capture_output=True, text=True)
+    r = run_cli("report", traces[0], "--cost-kvm-us", "-1")
     assert r.returncode == 1 and "non-negative" in r.stderr
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _helpers import ROOT, run_cli
 from conftest import needs_cross, needs_qemu
+from emulator.qemu_oracle import run_qemu
 
-ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "traces" / "guests"
 DEVICES = ["-device", "zpci,uid=1,fid=1,target=r0", "-device", "virtio-rng-pci,id=r0",
            "-device", "zpci,uid=5,fid=7,target=r1", "-device", "virtio-rng-pci,id=r1"]
@@ -272,19 +272,13 @@ def _build(tmp: Path) -> Path:
 
 
 def _qemu(elf: Path) -> list[str]:
-    out = subprocess.run(
-        ["qemu-system-s390x", "-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
-         "-cpu", "qemu", "-m", "256", "-chardev", "stdio,id=con0",
-         "-device", "sclpconsole,chardev=con0", *DEVICES, "-kernel", str(elf)],
-        capture_output=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.decode().splitlines()
+    q = run_qemu(elf, DEVICES, timeout=120)
+    assert q.exit_code == 0 and not q.timed_out, q.stderr
+    return q.stdout.decode().splitlines()
 
 
 def _model(elf: Path) -> list[str]:
-    out = subprocess.run([sys.executable, "-m", "emulator.cli", "boot", "-kernel", str(elf),
-                          "-m", "256", *DEVICES],
-                         capture_output=True, timeout=600, cwd=ROOT)
+    out = run_cli("boot", "-kernel", elf, "-m", "256", *DEVICES, text=False)
     assert out.returncode == 0, out.stderr
     return out.stdout.decode().splitlines()
 

@@ -1,11 +1,10 @@
 """Trace format v1: round trips, run-length encoding, and one-line errors for bad files."""
 import struct
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from _helpers import run_cli
 from emulator.errors import UserError
 from emulator.trace.format import (
     PREAMBLE, End, Event, EventFlag, FunctionInfo, Mark, Note, RecordType, Runs,
@@ -210,8 +209,7 @@ def test_cli_bad_trace_is_one_line(tmp_path):
     data = _valid(tmp_path).read_bytes()
     p = tmp_path / "t.zpt"
     p.write_bytes(data[:-3])
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "trace", "stats", str(p)],
-                       capture_output=True, text=True)
+    r = run_cli("trace", "stats", p)
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert str(p) in r.stderr and "offset" in r.stderr
@@ -219,11 +217,11 @@ def test_cli_bad_trace_is_one_line(tmp_path):
 
 def test_cli_show_and_stats(tmp_path):
     p = _valid(tmp_path, compress=True)
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "trace", "show", str(p)],
-                       capture_output=True, text=True, check=True)
+    r = run_cli("trace", "show", p)
+    assert r.returncode == 0, r.stderr
     assert r.stdout.count(" PCILG @2000 [b9d20012]") == 5 and "out: r1=f41a4110" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "emulator.cli", "trace", "stats", "--json", str(p)],
-                       capture_output=True, text=True, check=True)
+    r = run_cli("trace", "stats", "--json", p)
+    assert r.returncode == 0, r.stderr
     import json
     st_ = json.loads(r.stdout)[0]
     assert st_["events"] == 5 and st_["by_mnemonic"] == {"PCILG": 5}

@@ -19,6 +19,16 @@ static inline volatile void *lowcore(u64 addr)
 
 static void kv(const char *k, u64 v, int d) { puts_(k); hex(v, d); putc_('\n'); }
 
+/* "<tag> <off>: xx xx ..." for the first n bytes of the SCCB, 16 a line */
+static void sccb_dump(const char *tag, u32 n)
+{
+    for (u32 off = 0; off < n; off += 16) {
+        puts_(tag); hex(off, 3); putc_(':');
+        for (u32 j = 0; j < 16; j++) { putc_(' '); hex(info[off + j], 2); }
+        putc_('\n');
+    }
+}
+
 /* privprobe_start.S; program checks go to start.S's handler (pgm_code,
  * pgm_old_psw), SVCs to its handler, which leaves the old PSW at 0x140. */
 extern u64 ext_psw[2];
@@ -127,39 +137,33 @@ int main(void)
     lpswe_case("LPSWE_ODD_CC2", 0x0000200180000000ull, 3);
     lpswe_case("LPSWE_ODD_31", 0x0000000080000000ull, 5);
     /* SCLP write event mask (4-byte masks) */
-    for (u32 i = 0; i < 64; i++) info[i] = 0;
-    info[1] = 28; info[11] = 4; info[12] = 0x00; info[13] = 0x00; info[14] = 0x00; info[15] = 0x40;
+    mset(info, 0, 64);
+    st16(info, 28);
+    st16(info + 10, 4);
+    st32(info + 12, 0x40);
     cc = servc(0x00780005, info);
     kv("WEM cc=", cc, 1);
-    kv("WEM rc=", (info[6] << 8) | info[7], 4);
-    kv("WEM masks0 ", ((u64)info[12] << 24) | (info[13] << 16) | (info[14] << 8) | info[15], 8);
-    kv("WEM masks2 ", ((u64)info[20] << 24) | (info[21] << 16) | (info[22] << 8) | info[23], 8);
-    kv("WEM masks3 ", ((u64)info[24] << 24) | (info[25] << 16) | (info[26] << 8) | info[27], 8);
+    kv("WEM rc=", be16(info + 6), 4);
+    kv("WEM masks0 ", be32(info + 12), 8);
+    kv("WEM masks2 ", be32(info + 20), 8);
+    kv("WEM masks3 ", be32(info + 24), 8);
     /* SCLP read SCP info */
-    for (u32 i = 0; i < 4096; i++) info[i] = 0;
-    info[0] = 0x10;                    /* 4 KiB */
+    mset(info, 0, 4096);
+    st16(info, 4096);
     cc = servc(0x00020001, info);
     kv("RSCPI cc=", cc, 1);
-    kv("RSCPI rc=", (info[6] << 8) | info[7], 4);
-    kv("RSCPI rnmax=", (info[8] << 8) | info[9], 4);
+    kv("RSCPI rc=", be16(info + 6), 4);
+    kv("RSCPI rnmax=", be16(info + 8), 4);
     kv("RSCPI rnsize=", info[10], 2);
-    kv("RSCPI cpus=", (info[16] << 8) | info[17], 4);
-    kv("RSCPI offcpu=", (info[18] << 8) | info[19], 4);
-    for (u32 off = 0; off < 160; off += 16) {
-        puts_("RSCPI "); hex(off, 3); putc_(':');
-        for (u32 j = 0; j < 16; j++) { putc_(' '); hex(info[off + j], 2); }
-        putc_('\n');
-    }
+    kv("RSCPI cpus=", be16(info + 16), 4);
+    kv("RSCPI offcpu=", be16(info + 18), 4);
+    sccb_dump("RSCPI ", 160);
     /* READ CPU INFO */
-    for (u32 i = 0; i < 4096; i++) info[i] = 0;
-    info[0] = 0x10;
+    mset(info, 0, 4096);
+    st16(info, 4096);
     cc = servc(0x00010001, info);
     kv("RCPUI cc=", cc, 1);
-    for (u32 off = 0; off < 48; off += 16) {
-        puts_("RCPUI "); hex(off, 3); putc_(':');
-        for (u32 j = 0; j < 16; j++) { putc_(' '); hex(info[off + j], 2); }
-        putc_('\n');
-    }
+    sccb_dump("RCPUI ", 48);
     /* SCLP error answers: unknown command, page-crossing SCCB, bad event
      * buffer length, an event type nobody handles, a non-zero function code */
     {
@@ -171,16 +175,16 @@ int main(void)
             { 0x00760005, 0, 32, 24, 0x02, 0 },
             { 0x00760005, 0, 32, 24, 0x1a, 1 },
         };
-        for (u32 c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (u32 c = 0; c < ARRAY_SIZE(cases); c++) {
             u8 *b = info + cases[c].at;
-            for (u32 i = 0; i < 4096; i++) info[i] = 0;
-            b[0] = cases[c].len >> 8; b[1] = cases[c].len; b[2] = cases[c].fc;
-            b[8] = cases[c].elen >> 8; b[9] = cases[c].elen; b[10] = cases[c].type;
+            mset(info, 0, 4096);
+            st16(b, cases[c].len); b[2] = cases[c].fc;
+            st16(b + 8, cases[c].elen); b[10] = cases[c].type;
             for (u32 i = 14; i < cases[c].len && i < 24; i++) b[i] = 'x';
             b[22] = '\n';
             cc = servc(cases[c].cmd, b);
             puts_("SCLPERR "); hex(c, 1); puts_(" cc="); hex(cc, 1);
-            puts_(" rc="); hex((b[6] << 8) | b[7], 4); puts_(" flags="); hex(b[11], 2); putc_('\n');
+            puts_(" rc="); hex(be16(b + 6), 4); puts_(" flags="); hex(b[11], 2); putc_('\n');
         }
     }
     /* SERVC with an SCCB in the first 8 KiB: specification exception */

@@ -1,14 +1,13 @@
 """Capture a bare-metal guest ELF (traces/guests) under QEMU: seconds, no download."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from emulator.capture import runner
 from emulator.capture.sites import scan_elf
 from emulator.errors import UserError
+from emulator.qemu_oracle import base_args, programs
 
-PROGRAMS_JSON = Path(__file__).resolve().parents[2] / "traces" / "guests" / "programs.json"
 DEFAULT_DEVICES = ["-device", "zpci,uid=1,fid=1,target=r0", "-device", "virtio-rng-pci,id=r0"]
 MEMORY_MB = 256
 
@@ -16,16 +15,14 @@ MEMORY_MB = 256
 def devices_for(elf: Path) -> list[str]:
     """Device arguments of the guest program (programs.json), else one virtio-rng."""
     try:
-        progs = json.loads(PROGRAMS_JSON.read_text())
-    except (OSError, ValueError):
+        progs = programs()
+    except UserError:               # no usable programs list: a guest of one's own
         progs = {}
     return list(progs.get(elf.stem, DEFAULT_DEVICES))
 
 
 def qemu_args(elf: Path, devices: list[str] | None = None) -> list[str]:
-    return ["-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
-            "-cpu", "qemu", "-m", str(MEMORY_MB),
-            "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
+    return [*base_args(str(MEMORY_MB)),
             *(devices if devices is not None else devices_for(elf)), "-kernel", str(elf)]
 
 

@@ -25,6 +25,8 @@ from emulator.capture.sites import Site, scan_kernel
 from emulator.capture.workloads import (BLK_IMAGE_MB, MARK_MAGIC, PHASES, WORKLOADS,
                                         init_script, parse_stats)
 from emulator.errors import UserError
+from emulator.qemu_args import split_device
+from emulator.qemu_oracle import base_args
 
 DEFAULT_KERNEL = "linux-image-6.1.0-50-s390x"
 MEMORY_MB = 1024
@@ -138,9 +140,7 @@ def qemu_args(kb: KernelBundle, initrd: Path, workload, image: Path | None) -> l
     append = " ".join(x for x in ("console=ttysclp0 nokaslr quiet loglevel=4 rdinit=/init "
                                   "rng_core.default_quality=0",
                                   workload.append) if x)
-    return ["-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
-            "-cpu", "qemu", "-m", str(MEMORY_MB), "-smp", "1",
-            "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
+    return [*base_args(str(MEMORY_MB)), "-smp", "1",
             "-kernel", str(kb.vmlinuz), "-initrd", str(initrd), "-append", append,
             "-no-reboot", *workload.qemu_devices(str(image) if image else None)]
 
@@ -274,10 +274,8 @@ def default_jsonl(out: Path) -> Path:
 
 def device_props(dev: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """Model name and properties of a ``-device`` string (ids and backends dropped)."""
-    kind, *opts = dev.split(",")
-    props = tuple((k, v) for k, _, v in (o.partition("=") for o in opts)
-                  if k not in ("id", "drive", "netdev"))
-    return kind, props
+    kind, props = split_device(dev)
+    return kind, tuple((k, v) for k, v in props if k not in ("id", "drive", "netdev"))
 
 
 def finalize(jsonl: Path, out: Path) -> int:
@@ -323,7 +321,7 @@ def write_trace(jsonl: Path, out: Path, w, detail: str, extra: dict) -> int:
     n = import_jsonl(jsonl, tmp, memory=0, workload=f"linux-{w.name}")
     fids = {}
     for zpci, dev in w.devices:
-        fid = int(dict(o.partition("=")[::2] for o in zpci.split(",")[1:])["fid"])
+        fid = int(dict(split_device(zpci)[1])["fid"])
         fids[fid] = device_props(dev)
     try:
         with TraceReader(tmp) as rd:

@@ -58,7 +58,6 @@ MEM_HEAD = struct.Struct("<QI")                     # addr, length (data follows
 BLOCK_HEAD = struct.Struct("<IQI")                  # block id, addr, length (code follows)
 MARK_HEAD = struct.Struct("<Q")                     # seq of the next event (label follows)
 END_BODY = struct.Struct("<QQII")                   # events, block executions, blocks, marks
-U64 = struct.Struct("<Q")
 
 
 def popcount16(mask: int) -> int:

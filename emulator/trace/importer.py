@@ -19,22 +19,15 @@ import json
 import struct
 from pathlib import Path
 
+from emulator.decode import decode_one
 from emulator.errors import UserError
 from emulator.trace.format import FunctionInfo, SourceKind, StreamKind, TraceHeader, insn_of
 from emulator.trace.writer import TraceWriter
+from firmware_model.arch import CLP_FH_LIST_ENTRY_SIZE, LIST_PCI_HDR_LEN, ClpCmd, ClpRsp
 from firmware_model.insns import BY_MNEMONIC
+from firmware_model.policy import handle_register
 
 DEFAULT_MEMORY = 1024 << 20      # the recorder's recipe runs qemu with -m 1024
-
-# PCI ids -> device model names (virtio 1.0 spec: legacy ids 0x1000+, modern 0x1040 + type)
-_KINDS = {(0x1AF4, 0x1000): "virtio-net-pci", (0x1AF4, 0x1041): "virtio-net-pci",
-          (0x1AF4, 0x1001): "virtio-blk-pci", (0x1AF4, 0x1042): "virtio-blk-pci",
-          (0x1AF4, 0x1005): "virtio-rng-pci", (0x1AF4, 0x1044): "virtio-rng-pci"}
-_MODERN_ONLY = {0x1041, 0x1042, 0x1044}
-
-CLP_LIST_PCI = 0x0002
-CLP_QUERY_PCI_FN = 0x0003
-CLP_RSP_OK = 0x0010
 _EVENT_KINDS = (None, "event", "zpci")
 _MARK_KINDS = ("phase", "mark")
 
@@ -197,6 +190,19 @@ def _parse_event(at: _Line, rec: dict, last_seq: int):
                 incomplete=incomplete, dma_tables=dma, ins=ins)
 
 
+def _virtio_kinds() -> dict[tuple[int, int], tuple[str, bool]]:
+    """PCI ids -> (device model name, modern only), from the models' own ids."""
+    from firmware_model.devices.virtio import MODERN_DEVICE_BASE, VIRTIO_VENDOR
+    from firmware_model.devices.virtio_blk import VirtioBlkPci
+    from firmware_model.devices.virtio_net import VirtioNetPci
+    from firmware_model.devices.virtio_rng import VirtioRngPci
+    out = {}
+    for cls in (VirtioNetPci, VirtioBlkPci, VirtioRngPci):
+        out[(VIRTIO_VENDOR, cls.legacy_device_id)] = (cls.kind, False)
+        out[(VIRTIO_VENDOR, MODERN_DEVICE_BASE + cls.virtio_id)] = (cls.kind, True)
+    return out
+
+
 def _functions(evs) -> tuple[FunctionInfo, ...]:
     """Functions from the recorded CLP responses, in list order."""
     listed: dict[int, dict] = {}
@@ -213,33 +219,34 @@ def _functions(evs) -> tuple[FunctionInfo, ...]:
             continue
         rsp = blk[req_len:]
         rsp_len, code = struct.unpack_from(">HH", rsp, 0)
-        if code != CLP_RSP_OK:
+        if code != ClpRsp.OK:
             continue
-        if cmd == CLP_LIST_PCI and len(rsp) >= 32:
-            esz = max(rsp[31], 16)          # entries are 16 bytes; a smaller size is corrupt
-            for off in range(32, min(rsp_len, len(rsp)) - esz + 1, esz):
+        if cmd == ClpCmd.LIST_PCI and len(rsp) >= LIST_PCI_HDR_LEN:
+            # entries are 16 bytes; a smaller size is corrupt
+            esz = max(rsp[LIST_PCI_HDR_LEN - 1], CLP_FH_LIST_ENTRY_SIZE)
+            for off in range(LIST_PCI_HDR_LEN, min(rsp_len, len(rsp)) - esz + 1, esz):
                 dev, ven, _cfg, fid, fh = struct.unpack_from(">HHIII", rsp, off)
                 listed.setdefault(fid, {"vendor": ven, "device": dev})
                 fhs.setdefault(fid, [])
                 if fh not in fhs[fid]:
                     fhs[fid].append(fh)
-        elif cmd == CLP_QUERY_PCI_FN and len(rsp) >= 128:
+        elif cmd == ClpCmd.QUERY_PCI_FN and len(rsp) >= 128:
             fid = struct.unpack_from(">I", rsp, 20)[0]
             uids[fid] = struct.unpack_from(">I", rsp, 124)[0]
     for ev in evs:
         ins = ev["ins"]
         if ins.mnemonic in ("PCILG", "PCISTG", "RPCIT", "MPCIFC", "PCISTB"):
-            reg = (ev["insn"][3] & 0xF) if ins.status_reg.name == "R2" else (
-                ev["insn"][3] >> 4 if ins.ilen == 4 else ev["insn"][1] >> 4)
+            reg = handle_register(ins.index, decode_one(ev["insn"]))
             fh = ev["gprs_before"][reg] >> 32
             for fid, lst in fhs.items():
                 if any((h & 0x7FFFFFFF) == (fh & 0x7FFFFFFF) for h in lst) and fh not in lst:
                     lst.append(fh)
+    kinds = _virtio_kinds()
     out = []
     for fid, ids in listed.items():
         ven, dev = ids["vendor"], ids["device"]
-        kind = _KINDS.get((ven, dev), f"pci-{ven:04x}-{dev:04x}")
-        props = (("disable-legacy", "on"),) if dev in _MODERN_ONLY else ()
+        kind, modern_only = kinds.get((ven, dev), (f"pci-{ven:04x}-{dev:04x}", False))
+        props = (("disable-legacy", "on"),) if modern_only else ()
         out.append(FunctionInfo(fid=fid, uid=uids.get(fid), kind=kind, fhs=tuple(fhs[fid]),
                                 props=props, vendor_id=ven, device_id=dev))
     return tuple(out)

@@ -24,6 +24,7 @@ MAX_RECORD = 64 << 20       # no writer makes larger records; bigger means a cor
 _RH = RECORD_HEAD.size
 _EH = EVENT_HEAD.size
 _MH = MEM_HEAD.size
+_KNOWN_FLAGS = sum(f.value for f in EventFlag)
 
 
 class TraceError(UserError):
@@ -234,11 +235,6 @@ class TraceReader:
             raise self.error(off, "internal: EVENT passed to other_record")
         raise self.error(off, f"unknown record type {rtype:#x}")
 
-    def events(self):
-        for rec in self:
-            if isinstance(rec, Event):
-                yield rec
-
 
 def check_event_head(rd: TraceReader, off: int, insn6, ilen: int, flags: int, cc: int):
     """The instruction of an EVENT head (its table entry), after checking it, its
@@ -246,7 +242,7 @@ def check_event_head(rd: TraceReader, off: int, insn6, ilen: int, flags: int, cc
     ins = insn_of(insn6)
     if ins is None or ins.ilen != ilen:
         raise rd.error(off, f"event instruction {insn6[:ilen].hex()} is not a zPCI instruction")
-    if flags & ~0x1F:
+    if flags & ~_KNOWN_FLAGS:
         raise rd.error(off, f"unknown event flags {flags:#x}")
     if cc > 3:
         raise rd.error(off, f"condition code {cc} out of range")

@@ -8,7 +8,7 @@ whose every event the model must reproduce under --check.
 """
 from __future__ import annotations
 
-from emulator.trace.replay import _decoded
+from emulator.decode import decode_one
 from firmware_model.guest import RecordingGuest
 
 _CC_MASK = 3 << 44
@@ -34,7 +34,7 @@ class ModelRecorder:
             self.w.run_block(bid)
         before = [g.gpr(r) for r in range(16)]
         rg = RecordingGuest(g)
-        out = self.m.execute(_decoded(bytes(insn), addr), rg)
+        out = self.m.execute(decode_one(bytes(insn), addr), rg)
         after = [g.gpr(r) for r in range(16)]
         c = out.completion
         pswm_after = self.pswm

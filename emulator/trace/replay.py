@@ -55,10 +55,6 @@ _EH = EVENT_HEAD.size
 
 # --------------------------------------------------------------------------- guest and device
 
-class MissingInput(Exception):
-    pass
-
-
 # An RPCIT recorded without the table entries it walked (the gdb recorder's
 # default) reads them as invalid entries: the walk then unmaps instead of
 # failing, so the function is not put into the error state by data the trace
@@ -473,12 +469,11 @@ class _FileReplay:
                if f.vendor_id is not None and f.device_id is not None}
         self.machines = [make_machine(cfg, p, ASSUME[assume], self.path, stand_ins,
                                       live=self.all_writes, ids=ids) for p in self.policies]
-        self.stand_ins = sorted(set(stand_ins))
         self.res = WorkloadResult(self.path, h.workload or self.path, h.source.value, h.stream.value,
-                                  self.policies, routes={p: {} for p in self.policies})
+                                  self.policies, routes={p: {} for p in self.policies},
+                                  stand_ins=sorted(set(stand_ins)))
         self.decoded: dict = {}
         self._sid = 0
-        self.res.stand_ins = self.stand_ins
 
     # -- one event through every policy's machine
     def run_full(self, ev: Event) -> tuple:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from emulator.decode import count_insns
+from emulator.decode import count_insns, decode_one
 from emulator.trace.format import Block, End, Event, EventFlag, Mark, Note, Runs
 from emulator.trace.reader import TraceReader
 from firmware_model.insns import StatusReg
@@ -36,13 +36,10 @@ class _Executions:
 
 def _status_reg(ev: Event) -> int | None:
     st = ev.info.status_reg
-    c = ev.insn
     if st is StatusReg.NONE:
         return None
-    if ev.info.ilen == 4:
-        r1, r2 = c[3] >> 4, c[3] & 0xF
-        return {StatusReg.R1: r1, StatusReg.R2: r2, StatusReg.R2P1: r2 | 1}[st]
-    return c[1] >> 4
+    d = decode_one(ev.insn, ev.addr)
+    return {StatusReg.R1: d.r1, StatusReg.R2: d.r2, StatusReg.R2P1: d.r2 | 1}[st]
 
 
 def _mem(items) -> str:

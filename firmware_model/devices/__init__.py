@@ -63,7 +63,8 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
             PropSpec("vectors", "2", "MSI-X vectors, 1..2048"),
             PropSpec("romfile", "", "option ROM file"),
             PropSpec("max-bytes", str((1 << 63) - 1), "bytes the guest may take per period"),
-            PropSpec("period", "65536", "rate-limit period in ms"),
+            PropSpec("period", "65536", "rate-limit period in ms (checked; no clock here, "
+                                        "so the max-bytes quota never refills)"),
         )),
     "virtio-net-pci": DeviceKind(
         "virtio-net-pci", "virtio network device without a peer (TX dropped, RX idle)",
@@ -122,8 +123,8 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
         "memdev", "memory-backed test device (BARs are plain bytes)",
         (PropSpec("shape", "", "virtio-rng: the virtio-rng-pci layout, no behaviour"),
          PropSpec("vendor", "0x1af4", "vendor id"),
-         PropSpec("device", "0x10ff", "device id"),
-         PropSpec("bar0..bar5", "", "BAR size (power of 2)"))),
+         PropSpec("device", "0x10ff", "device id"))
+        + tuple(PropSpec(f"bar{i}", "", "BAR size (power of 2)") for i in range(6))),
 }
 
 
@@ -186,6 +187,7 @@ def _props_dict(kind: DeviceKind, props) -> dict[str, str]:
 
 
 def _transport(kind: DeviceKind, p: dict[str, str]):
+    from .pci import rom_bar_size
     from .virtio import TransportOptions
     dl = _get(kind, p, "disable-legacy").lower()
     legacy = True if dl == "auto" else not _bool(kind, "disable-legacy", dl)
@@ -206,11 +208,7 @@ def _transport(kind: DeviceKind, p: dict[str, str]):
         raise _bad_prop(kind, "vectors", f"vectors={vectors}: MSI-X support is mandatory "
                                          f"in the S390 architecture (1..2048 vectors)")
     rombar = _int(kind, "rombar", _get(kind, p, "rombar"), 0, 0xFFFFFFFF)
-    romfile = _get(kind, p, "romfile")
-    rom_size = 0
-    if rombar and romfile:
-        from .virtio_net import rom_bar_size
-        rom_size = rom_bar_size(romfile)
+    rom_size = rom_bar_size(_get(kind, p, "romfile")) if rombar else 0
     ioeventfd = "ioeventfd" in kind.prop_names() and _flag(kind, p, "ioeventfd")
     return TransportOptions(
         legacy=legacy, modern=modern, iommu_platform=iommu, vectors=vectors,
@@ -240,16 +238,24 @@ def _flag(kind: DeviceKind, p: dict[str, str], name: str) -> bool:
     return _bool(kind, name, _get(kind, p, name))
 
 
+def _on_off_auto(kind: DeviceKind, p: dict[str, str], name: str) -> str:
+    """An OnOffAuto property: "auto", "on" or "off"."""
+    v = _get(kind, p, name)
+    if v.lower() == "auto":
+        return "auto"
+    return "on" if _bool(kind, name, v) else "off"
+
+
 def _make_rng(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
     from .virtio_rng import VirtioRngPci
     opts = _transport(kind, p)
     max_bytes = _int(kind, "max-bytes", _get(kind, p, "max-bytes"),
                      0, (1 << 63) - 1)
-    period = _int(kind, "period", _get(kind, p, "period"), 1, 0xFFFFFFFF)
+    _int(kind, "period", _get(kind, p, "period"), 1, 0xFFFFFFFF)
     if seed is None:
         seed = context.get("rngs", 0)
     context["rngs"] = context.get("rngs", 0) + 1
-    return VirtioRngPci(opts, max_bytes=max_bytes, period_ms=period, seed=seed)
+    return VirtioRngPci(opts, max_bytes=max_bytes, seed=seed)
 
 
 def _queue_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
@@ -338,10 +344,9 @@ def _make_blk(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
     flags = {n: _flag(kind, p, n) for n in (
         "config-wce", "discard", "write-zeroes", "report-discard-granularity", "seg-max-adjust",
         "x-enable-wce-if-config-wce", "request-merging", "share-rw")}
-    for name in ("account-invalid", "account-failed", "write-cache"):
-        v = _get(kind, p, name)
-        if v.lower() != "auto":
-            _bool(kind, name, v)
+    for name in ("account-invalid", "account-failed"):
+        _on_off_auto(kind, p, name)
+    write_cache = _on_off_auto(kind, p, "write-cache")
     limits = {}
     for name, feature in (("max-discard-sectors", "discard"),
                           ("max-write-zeroes-sectors", "write-zeroes")):
@@ -349,7 +354,6 @@ def _make_blk(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
         if flags[feature] and not 1 <= limits[name] <= REQUEST_MAX_SECTORS:
             raise _bad_prop(kind, name, f"invalid {name} property ({limits[name]}), must be "
                                         f"between 1 and {REQUEST_MAX_SECTORS}")
-    wc = _get(kind, p, "write-cache").lower()
     conf = BlkConf(
         num_queues=nq, queue_size=qs, serial=_get(kind, p, "serial"),
         logical_block_size=lbs, physical_block_size=pbs,
@@ -361,7 +365,7 @@ def _make_blk(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
         max_discard_sectors=limits["max-discard-sectors"],
         max_write_zeroes_sectors=limits["max-write-zeroes-sectors"],
         enable_wce_if_config_wce=flags["x-enable-wce-if-config-wce"],
-        write_cache="auto" if wc == "auto" else "on" if _bool(kind, "write-cache", wc) else "off")
+        write_cache=write_cache)
     image = context.get("drives", {}).get(drive)
     if image is None:
         path = _get(kind, p, "x-drive-file")
@@ -391,7 +395,6 @@ def _make_memdev(kind: DeviceKind, p: dict[str, str], context: dict, seed: int |
         raise DeviceConfigError(f"memdev: {e}") from None
 
 
-_MEMDEV_PROPS = ("shape", "vendor", "device") + tuple(f"bar{i}" for i in range(6))
 _FACTORIES = {"virtio-rng-pci": _make_rng, "virtio-net-pci": _make_net,
               "virtio-blk-pci": _make_blk, "memdev": _make_memdev}
 
@@ -410,13 +413,6 @@ def make_device(kind: str, props=(), *, context: dict | None = None,
     if spec is None:
         raise DeviceConfigError(f"'{kind}' is not a supported device model name "
                                 f"(supported: {_supported_kinds()})")
-    if kind == "memdev":
-        items = props.items() if isinstance(props, Mapping) else props
-        p = {str(k): str(v) for k, v in items}
-        for name in p:
-            if name not in _MEMDEV_PROPS:
-                raise _bad_prop(spec, name, f"property '{name}' not supported")
-        return _make_memdev(spec, p, {}, seed)
     p = _props_dict(spec, props)
     return _FACTORIES[kind](spec, p, context if context is not None else {}, seed)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..device import PciDevice
+from .pci import CONFIG_SIZE
 
-CONFIG_SIZE = 256
 _CMD_WMASK = 0x0547      # I/O, memory, bus master, parity, SERR, INTx disable
 
 

@@ -10,6 +10,7 @@
   ``bar_write`` apply ``memory_region_access_valid``,
   ``access_with_adjusted_size`` and ``adjust_endianness`` in that order.
 * ``Msix``: the MSI-X capability, table and PBA (hw/pci/msix.c).
+* ``rom_bar_size``: the ROM BAR an option ROM file gets (pci_add_option_rom).
 
 Values stay integers; a region's ``read(offset, size)`` returns the value the
 device model computes (what QEMU's ``MemoryRegionOps.read`` returns) and the
@@ -17,6 +18,7 @@ dispatch turns it into what a big-endian access of the guest's length sees.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,7 +55,7 @@ def size_memop(length: int) -> int:
 class PciConfigSpace:
     """Bytes plus QEMU's per-byte write masks; values are little-endian."""
 
-    __slots__ = ("data", "wmask", "w1cmask", "used", "bars", "rom_size")
+    __slots__ = ("data", "wmask", "w1cmask", "used", "rom_size")
 
     def __init__(self, vendor: int, device: int, revision: int, class_code: int,
                  subsys_vendor: int, subsys_id: int, interrupt_pin: int = 0):
@@ -62,7 +64,6 @@ class PciConfigSpace:
         self.w1cmask = bytearray(CONFIG_SIZE)
         self.used = bytearray(CONFIG_SIZE)       # bytes owned by header or a capability
         self.used[:HEADER_SIZE] = b"\x01" * HEADER_SIZE
-        self.bars: dict[int, int] = {}
         self.rom_size = 0
         self.set(VENDOR_ID, 2, vendor)
         self.set(DEVICE_ID, 2, device)
@@ -108,7 +109,6 @@ class PciConfigSpace:
     def register_bar(self, bar: int, size: int, flags: int) -> None:
         """pci_register_bar: type bits in the register, the address bits writable."""
         off = BASE_ADDRESS_0 + 4 * bar
-        self.bars[bar] = size
         self.set(off, 4, flags)
         low = 0xFFFFFFFC if flags & BAR_IO else 0xFFFFFFF0
         self.set_mask(self.wmask, off, 4, ~(size - 1) & low)
@@ -129,6 +129,24 @@ class PciConfigSpace:
             data[a] = ((data[a] & ~m) | (b & m)) & ~(b & w1c[a]) & 0xFF
 
 
+# Where Debian's QEMU finds option ROMs (qemu_find_file for QEMU_FILE_TYPE_BIOS)
+ROM_DIRS = ("/usr/share/qemu", "/usr/lib/ipxe/qemu")
+# efi-virtio.rom of Debian 12's ipxe-qemu is 249344 bytes: a 256 KiB ROM BAR
+DEFAULT_ROM_SIZE = 0x40000
+
+
+def rom_bar_size(romfile: str) -> int:
+    """pci_add_option_rom: the ROM BAR is the file size rounded up to a power of 2."""
+    if not romfile:
+        return 0
+    for d in ROM_DIRS:
+        path = os.path.join(d, romfile)
+        if os.path.isfile(path):
+            size = max(os.path.getsize(path), 1)
+            return 1 << (size - 1).bit_length()
+    return DEFAULT_ROM_SIZE
+
+
 # -- BAR regions -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -145,7 +163,7 @@ class AccessRules:
 class Region:
     """An I/O MemoryRegion with ops; ``read``/``write`` are the ops' callbacks."""
 
-    __slots__ = ("name", "size", "rules", "read", "write", "_imin", "_imax", "_swap")
+    __slots__ = ("name", "size", "rules", "read", "write", "_imin", "_imax")
 
     def __init__(self, name: str, size: int, rules: AccessRules,
                  read: Callable[[int, int], int], write: Callable[[int, int, int], None]):
@@ -156,8 +174,6 @@ class Region:
         self.write = write
         self._imin = rules.impl_min or 1
         self._imax = rules.impl_max or 4
-        # PCILG/PCISTG use MO_BE: a little-endian region is byte-swapped
-        self._swap = rules.little_endian
 
     def valid(self, addr: int, size: int) -> bool:
         r = self.rules
@@ -177,20 +193,20 @@ class Region:
         if self.rules.little_endian:
             for i in range(0, size, access):
                 value |= (read(addr + i, access) & mask) << (8 * i)
-        else:
-            for i in range(0, size, access):
-                value |= (read(addr + i, access) & mask) << (8 * (size - access - i))
-        return _swap(value, size) if self._swap else value
+            # PCILG/PCISTG use MO_BE: a little-endian region is byte-swapped
+            return _swap(value, size)
+        for i in range(0, size, access):
+            value |= (read(addr + i, access) & mask) << (8 * (size - access - i))
+        return value
 
     def dispatch_write(self, addr: int, size: int, value: int) -> bool:
         if not self.valid(addr, size):
             return False
-        if self._swap:
-            value = _swap(value, size)
         access = max(min(size, self._imax), self._imin)
         mask = (1 << (8 * access)) - 1
         write = self.write
         if self.rules.little_endian:
+            value = _swap(value, size)
             for i in range(0, size, access):
                 write(addr + i, access, (value >> (8 * i)) & mask)
         else:

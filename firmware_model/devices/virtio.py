@@ -111,13 +111,12 @@ class TransportOptions:
 
 
 class VirtQueueElement:
-    __slots__ = ("index", "out_sg", "in_sg", "ndescs")
+    __slots__ = ("index", "out_sg", "in_sg")
 
-    def __init__(self, index: int, out_sg: list, in_sg: list, ndescs: int):
+    def __init__(self, index: int, out_sg: list, in_sg: list):
         self.index = index
         self.out_sg = out_sg      # [(addr, len)] the device reads
         self.in_sg = in_sg        # [(addr, len)] the device writes
-        self.ndescs = ndescs
 
     def out_size(self) -> int:
         return sum(n for _, n in self.out_sg)
@@ -217,7 +216,6 @@ class VirtioPciDevice(PciDevice):
         self.big_endian = True          # s390x: legacy rings and config are big-endian
         self.errors: list[str] = []     # virtio_error messages, for tests and logs
         self.dma_errors: list[DmaError] = []
-        self.intx = 0
         self.extra_vectors: dict[int, int] = {}
         self._build_config()
 
@@ -401,22 +399,24 @@ class VirtioPciDevice(PciDevice):
                 break
         else:
             return
-        # virtio_address_space_read/write: a little-endian access of the region
+        # virtio_address_space_read/write make a little-endian access of the
+        # region; dispatch_* speak the big-endian (PCILG) view, so the data
+        # bytes go in and out in big-endian order
         if read:
             value = region.dispatch_read(addr - base, length)
             if value is not None:
-                value = _bswap(value, length)
-                cfg.data[cap + 16:cap + 16 + length] = value.to_bytes(length, "little")
+                cfg.data[cap + 16:cap + 16 + length] = value.to_bytes(length, "big")
         else:
-            value = int.from_bytes(cfg.data[cap + 16:cap + 16 + length], "little")
-            region.dispatch_write(addr - base, length, _bswap(value, length))
+            value = int.from_bytes(cfg.data[cap + 16:cap + 16 + length], "big")
+            region.dispatch_write(addr - base, length, value)
 
     # -- generic virtio device --------------------------------------------------
     def has_feature(self, bit: int) -> bool:
         return bool(self.guest_features >> bit & 1)
 
-    def _ring_big_endian(self) -> bool:
-        return not (self.guest_features >> F_VERSION_1 & 1) and self.big_endian
+    def _order(self) -> str:
+        """virtio_is_big_endian: the byte order of the rings and the device config."""
+        return "little" if self.guest_features >> F_VERSION_1 & 1 or not self.big_endian else "big"
 
     def virtio_error(self, message: str) -> None:
         self.errors.append(message)
@@ -432,10 +432,9 @@ class VirtioPciDevice(PciDevice):
         if self.disabled or self.broken:
             return
         msix = self.msix
+        # without MSI-X QEMU raises INTx, which reaches nothing on s390x
         if msix is not None and msix.enabled():
             msix.notify(vector)
-        else:
-            self.intx = self.isr & 1     # INTx reaches nothing on s390x
 
     def notify_config(self) -> None:
         if not self.status & S_DRIVER_OK:
@@ -513,44 +512,39 @@ class VirtioPciDevice(PciDevice):
             return
         vq.handler(vq)
 
-    def _msix_vector_use(self, vector: int) -> bool:
-        return self.msix is not None and self.msix.vector_use(vector)
+    def _rebind_vector(self, old: int, value: int) -> int:
+        """Release ``old`` and take ``value``; the vector a register then reads.
 
-    def _msix_vector_unuse(self, vector: int) -> None:
-        if self.msix is not None:
-            self.msix.vector_unuse(vector)
+        A vector past the table (NO_VECTOR included) is neither released nor
+        taken, and the register reads NO_VECTOR so the driver sees the failure.
+        """
+        msix = self.msix
+        if msix is None:
+            return NO_VECTOR
+        msix.vector_unuse(old)
+        return value & 0xFFFF if msix.vector_use(value) else NO_VECTOR
 
     # -- legacy I/O BAR ---------------------------------------------------------
     def _legacy_config_offset(self) -> int:
         return 24 if self.msix is not None and self.msix.enabled() else 20
 
+    def _legacy_config_order(self) -> str:
+        # ld*_p is target (big-endian) order, bswapped for a big-endian device;
+        # the memory core swaps again for the MO_BE access
+        return "big" if self._order() == "little" else "little"
+
     def _legacy_read(self, addr: int, size: int) -> int:
         base = self._legacy_config_offset()
         if addr < base:
             return self._ioport_read(addr)
-        addr -= base
-        cfg = self.get_config()
-        if addr + size > len(cfg):
-            return 0xFFFFFFFF
-        raw = cfg[addr:addr + size]
-        # ld*_p is target (big-endian) order, bswapped for a big-endian device;
-        # the memory core swaps again for the MO_BE access
-        if self.big_endian and not self.has_feature(F_VERSION_1):
-            return int.from_bytes(raw, "little")
-        return int.from_bytes(raw, "big")
+        return self._config_load(addr - base, size, self._legacy_config_order())
 
     def _legacy_write(self, addr: int, size: int, value: int) -> None:
         base = self._legacy_config_offset()
         if addr < base:
             self._ioport_write(addr, value)
             return
-        addr -= base
-        cfg = bytearray(self.get_config())
-        if addr + size > len(cfg):
-            return
-        order = "little" if self.big_endian and not self.has_feature(F_VERSION_1) else "big"
-        cfg[addr:addr + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, order)
-        self.set_config(bytes(cfg))
+        self._config_store(addr - base, size, value, self._legacy_config_order())
 
     def _ioport_read(self, addr: int) -> int:
         vq = self.vqs[self.queue_sel] if self.queue_sel < len(self.vqs) else None
@@ -567,9 +561,7 @@ class VirtioPciDevice(PciDevice):
         if addr == L_STATUS:
             return self.status
         if addr == L_ISR:
-            value, self.isr = self.isr, 0
-            self.intx = 0
-            return value
+            return self._isr_read(0, 1)
         if addr == L_CONFIG_VECTOR:
             return self.config_vector
         if addr == L_QUEUE_VECTOR:
@@ -604,17 +596,10 @@ class VirtioPciDevice(PciDevice):
             if value == S_ACKNOWLEDGE | S_DRIVER:
                 self.cfg.write(COMMAND, 1, self.cfg.data[COMMAND] | CMD_MASTER)
         elif addr == L_CONFIG_VECTOR:
-            self._msix_vector_unuse(self.config_vector)
-            if not self._msix_vector_use(value):
-                value = NO_VECTOR
-            self.config_vector = value & 0xFFFF
+            self.config_vector = self._rebind_vector(self.config_vector, value)
         elif addr == L_QUEUE_VECTOR:
-            if vq is None:
-                return
-            self._msix_vector_unuse(vq.vector)
-            if not self._msix_vector_use(value):
-                value = NO_VECTOR
-            vq.vector = value & 0xFFFF
+            if vq is not None:
+                vq.vector = self._rebind_vector(vq.vector, value)
 
     # -- modern regions ---------------------------------------------------------
     def _common_read(self, addr: int, size: int) -> int:
@@ -674,13 +659,7 @@ class VirtioPciDevice(PciDevice):
                 g = self.proxy_guest_features
                 self.set_features((g[1] << 32) | g[0])
         elif addr == C_MSIX:
-            if self.config_vector != NO_VECTOR:
-                self._msix_vector_unuse(self.config_vector)
-            if value < self.options.vectors and self.msix is not None:
-                self.msix.vector_use(value)
-            else:
-                value = NO_VECTOR
-            self.config_vector = value & 0xFFFF
+            self.config_vector = self._rebind_vector(self.config_vector, value)
         elif addr == C_STATUS:
             self._write_status(value)
         elif addr == C_Q_SELECT:
@@ -691,17 +670,11 @@ class VirtioPciDevice(PciDevice):
             if vq is not None:
                 _set_num(vq, value)
         elif addr == C_Q_MSIX:
-            old = vq.vector if vq is not None else self.extra_vectors.get(sel, NO_VECTOR)
-            if old != NO_VECTOR:
-                self._msix_vector_unuse(old)
-            if value < self.options.vectors and self.msix is not None:
-                self.msix.vector_use(value)
-            else:
-                value = NO_VECTOR
             if vq is not None:
-                vq.vector = value & 0xFFFF
+                vq.vector = self._rebind_vector(vq.vector, value)
             else:
-                self.extra_vectors[sel] = value & 0xFFFF
+                self.extra_vectors[sel] = self._rebind_vector(
+                    self.extra_vectors.get(sel, NO_VECTOR), value)
         elif addr == C_Q_ENABLE:
             if value == 1:
                 if vq is not None:
@@ -725,23 +698,29 @@ class VirtioPciDevice(PciDevice):
 
     def _isr_read(self, addr: int, size: int) -> int:
         value, self.isr = self.isr, 0
-        self.intx = 0
         return value
 
     def _isr_write(self, addr: int, size: int, value: int) -> None:
         pass
 
     def _device_read(self, addr: int, size: int) -> int:
+        return self._config_load(addr, size, "little")
+
+    def _device_write(self, addr: int, size: int, value: int) -> None:
+        self._config_store(addr, size, value, "little")
+
+    def _config_load(self, addr: int, size: int, order: str) -> int:
+        """virtio_config_read*: all ones past the device's config."""
         cfg = self.get_config()
         if addr + size > len(cfg):
             return 0xFFFFFFFF
-        return int.from_bytes(cfg[addr:addr + size], "little")
+        return int.from_bytes(cfg[addr:addr + size], order)
 
-    def _device_write(self, addr: int, size: int, value: int) -> None:
+    def _config_store(self, addr: int, size: int, value: int, order: str) -> None:
         cfg = bytearray(self.get_config())
         if addr + size > len(cfg):
             return
-        cfg[addr:addr + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        cfg[addr:addr + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, order)
         self.set_config(bytes(cfg))
 
     def _notify_read(self, addr: int, size: int) -> int:
@@ -754,11 +733,10 @@ class VirtioPciDevice(PciDevice):
 
     # -- split ring access ------------------------------------------------------
     def _ld(self, addr: int, size: int) -> int:
-        return int.from_bytes(self.dma_read(addr, size),
-                              "big" if self._ring_big_endian() else "little")
+        return int.from_bytes(self.dma_read(addr, size), self._order())
 
     def _st(self, addr: int, size: int, value: int) -> None:
-        self.dma_write(addr, value.to_bytes(size, "big" if self._ring_big_endian() else "little"))
+        self.dma_write(addr, value.to_bytes(size, self._order()))
 
     def _avail_idx(self, vq: VirtQueue) -> int:
         vq.shadow_avail_idx = self._ld(vq.avail + 2, 2)
@@ -766,7 +744,7 @@ class VirtioPciDevice(PciDevice):
 
     def _desc(self, table: int, i: int) -> tuple[int, int, int, int]:
         raw = self.dma_read(table + 16 * i, 16)
-        order = "big" if self._ring_big_endian() else "little"
+        order = self._order()
         return (int.from_bytes(raw[0:8], order), int.from_bytes(raw[8:12], order),
                 int.from_bytes(raw[12:14], order), int.from_bytes(raw[14:16], order))
 
@@ -890,18 +868,11 @@ class VirtioPciDevice(PciDevice):
                 return None
             addr, length, flags, nxt = self._desc(table, nxt)
         vq.inuse += 1
-        return VirtQueueElement(head, out_sg, in_sg, len(out_sg) + len(in_sg))
+        return VirtQueueElement(head, out_sg, in_sg)
 
-    def read_out(self, elem: VirtQueueElement, limit: int | None = None) -> bytes:
+    def read_out(self, elem: VirtQueueElement) -> bytes:
         """The device-readable bytes of an element (failed pieces read as zeros)."""
-        out = bytearray()
-        for addr, length in elem.out_sg:
-            if limit is not None:
-                length = min(length, limit - len(out))
-                if length <= 0:
-                    break
-            out += self.dma_read(addr, length)
-        return bytes(out)
+        return b"".join(self.dma_read(addr, length) for addr, length in elem.out_sg)
 
     def write_in(self, elem: VirtQueueElement, source, size: int) -> int:
         """iov_from_buf into the device-writable buffers; returns the bytes placed.
@@ -993,7 +964,3 @@ def _align(value: int, align: int) -> int:
 def _s16(value: int) -> int:
     value &= 0xFFFF
     return value - 0x10000 if value & 0x8000 else value
-
-
-def _bswap(value: int, size: int) -> int:
-    return int.from_bytes((value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), "big")

@@ -21,13 +21,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .virtio import F_VERSION_1, S_DRIVER_OK, TransportOptions, VirtioPciDevice
+from .virtio import F_ANY_LAYOUT, S_DRIVER_OK, TransportOptions, VirtioPciDevice
 
 # feature bits (include/standard-headers/linux/virtio_blk.h)
 BLK_F_SIZE_MAX, BLK_F_SEG_MAX, BLK_F_GEOMETRY, BLK_F_RO = 1, 2, 4, 5
 BLK_F_BLK_SIZE, BLK_F_SCSI, BLK_F_WCE, BLK_F_TOPOLOGY = 6, 7, 9, 10
 BLK_F_CONFIG_WCE, BLK_F_MQ, BLK_F_DISCARD, BLK_F_WRITE_ZEROES = 11, 12, 13, 14
-F_ANY_LAYOUT = 27
 
 # request types and status values
 T_IN, T_OUT, T_SCSI_CMD, T_FLUSH, T_GET_ID = 0, 1, 2, 4, 8
@@ -209,7 +208,6 @@ class VirtioBlkPci(VirtioPciDevice):
             features |= 1 << BLK_F_MQ
         self.config_len = (CONFIG_WRITE_ZEROES_END if conf.write_zeroes
                            else CONFIG_DISCARD_END if conf.discard else CONFIG_MIN)
-        self.requests = 0
         super().__init__(options, features, [conf.queue_size] * conf.num_queues)
         if not options.modern:
             # virtio_blk_get_features withdraws ANY_LAYOUT from a legacy-only device
@@ -219,9 +217,6 @@ class VirtioBlkPci(VirtioPciDevice):
         return [self._handle_vq] * self.conf.num_queues
 
     # -- configuration ----------------------------------------------------------
-    def _order(self) -> str:
-        return "little" if self.guest_features >> F_VERSION_1 & 1 or not self.big_endian else "big"
-
     def get_config(self) -> bytes:
         """virtio_blk_update_config, in the device's current byte order."""
         c, o = self.conf, self._order()
@@ -297,7 +292,6 @@ class VirtioBlkPci(VirtioPciDevice):
         if len(out) < OUTHDR_LEN:
             self.virtio_error("virtio-blk request outhdr too short")
             return False
-        self.requests += 1
         in_len = elem.in_size()
         status_addr = elem.in_sg[-1][0] + elem.in_sg[-1][1] - 1
         data_in = in_len - 1

@@ -11,7 +11,6 @@ stays idle, as with a peer that never sends.
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 
 from .virtio import (
@@ -26,9 +25,6 @@ NET_F_CTRL_VLAN, NET_F_CTRL_RX_EXTRA, NET_F_GUEST_ANNOUNCE = 19, 20, 21
 NET_F_CTRL_MAC_ADDR = 23
 NET_S_LINK_UP = 1
 
-# offload features that need a peer with a virtio-net header: stripped here
-OFFLOAD_PROPS = ("csum", "guest_csum", "guest_tso4", "guest_tso6", "guest_ecn",
-                 "guest_ufo", "host_tso4", "host_tso6", "host_ecn", "host_ufo")
 # (property, feature bit) QEMU sets by default and keeps without a peer
 FEATURE_PROPS = (
     ("gso", NET_F_GSO), ("mrg_rxbuf", NET_F_MRG_RXBUF), ("status", NET_F_STATUS),
@@ -45,23 +41,6 @@ TX_BURST = 256
 TX_QUEUE_DEFAULT_SIZE = 256
 NET_BUFSIZE = 4096 + 65536
 TX_FRAMES_KEPT = 64
-
-# Where Debian's QEMU finds option ROMs (qemu_find_file for QEMU_FILE_TYPE_BIOS)
-ROM_DIRS = ("/usr/share/qemu", "/usr/lib/ipxe/qemu")
-# efi-virtio.rom of Debian 12's ipxe-qemu is 249344 bytes: a 256 KiB ROM BAR
-DEFAULT_ROM_SIZE = 0x40000
-
-
-def rom_bar_size(romfile: str) -> int:
-    """pci_add_option_rom: the ROM BAR is the file size rounded up to a power of 2."""
-    if not romfile:
-        return 0
-    for d in ROM_DIRS:
-        path = os.path.join(d, romfile)
-        if os.path.isfile(path):
-            size = max(os.path.getsize(path), 1)
-            return 1 << (size - 1).bit_length()
-    return DEFAULT_ROM_SIZE
 
 
 class VirtioNetPci(VirtioPciDevice):
@@ -86,7 +65,6 @@ class VirtioNetPci(VirtioPciDevice):
         self.config_len = 12 if host_mtu is not None else 8 if features >> NET_F_STATUS & 1 else 6
         self.tx_waiting = False
         self.tx_frames: deque[bytes] = deque(maxlen=TX_FRAMES_KEPT)
-        self.tx_count = 0
         self.guest_hdr_len = 10
         # without a (vhost-user) peer the TX queue stays at its default size; the
         # control queue exists whether or not VIRTIO_NET_F_CTRL_VQ is offered
@@ -97,9 +75,6 @@ class VirtioNetPci(VirtioPciDevice):
         return [self._handle_rx, self._handle_tx, self._handle_ctrl]
 
     # -- configuration ----------------------------------------------------------
-    def _order(self) -> str:
-        return "little" if self.guest_features >> F_VERSION_1 & 1 or not self.big_endian else "big"
-
     def get_config(self) -> bytes:
         order = self._order()
         cfg = self.mac + self.link_status.to_bytes(2, order)
@@ -187,7 +162,6 @@ class VirtioNetPci(VirtioPciDevice):
             # qemu_sendv_packet_async drops a packet above NET_BUFSIZE unread
             if total - self.guest_hdr_len <= NET_BUFSIZE:
                 self.tx_frames.append(self.read_out(elem)[self.guest_hdr_len:])
-            self.tx_count += 1
             self.push(vq, elem, 0)
             self.notify(vq)
             sent += 1

@@ -23,17 +23,13 @@ class VirtioRngPci(VirtioPciDevice):
     virtio_id = 4
     legacy_device_id = 0x1005
     class_code = 0x00FF            # PCI_CLASS_OTHERS
-    config_len = 0
 
-    def __init__(self, options: TransportOptions, max_bytes: int = INT64_MAX,
-                 period_ms: int = 1 << 16, seed: int = 0):
+    def __init__(self, options: TransportOptions, max_bytes: int = INT64_MAX, seed: int = 0):
         self.max_bytes = max_bytes
-        self.period_ms = period_ms
-        # the rate limit refills every period_ms of virtual time; the model
-        # has no clock, so the quota only ever runs down
+        # QEMU refills the quota every `period` ms of virtual time; the model
+        # has no clock, so the quota only ever runs down and `period` has no use
         self.quota_remaining = max_bytes
         self.prng = random.Random(seed)
-        self.bytes_delivered = 0
         super().__init__(options, 0, [QUEUE_SIZE])
 
     def _queue_handlers(self):
@@ -68,7 +64,6 @@ class VirtioRngPci(VirtioPciDevice):
                 n = self.write_in(elem, self.prng.randbytes, size - offset)
                 offset += n
                 self.push(vq, elem, n)
-            self.bytes_delivered += offset
             self.notify(vq)
             if self.queue_empty(vq):
                 return

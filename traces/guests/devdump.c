@@ -47,8 +47,8 @@ static u64 bswap(u64 v, int n)
     return r;
 }
 
-/* One load/store; returns 0 on success, else prints nothing and leaves the
- * outcome in *tokcc / pgm_code for tok(). */
+/* One load/store of the function being dumped; nothing is printed, the
+ * outcome stays in last_cc / pgm_code for tok(). */
 static int last_cc;
 
 static u64 ld(int as, u64 off, int len)
@@ -63,7 +63,6 @@ static void st(int as, u64 off, int len, u64 v)
     u64 req = ZREQ(fh, as, len);
     last_cc = pcistg(v, &req, off);
 }
-
 
 static void tok(u64 v, int len)
 {
@@ -517,10 +516,18 @@ static void state_line(const char *what)
     putc_('\n');
 }
 
-static void reset_error(void)
+/* MPCIFC `oc` (dmaas 0, the shared fib) and RPCIT on the function being
+ * dumped; only the cc of REG_INT is printed. */
+static int fn_ctl(u8 oc)
 {
-    u64 r1 = ZREQ(fh, 0, MPCIFC_RESET_ERROR);
-    mpcifc(&r1, fib);
+    u64 r1 = ZREQ(fh, 0, oc);
+    return mpcifc(&r1, fib);
+}
+
+static void refresh(u64 iova, u64 len)
+{
+    u64 r1 = ZREQ(fh, 0, 0);
+    rpcit(&r1, iova, len);
 }
 
 static u16 avail_idx, used_seen, next_desc;
@@ -547,14 +554,23 @@ static void publish(u16 head_slot)
 {
     put16(ring.avail + 4 + 2 * (avail_idx % QSZ), head_slot);
     avail_idx++;
-    asm volatile("bcr 14,0" ::: "memory");
+    mb();
     put16(ring.avail + 2, avail_idx);
-    asm volatile("bcr 14,0" ::: "memory");
+    mb();
 }
 
 static void post(u64 addr, u32 len, u16 flags)
 {
     publish(add_desc(addr, len, flags));
+}
+
+/* After a completion was seen (or not): a little longer, so a late one shows
+ * up the same way, and the ring is read again afterwards. */
+static void settle(void)
+{
+    for (volatile u32 i = 0; i < 2000000; i++)
+        ;
+    barrier();
 }
 
 /* Wait for the device (QEMU completes from a bottom half, asynchronously). */
@@ -563,11 +579,9 @@ static void wait_used(void)
     for (u32 i = 0; i < 40000000; i++) {
         if (get16(ring.used + 2) != used_seen)
             break;
-        asm volatile("" ::: "memory");
+        barrier();
     }
-    /* and a little longer, so a late completion shows up the same way */
-    for (volatile u32 i = 0; i < 2000000; i++)
-        ;
+    settle();
 }
 
 static void used_line(const char *what, const u8 *buf, u32 n)
@@ -685,15 +699,28 @@ static void run_case(const char *name, u64 addr, u32 len, u16 flags, const u8 *b
     used_line(name, buf, n);
     if (translated) {
         state_line(name);
-        reset_error();
+        fn_ctl(MPCIFC_RESET_ERROR);
     }
     isr_line();
 }
 
+/* The ring, buffer page and (with `rdonly`) the read-only page mapped, the
+ * IOAT registered and the first three pages refreshed, so a fourth page
+ * stays unrefreshed. */
+static void dma_register(int rdonly)
+{
+    dma_map(iova_base, &ring, 0);
+    dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
+    dma_map(iova_base + 0x2000, bufpage, 0);
+    if (rdonly)
+        dma_map(iova_base + 0x3000, rdonly_page, 0);
+    u64 r1;
+    zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r1);
+    refresh(iova_base, 0x3000);
+}
+
 /* Whether the device's DMA is translated (ACCESS_PLATFORM, bit 33, offered),
- * printed after `tag`; if so the ring, buffer page and (with `rdonly`) the
- * read-only page are mapped, the IOAT registered and the first three pages
- * refreshed, so a fourth page stays unrefreshed. */
+ * printed after `tag`; if so, fresh tables and dma_register(rdonly). */
 static void dma_setup(const struct zpci_dev *d, const char *tag, int rdonly)
 {
     bar_st_le(vc[1].bar, vc[1].off, 4, 1);
@@ -707,15 +734,7 @@ static void dma_setup(const struct zpci_dev *d, const char *tag, int rdonly)
         return;
     iova_base = d->info.sdma;
     dma_init(iova_base);
-    dma_map(iova_base, &ring, 0);
-    dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
-    dma_map(iova_base + 0x2000, bufpage, 0);
-    if (rdonly)
-        dma_map(iova_base + 0x3000, rdonly_page, 0);
-    u64 r1;
-    zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r1);
-    r1 = ZREQ(fh, 0, 0);
-    rpcit(&r1, iova_base, 0x3000);
+    dma_register(rdonly);
 }
 
 static void run_driver(u16 device, const struct zpci_dev *d)
@@ -747,8 +766,6 @@ static void run_driver(u16 device, const struct zpci_dev *d)
 
     /* a chain of two buffers */
     mset(bufpage, 0, 0x100);
-    for (int i = 0; net && i < 12; i++)
-        bufpage[i] = 0;
     {
         u16 a = add_desc(dmaaddr(bufpage), rng ? 8 : 12, wr);
         u16 b2 = add_desc(dmaaddr(bufpage + 0x100), rng ? 24 : 60, wr);
@@ -771,26 +788,23 @@ static void run_driver(u16 device, const struct zpci_dev *d)
         run_case("not_refreshed", dmaaddr(rdonly_page), 16, wr, rng ? rdonly_page : 0, 16);
         /* refreshed read-only page */
         dma_map(iova_base + 0x3000, rdonly_page, 1);
-        u64 r1 = ZREQ(fh, 0, 0);
-        rpcit(&r1, iova_base + 0x3000, 0x1000);
+        refresh(iova_base + 0x3000, 0x1000);
         run_case("protected", dmaaddr(rdonly_page), 16, wr, rng ? rdonly_page : 0, 16);
         /* outside the registered range */
         run_case("out_of_range", iova_base + DMA_WINDOW_SIZE + 0x1000, 16, wr, 0, 0);
         /* the ring itself unrefreshed: the avail ring reads fail */
         setup_queue(drv_q, translated);
         dma_unmap(iova_base);
-        r1 = ZREQ(fh, 0, 0);
-        rpcit(&r1, iova_base, 0x1000);
+        refresh(iova_base, 0x1000);
         post(dmaaddr(bufpage), 16, wr);
         notify(drv_q);
         wait_used();
         used_line("ring_unmapped", rng ? bufpage : 0, 16);
         state_line("ring_unmapped");
-        reset_error();
+        fn_ctl(MPCIFC_RESET_ERROR);
         isr_line();
         dma_map(iova_base, &ring, 0);
-        r1 = ZREQ(fh, 0, 0);
-        rpcit(&r1, iova_base, 0x1000);
+        refresh(iova_base, 0x1000);
     } else {
         /* guest-absolute address beyond the 256 MiB of memory */
         run_case("beyond_memory", 0x20000000UL, 16, wr, 0, 0);
@@ -824,10 +838,8 @@ static void run_driver(u16 device, const struct zpci_dev *d)
     isr_line();
     common_fields(vc[1].bar, vc[1].off);
     set_master(0);
-    if (translated) {
-        u64 r1 = ZREQ(fh, 0, MPCIFC_DEREG_IOAT);
-        mpcifc(&r1, fib);
-    }
+    if (translated)
+        fn_ctl(MPCIFC_DEREG_IOAT);
 }
 
 /* ---------------------------------------------------------------- virtio-blk requests */
@@ -935,10 +947,8 @@ static void run_blk(u16 device, const struct zpci_dev *d)
     isr_line();
     bar_st_le(vc[1].bar, vc[1].off + 0x14, 1, 0);
     set_master(0);
-    if (translated) {
-        u64 r1 = ZREQ(fh, 0, MPCIFC_DEREG_IOAT);
-        mpcifc(&r1, fib);
-    }
+    if (translated)
+        fn_ctl(MPCIFC_DEREG_IOAT);
 }
 
 /* ---------------------------------------------------------------- legacy driver */
@@ -946,22 +956,6 @@ static void run_blk(u16 device, const struct zpci_dev *d)
 /* A virtio 0.9 driver over BAR0: rings in the device's byte order, which a
  * legacy device on s390x keeps big-endian. */
 static u8 lring[4 * 4096] ALIGNED(4096);
-
-static void be_put(u8 *p, u64 v, int n)
-{
-    for (int i = n - 1; i >= 0; i--) {
-        p[i] = (u8)v;
-        v >>= 8;
-    }
-}
-
-static u64 be_get(const volatile u8 *p, int n)
-{
-    u64 v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 static void lline(const char *what)
 {
@@ -1000,25 +994,24 @@ static void run_legacy(u16 device)
     mset(bufpage, 0, sizeof bufpage);
     for (int i = 0; !rng && i < 70; i++)
         bufpage[i] = (u8)i;
-    be_put(desc, (u64)bufpage, 8);
-    be_put(desc + 8, rng ? 32 : 70, 4);         /* 10-byte header + 60-byte frame */
-    be_put(desc + 12, rng ? 2 : 0, 2);
-    be_put(avail + 4, 0, 2);
-    asm volatile("bcr 14,0" ::: "memory");
-    be_put(avail + 2, 1, 2);
-    asm volatile("bcr 14,0" ::: "memory");
+    st64(desc, (u64)bufpage);
+    st32(desc + 8, rng ? 32 : 70);              /* 10-byte header + 60-byte frame */
+    st16(desc + 12, rng ? 2 : 0);
+    st16(avail + 4, 0);
+    mb();
+    st16(avail + 2, 1);
+    mb();
     bar_st_le(0, 16, 2, q);
-    for (u32 i = 0; i < 40000000 && be_get(used + 2, 2) == 0; i++)
-        asm volatile("" ::: "memory");
-    for (volatile u32 i = 0; i < 2000000; i++)
-        ;
+    for (u32 i = 0; i < 40000000 && be16(used + 2) == 0; i++)
+        barrier();
+    settle();
     head('L');
     puts_("used_idx=");
-    hex(be_get(used + 2, 2), 4);
+    hex(be16(used + 2), 4);
     puts_(" id=");
-    hex(be_get(used + 4, 4), 4);
+    hex(be32(used + 4), 4);
     puts_(" len=");
-    hex(be_get(used + 8, 4), 8);
+    hex(be32(used + 8), 8);
     if (rng) {
         u32 nz = 0;
         for (int i = 0; i < 32; i++)
@@ -1079,25 +1072,16 @@ static void run_msi(u16 device, const struct zpci_dev *d)
     u64 c = vc[1].off;
     /* adapter interruptions: ISC 3, 2 interrupts, AIBV/AISB offsets 0 */
     mset(fib, 0, sizeof fib);
-    u32 data = (3u << 28) | (2u << 16);
-    fib[40] = (u8)(data >> 24); fib[41] = (u8)(data >> 16); fib[42] = (u8)(data >> 8); fib[43] = (u8)data;
+    st32(fib + 40, (3u << 28) | (2u << 16));
     st64(fib + 48, (u64)aibv);
     st64(fib + 56, (u64)aisb);
-    u64 r1 = ZREQ(fh, 0, MPCIFC_REG_INT);
-    int cc = mpcifc(&r1, fib);
+    int cc = fn_ctl(MPCIFC_REG_INT);
     head('S');
     puts_("reg_int cc=");
     hex((u64)cc, 1);
     putc_('\n');
-    if (translated) {
-        u64 r2;
-        zpci_reg_ioat(fh, iova_base, iova_base + DMA_WINDOW_SIZE - 1, &r2);
-        dma_map(iova_base, &ring, 0);
-        dma_map(iova_base + 0x1000, (u8 *)&ring + 0x1000, 0);
-        dma_map(iova_base + 0x2000, bufpage, 0);
-        r2 = ZREQ(fh, 0, 0);
-        rpcit(&r2, iova_base, 0x3000);
-    }
+    if (translated)
+        dma_register(0);
     set_master(1);
     setup_queue(0, translated);
     /* vector 0: message to the group's MSI address, data = vector number */
@@ -1139,12 +1123,9 @@ static void run_msi(u16 device, const struct zpci_dev *d)
     bar_st_le(b, c + 0x14, 1, 0);
     st(PCIAS_CFG, msix_pos + 3, 1, 0);
     set_master(0);
-    r1 = ZREQ(fh, 0, MPCIFC_DEREG_INT);
-    mpcifc(&r1, fib);
-    if (translated) {
-        r1 = ZREQ(fh, 0, MPCIFC_DEREG_IOAT);
-        mpcifc(&r1, fib);
-    }
+    fn_ctl(MPCIFC_DEREG_INT);
+    if (translated)
+        fn_ctl(MPCIFC_DEREG_IOAT);
 }
 
 /* ---------------------------------------------------------------- main */
