@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc  # noqa: E402
 from unicorn.s390x_const import UC_S390X_REG_PSWM  # noqa: E402
 
-from emulator import boot, elf_load, qemu_args  # noqa: E402
-from emulator.machine_uc import UcMachine  # noqa: E402
-from emulator.qemu_oracle import base_args, find_qemu  # noqa: E402
+from emulator.cpu import boot, elf_load
+from emulator import qemu_args  # noqa: E402
+from emulator.cpu.machine import UcMachine  # noqa: E402
+from emulator.capture.qemu import base_args, find_qemu  # noqa: E402
 from firmware_model.insns import BY_MNEMONIC  # noqa: E402
 from firmware_model.outcome import Completion, Decision, Outcome, Route  # noqa: E402
 

@@ -4,7 +4,7 @@
 ``pyelftools_errors`` turns whatever pyelftools raises on a cut or corrupt
 file into a one-line UserError naming the file.  On top of them:
 ``executable_regions`` (the decoder's executable sections) here, and the
-``-kernel`` loader in emulator/elf_load.py.  Every failure a user can cause
+``-kernel`` loader in emulator/cpu/elf_load.py.  Every failure a user can cause
 (not an ELF, a cut or corrupt file, another architecture, nothing
 executable) becomes a one-line UserError naming the file, never a
 pyelftools traceback.

@@ -20,8 +20,9 @@ def run_cli(*args, text: bool = True, timeout: float = 600) -> subprocess.Comple
 def emulate(elf, extra=(), max_insns: str | None = None):
     """zpci-emu boot of ``elf`` with the QEMU oracle's command line plus ``extra``:
     (boot result, console bytes)."""
-    from emulator import boot, qemu_args
-    from emulator.qemu_oracle import base_args
+    from emulator.cpu import boot
+    from emulator import qemu_args
+    from emulator.capture.qemu import base_args
     argv = [*base_args(), "-kernel", str(elf), *extra]
     if max_insns is not None:
         argv += ["--max-insns", max_insns]

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from _helpers import run_cli
-from emulator import elf_load, lowcore as lc
+from emulator.cpu import elf_load, lowcore as lc
 from emulator.errors import UserError
-from emulator.machine_uc import UcMachine
+from emulator.cpu.machine import UcMachine
 from firmware_model.insns import BY_MNEMONIC, encode
 from firmware_model.outcome import Completion, Decision, Outcome, Route
 
@@ -782,7 +782,7 @@ def test_keyboard_interrupt_in_the_model_reaches_the_caller():
 
 
 def test_trap_run_without_a_zpci_callable_stops_cleanly():
-    from emulator import machine_uc
+    from emulator.cpu import machine as machine_uc
     from emulator._native import ffi, lib
 
     m, _ = machine(lambda d, g: outcome(cc=0))
@@ -807,7 +807,7 @@ def test_trap_run_without_a_zpci_callable_stops_cleanly():
 def test_zpci_callable_result_outside_the_contract_stops_the_run():
     """Only 0 and TRAP_RESUME_CC | cc resume (trap_api.h); any other int stops the run
     at the first zPCI instruction, without touching the condition code."""
-    from emulator import machine_uc
+    from emulator.cpu import machine as machine_uc
 
     lib = _lib()
     for bad in (-1, 0x30, lib.TRAP_RESUME_CC | 0x100 | 2, 2, -(1 << 31)):

@@ -14,9 +14,10 @@ import pytest
 
 from _helpers import emulate, guest_build
 from conftest import needs_cross, needs_qemu
-from emulator import boot, qemu_args
+from emulator.cpu import boot
+from emulator import qemu_args
 from emulator.errors import UserError
-from emulator.qemu_oracle import base_args, run_qemu
+from emulator.capture.qemu import base_args, run_qemu
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def _odd_psw_guest(load, pgm_new_addr):
     label "handler" when None).  Returns (machine, labels).
     """
     from test_boot import BASE, Asm, machine, quiesce_tail
-    from emulator import elf_load, lowcore as lc
+    from emulator.cpu import elf_load, lowcore as lc
 
     a = Asm()
     a.raw(bytes([0xB2, 0xB2, 0x01, 0xE0]) if load == "LPSWE" else bytes([0x82, 0, 0x01, 0xE0]))
@@ -105,7 +106,7 @@ def _odd_psw_guest(load, pgm_new_addr):
 @pytest.mark.parametrize("load, old_mask", [("LPSWE", 0x0000200180000000),
                                             ("LPSW", 0x0000200080000000)])
 def test_odd_psw_address_is_a_specification_exception(load, old_mask):
-    from emulator import lowcore as lc
+    from emulator.cpu import lowcore as lc
     m, labels = _odd_psw_guest(load, None)
     halt = m.run(labels["target"] - 4)
     assert halt.exit_code == 0, halt.message
@@ -116,7 +117,7 @@ def test_odd_psw_address_is_a_specification_exception(load, old_mask):
 
 
 def test_odd_program_new_psw_stops_instead_of_looping():
-    from emulator import lowcore as lc
+    from emulator.cpu import lowcore as lc
     m, labels = _odd_psw_guest("LPSWE", 0x30001)
     halt = m.run(labels["target"] - 4)
     assert halt.exit_code == 1
@@ -174,7 +175,7 @@ def test_uid_taken_by_an_automatic_function_is_refused_like_qemu(listprobe):
 def test_memory_size_as_qemu_reports_it(privprobe, memory):
     """READ SCP INFO's storage fields, with QEMU's default RAM when -m is absent."""
     import subprocess
-    from emulator.qemu_oracle import find_qemu
+    from emulator.capture.qemu import find_qemu
     args = [a for a in base_args() if a not in ("-m", "256M")]
     if memory:
         args += ["-m", memory]
@@ -200,7 +201,7 @@ def _lowcore_guest(body, psws, count=True):
     """Code at BASE: ``body(a)``, then label "handler" that quiesces; ``psws``
     maps a lowcore address to a (mask, address or label) PSW put there."""
     from test_boot import BASE, Asm, machine, quiesce_tail
-    from emulator import elf_load, lowcore as lc
+    from emulator.cpu import elf_load, lowcore as lc
     a = Asm()
     body(a)
     a.align8()
@@ -232,7 +233,7 @@ PGM_TO_HANDLER = {0x1D0: (0x0000000180000000, ("handler", 0))}
                                          (bytes([0x47, 0xF0, 0x10, 0x00]), True),  # bc 15,0(%r1)
                                          (bytes([0x07, 0xF1]), False)])
 def test_branch_to_odd_address_is_a_specification_exception(insn, count):
-    from emulator import lowcore as lc
+    from emulator.cpu import lowcore as lc
     m, labels = _lowcore_guest(lambda a: _branch_to_odd(a, insn), PGM_TO_HANDLER, count)
     halt = m.run(0x20000)
     assert halt.exit_code == 0, halt.message
@@ -248,7 +249,7 @@ def test_branch_to_odd_address_is_a_specification_exception(insn, count):
 def test_branch_to_address_1_is_a_specification_exception():
     """1 is the end address trap_run gives unicorn, so no block hook sees it."""
     from test_boot import lghi
-    from emulator import lowcore as lc
+    from emulator.cpu import lowcore as lc
     m, labels = _lowcore_guest(lambda a: a.raw(lghi(1, 1) + bytes([0x07, 0xF1])), PGM_TO_HANDLER)
     halt = m.run(0x20000)
     assert halt.exit_code == 0, halt.message
@@ -266,7 +267,7 @@ def test_branch_to_address_1_is_a_specification_exception():
     (0x0000000080000000, 0x80000000, "00000006", 0x80000000),   # beyond 31 bits
 ])
 def test_svc_new_psw_odd_or_invalid(new_mask, new_addr, ilc_code, old):
-    from emulator import lowcore as lc
+    from emulator.cpu import lowcore as lc
     psws = {**PGM_TO_HANDLER, 0x1C0: (new_mask, new_addr)}
     m, labels = _lowcore_guest(lambda a: a.raw(bytes([0x0A, 0x07])), psws)    # svc 7
     halt = m.run(0x20000)
@@ -287,7 +288,7 @@ def test_svc_new_psw_odd_or_invalid(new_mask, new_addr, ilc_code, old):
 def test_invalid_program_new_psw_stops_with_one_line(mask, addr, why):
     """An operation exception whose program-new PSW is odd or invalid would
     interrupt again for ever (QEMU 7.2 spins, measured): one line, exit 1."""
-    from emulator import lowcore as lc
+    from emulator.cpu import lowcore as lc
     m, _ = _lowcore_guest(lambda a: a.raw(bytes(2)), {0x1D0: (mask, addr)})
     halt = m.run(0x20000)
     assert halt.exit_code == 1
@@ -300,7 +301,7 @@ def test_invalid_program_new_psw_stops_with_one_line(mask, addr, why):
 def test_stosm_of_an_invalid_bit_is_an_early_specification_exception():
     """STOSM completes; the PSW it made invalid interrupts at once with ILC 2."""
     from test_boot import stosm
-    from emulator import lowcore as lc
+    from emulator.cpu import lowcore as lc
     m, _ = _lowcore_guest(lambda a: a.raw(stosm(0x300, 0x80) + bytes(2)), PGM_TO_HANDLER)
     halt = m.run(0x20000)
     assert halt.exit_code == 0, halt.message

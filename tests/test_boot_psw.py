@@ -15,7 +15,7 @@ import pytest
 
 from _helpers import emulate, guest_build
 from conftest import needs_cross, needs_qemu
-from emulator.qemu_oracle import run_qemu
+from emulator.capture.qemu import run_qemu
 
 SOURCES = ["pswprobe_start.S", "pswprobe.c"]
 

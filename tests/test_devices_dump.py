@@ -957,7 +957,7 @@ import subprocess  # noqa: E402
 import pytest  # noqa: E402
 
 from conftest import CROSS_GCC, needs_qemu  # noqa: E402
-from emulator.qemu_oracle import run_qemu  # noqa: E402
+from emulator.capture.qemu import run_qemu  # noqa: E402
 
 DATA = pathlib.Path(__file__).parent / "data"
 ELF = pathlib.Path(__file__).parent.parent / "traces" / "guests" / "build" / "devdump.elf"

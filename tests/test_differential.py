@@ -1,6 +1,6 @@
 """Every guest of traces/guests/programs.json: qemu-system-s390x vs zpci-emu boot.
 
-The console output must be identical once emulator.normalise has undone the
+The console output must be identical once tests/_normalise.py has undone the
 deviations docs/deviations.md documents (QEMU side only; nothing is skipped).
 """
 import re
@@ -10,8 +10,8 @@ import pytest
 
 from _helpers import emulate
 from conftest import needs_qemu
-from emulator import normalise
-from emulator.qemu_oracle import GUESTS_DIR, programs, run_qemu
+import _normalise as normalise
+from emulator.capture.qemu import GUESTS_DIR, programs, run_qemu
 
 
 # read at collection: a missing or broken programs.json is an error, not zero tests

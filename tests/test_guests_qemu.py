@@ -24,7 +24,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from conftest import CROSS_GCC, needs_cross, needs_qemu
-from emulator import qemu_oracle
+from emulator.capture import qemu as qemu_oracle
 from emulator.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent

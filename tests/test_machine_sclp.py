@@ -5,8 +5,9 @@ guest has to issue SERVC: the callbacks SCLP would call are called directly.
 """
 import pytest
 
-from emulator import boot, qemu_args
-from emulator.qemu_oracle import base_args
+from emulator.cpu import boot
+from emulator import qemu_args
+from emulator.capture.qemu import base_args
 
 import test_props_world as w
 

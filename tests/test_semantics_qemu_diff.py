@@ -20,7 +20,7 @@ import pytest
 
 from _helpers import ROOT, run_cli
 from conftest import needs_cross, needs_qemu
-from emulator.qemu_oracle import run_qemu
+from emulator.capture.qemu import run_qemu
 
 GUESTS = ROOT / "traces" / "guests"
 DEVICES = ["-device", "zpci,uid=1,fid=1,target=r0", "-device", "virtio-rng-pci,id=r0",

@@ -308,7 +308,7 @@ def test_drive_is_connected_to_the_device(image):
 
 
 def test_boot_builds_a_machine_with_the_drive(image):
-    from emulator.boot import build_firmware
+    from emulator.cpu.boot import build_firmware
     a = parse("-drive", f"file={image.replace(',', ',,')},if=none,id=d0,format=raw",
               "-device", "virtio-blk-pci,id=b0,drive=d0")
     fw = build_firmware(a, "linux-6.0")

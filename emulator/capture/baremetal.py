@@ -6,7 +6,7 @@ from pathlib import Path
 from emulator.capture import runner
 from emulator.capture.sites import scan_elf
 from emulator.errors import UserError
-from emulator.qemu_oracle import base_args, programs
+from emulator.capture.qemu import base_args, programs
 
 DEFAULT_DEVICES = ["-device", "zpci,uid=1,fid=1,target=r0", "-device", "virtio-rng-pci,id=r0"]
 MEMORY_MB = 256

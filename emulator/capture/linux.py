@@ -26,7 +26,7 @@ from emulator.capture.workloads import (BLK_IMAGE_MB, MARK_MAGIC, PHASES, WORKLO
                                         init_script, parse_stats)
 from emulator.errors import UserError
 from emulator.qemu_args import split_device
-from emulator.qemu_oracle import base_args
+from emulator.capture.qemu import base_args
 
 DEFAULT_KERNEL = "linux-image-6.1.0-50-s390x"
 MEMORY_MB = 1024

@@ -20,7 +20,8 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from emulator import boot, qemu_args
+    from emulator.cpu import boot
+    from emulator import qemu_args
 
     parsed = qemu_args.parse(list(args.argv))
     if parsed.help:

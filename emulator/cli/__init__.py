@@ -1,6 +1,6 @@
 """The ``zpci-emu`` command.
 
-Each subcommand lives in ``emulator/cmd_<name>.py`` with ``register(sub)``
+Each subcommand lives in ``emulator/cli/<name>.py`` with ``register(sub)``
 (adds its parser and sets ``func``), so parts of the tool stay apart.
 """
 from __future__ import annotations
@@ -11,7 +11,10 @@ import sys
 
 from emulator.errors import UserError
 
-COMMANDS = ["decode", "boot", "replay", "report", "trace", "import", "capture"]
+# subcommand -> its module in emulator/cli/ ("import" is a Python keyword)
+MODULES = {"decode": "decode", "boot": "boot", "replay": "replay", "report": "report",
+           "trace": "trace", "import": "import_trace", "capture": "capture"}
+COMMANDS = list(MODULES)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -25,7 +28,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Instruction-level emulator of s390x zPCI firmware interpretation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS if only is None else [only]:
-        importlib.import_module(f"emulator.cmd_{name}").register(sub)
+        importlib.import_module(f"emulator.cli.{MODULES[name]}").register(sub)
     return parser
 
 
@@ -49,5 +52,3 @@ def main(argv: list[str] | None = None) -> int:
     return rc or 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from emulator import lowcore as lc
+from emulator.cpu import lowcore as lc
 
 SCLP_CMD_CODE_MASK = 0xFFFF00FF
 CMDW_READ_SCP_INFO = 0x00020001

@@ -12,9 +12,9 @@ which tests/test_boot_priv.py runs under both (see FACILITY_DWORDS and CPUID).
 """
 from __future__ import annotations
 
-from emulator import lowcore as lc
+from emulator.cpu import lowcore as lc
 from emulator._native import lib
-from emulator.machine_uc import REG_CR0, Halt
+from emulator.cpu.machine import REG_CR0, Halt
 from firmware_model.guest import MASK64
 
 # STFLE doublewords of QEMU 7.2.22's "-cpu qemu" model, as its STFLE stored
@@ -93,7 +93,7 @@ class Privileged:
             (0xEB, 0x2F): ("LCTLG", self.lctl),
             (0xEB, 0x25): ("STCTG", self.stctl),
         }
-        # unprivileged, reached through trap_hook_at (machine_uc.SENSITIVE)
+        # unprivileged, reached through trap_hook_at (machine.SENSITIVE)
         self.hooked = {
             (0xB9, 0x8D): ("EPSW", self.epsw),
             (0xB2, 0xB0): ("STFLE", self.stfle),

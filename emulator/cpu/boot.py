@@ -1,7 +1,7 @@
 """``zpci-emu boot``: a bare-metal s390x guest under unicorn with the zPCI firmware model.
 
 Ties together the QEMU-style machine description (emulator.qemu_args), the
-ELF loader, the unicorn CPU with its trap path (emulator.machine_uc) and the
+ELF loader, the unicorn CPU with its trap path (emulator.cpu.machine) and the
 firmware model (firmware_model.machine.Machine), plus the optional outputs:
 ``--stats`` (JSON counters for every policy at once) and ``--trace`` (the
 run in the trace format of emulator/trace).
@@ -12,9 +12,9 @@ import json
 import sys
 from dataclasses import dataclass
 
-from emulator import elf_load
+from emulator.cpu import elf_load
 from emulator.errors import UserError
-from emulator.machine_uc import DEFAULT_MAX_INSNS, Halt, UcMachine
+from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
 from emulator.qemu_args import USAGE_EXIT, BootArgs
 from firmware_model.guest import RecordingGuest
 from firmware_model.insns import TABLE

@@ -21,7 +21,7 @@ from pathlib import Path
 from emulator.errors import UserError
 
 QEMU_BINARY = "qemu-system-s390x"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GUESTS_DIR = REPO_ROOT / "traces" / "guests"
 PROGRAMS_JSON = GUESTS_DIR / "programs.json"
 
@@ -121,11 +121,11 @@ def elf_path(name: str, guests_dir: str | os.PathLike = GUESTS_DIR) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m emulator.qemu_oracle NAME|ELF [qemu args...]``: print the guest output."""
+    """``python -m emulator.capture.qemu NAME|ELF [qemu args...]``: print the guest output."""
     import sys
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        print("usage: python -m emulator.qemu_oracle PROGRAM|ELF [QEMU ARGS...]", file=sys.stderr)
+        print("usage: python -m emulator.capture.qemu PROGRAM|ELF [QEMU ARGS...]", file=sys.stderr)
         return 2
     try:
         target, extra = args[0], args[1:]

@@ -4,7 +4,7 @@ The guest runs in problem state so that every privileged instruction, the
 zPCI family included, raises a program exception (UC_HOOK_INTR intno 3)
 instead of running as unicorn's silent no-op.  The C hook hands each one to
 Python once: zPCI instructions go to the firmware model, the privileged
-instructions of a bare-metal guest to emulator.privileged.  Everything the
+instructions of a bare-metal guest to emulator.cpu.privileged.  Everything the
 guest can observe of the PSW is kept here as the guest's view; unicorn's copy
 differs only by the problem-state bit and the interruption masks, which the
 guest never sees (stored PSWs, STOSM/STNSM and EPSW show the guest's view).
@@ -19,7 +19,7 @@ from pathlib import Path
 from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc, UcError
 from unicorn import s390x_const as sc
 
-from emulator import lowcore as lc
+from emulator.cpu import lowcore as lc
 from emulator._native import ffi, lib
 from emulator.decode import INSN_LENGTHS, to_decoded
 from emulator.errors import UserError
@@ -180,7 +180,7 @@ def _object_pointer(obj):
 
 
 if sys.implementation.name != "cpython":     # id() is an address only there
-    raise ImportError("emulator.machine_uc needs CPython (trap_run takes PyObject pointers)")
+    raise ImportError("emulator.cpu.machine needs CPython (trap_run takes PyObject pointers)")
 
 _attach(_IDLE)
 
@@ -200,8 +200,8 @@ class UcMachine:
     def __init__(self, memory_size: int, zpci_handler, console_out, *, console: bool = True,
                  count: bool = True, block_hook=None, max_insns: int = DEFAULT_MAX_INSNS,
                  pci_configure=None, pci_deconfigure=None):
-        from emulator.sclp import Sclp
-        from emulator import privileged
+        from emulator.cpu.sclp import Sclp
+        from emulator.cpu import privileged
 
         if lib.trap_bind(_unicorn_library().encode()) != 0:
             raise RuntimeError(ffi.string(lib.trap_last_error()).decode())
@@ -247,7 +247,7 @@ class UcMachine:
 
     # --- memory ----------------------------------------------------------------
     def load(self, image) -> None:
-        from emulator.elf_load import PF_X
+        from emulator.cpu.elf_load import PF_X
         for seg in image.segments:
             if seg.data:
                 self.uc.mem_write(seg.addr, seg.data)

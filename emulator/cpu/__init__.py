@@ -1,0 +1,1 @@
+"""The CPU side: unicorn machine, guest adapter, privileged instructions, SCLP, loading."""
