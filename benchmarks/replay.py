@@ -71,7 +71,7 @@ def build(src: Path, dst: Path, events: int) -> None:
 
 
 def child(path: str) -> None:
-    from emulator.trace.replay import replay
+    from emulator.replay import replay
     import emulator.decode, firmware_model.devices, firmware_model.machine  # noqa: F401,E401 - imports out of the timing
     t0, c0 = time.perf_counter(), time.process_time()
     (r,) = replay([path], progress=False)
@@ -99,7 +99,7 @@ def main() -> int:
             print("no bundled traces (traces/*.zpt, traces/linux/*.zpt); pass --source")
             return 1
         src = max(cands, key=event_count)
-    from emulator.trace.replay import replay
+    from emulator.replay import replay
     t0 = time.process_time()
     (full,) = replay([src], fast=False, progress=False)
     full_cpu = time.process_time() - t0

@@ -1,6 +1,6 @@
 """``zpci-emu report``: exits per workload and policy, and what interpretation saves.
 
-Every trace is replayed under every policy (emulator.trace.replay, functions
+Every trace is replayed under every policy (emulator.replay, functions
 assumed passed through unless told otherwise).  For each workload and policy
 the report gives the zPCI instructions by mnemonic, where they were served
 (firmware, kvm, userspace), the exits saved against intercept-all, and the
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.errors import UserError
-from emulator.trace.replay import BASELINE, ROUTES, WorkloadResult, replay
+from emulator.replay import BASELINE, ROUTES, WorkloadResult, replay
 
 # Assumed costs of one exit, in microseconds of host time (see COST_BASIS).
 DEFAULT_KVM_US = 2.0

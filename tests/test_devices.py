@@ -623,6 +623,6 @@ def test_block_check_agrees_with_the_msix_bar_layout(off, n):
 @given(kind=st.sampled_from(["virtio-rng-pci", "virtio-net-pci"]), bar=st.sampled_from([0, 1, 2, 4]),
        off=st.integers(0, 0x3FFF), length=st.integers(1, 8))
 def test_access_check_is_what_a_load_would_find(kind, bar, off, length):
-    # trace replay's device wrapper asks bar_access_valid (emulator/trace/replay.py); it must not guess
+    # trace replay's device wrapper asks bar_access_valid (emulator/replay/standins.py); it must not guess
     d = make_device(kind, ())
     assert d.bar_access_valid(bar, off, length, True) == (d.bar_read(bar, off, length) is not None)

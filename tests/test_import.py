@@ -10,7 +10,7 @@ from emulator.errors import UserError
 from emulator.trace.format import Event, EventFlag, Mark, Note, SourceKind, StreamKind
 from emulator.trace.importer import import_jsonl
 from emulator.trace.reader import read_all
-from emulator.trace.replay import _decoded, replay
+from emulator.replay import decoded as _decoded, replay
 from firmware_model.guest import RecordingGuest, SimpleGuest
 from firmware_model.insns import encode
 from firmware_model.machine import Machine

@@ -9,7 +9,7 @@ from _helpers import run_cli as _cli
 from emulator.errors import UserError
 from emulator.trace.format import Event, EventFlag
 from emulator.trace.reader import TraceReader
-from emulator.trace.replay import replay
+from emulator.replay import replay
 from emulator.trace.writer import TraceWriter
 from test_replay_scenario import OPS, record_ops, record_scenario
 

@@ -7,7 +7,7 @@ import pytest
 from _helpers import run_cli
 from emulator.report import bundled_traces
 from emulator.trace.reader import TraceReader
-from emulator.trace.replay import replay
+from emulator.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOT_TRACES = sorted((ROOT / "traces").glob("*.zpt"))

@@ -232,7 +232,7 @@ def test_cli_show_and_stats(tmp_path):
 @given(st.data())
 def test_any_corruption_is_a_user_error_or_reads(tmp_path_factory, data):
     """Flipped, dropped or inserted bytes never escape as anything but a UserError."""
-    from emulator.trace.replay import replay
+    from emulator.replay import replay
     d = tmp_path_factory.mktemp("fz")
     compress = data.draw(st.booleans())
     raw = bytearray(_valid(d, compress=compress).read_bytes())
@@ -291,7 +291,7 @@ def test_malformed_header_is_a_user_error(tmp_path_factory, changes):
     p = tmp_path_factory.mktemp("hdr") / "h.zpt"
     body = record(RecordType.HEADER, _j.dumps({**good, **changes}).encode()) + _end(0)
     p.write_bytes(PREAMBLE.pack(b"\x89ZPT\r\n\x1a\n", 1, 0, 0) + body)
-    from emulator.trace.replay import replay
+    from emulator.replay import replay
     for action in (read_all, lambda q: replay([q], progress=False)):
         try:
             action(p)

@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from emulator.trace.replay import replay
+    from emulator.replay import replay
     policies = None if args.policy == "all" else [args.policy]
     mismatches = []
 
