@@ -30,6 +30,7 @@ import gdb  # noqa: E402  (provided by gdb)
 
 CFG = json.load(open(os.environ["ZPCI_CAPTURE_CONFIG"]))
 MEMORY = CFG.get("memory") or 0      # guest memory size: DMA tables lie below it
+DMA_TABLES = CFG.get("dma_tables", True)   # off: RPCIT recorded as the doc's recipe does
 MAX_STEP_TRIES = 8
 FIB_LEN = 80                  # QEMU 7.2 ZpciFib (fmb_addr at +64, gd at +76)
 IIB_LEN = 16
@@ -239,7 +240,7 @@ def main():
         ops, blk, blen = operand(site, gr)
         mb = read(blk, blen) if blk is not None else None
         tables, note = None, None
-        if site["mnemonic"] == "RPCIT":
+        if site["mnemonic"] == "RPCIT" and DMA_TABLES:
             fh = gr[site["r1"]] >> 32
             start, length = gr[site["r2"]], gr[site["r2"] | 1]
             tables, note = dma.walk(fh, start, length)

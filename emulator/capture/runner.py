@@ -78,8 +78,13 @@ def _pump(stream, sink: list, logf):
 
 def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = None,
         timeout: float = 600, console_log: Path | None = None, max_events: int = 0,
-        memory: int = 0) -> RunResult:
-    """Boot QEMU with ``qemu_args`` (no gdb options) and record into ``out_jsonl``."""
+        memory: int = 0, dma_tables: bool = True) -> RunResult:
+    """Boot QEMU with ``qemu_args`` (no gdb options) and record into ``out_jsonl``.
+
+    ``dma_tables``: record the DMA table entries each RPCIT walks; off, the
+    recording is what linux-guest-traces.md's recipe writes (registers and
+    operand blocks only).
+    """
     qemu = need_tool("qemu-system-s390x", "qemu-system-misc")
     gdb = need_tool("gdb-multiarch", "gdb-multiarch")
     check_network_safe(qemu_args)
@@ -90,7 +95,7 @@ def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = Non
         cfg = os.path.join(tmp, "cfg.json")
         with open(cfg, "w") as f:
             json.dump({"target": sock, "out": str(out_jsonl), "max_events": max_events,
-                       "memory": memory,
+                       "memory": memory, "dma_tables": dma_tables,
                        "sites": [s.to_json() for s in sites], "mark": mark,
                        "debug_marks": bool(os.environ.get("ZPCI_CAPTURE_DEBUG"))}, f)
         cmd = [qemu, *qemu_args, "-S", "-gdb", f"unix:{sock},server=on,wait=off"]

@@ -29,6 +29,9 @@ def register(sub) -> None:
                         "~/.cache/zpci-emu/captures/OUTPUT.jsonl)")
     p.add_argument("--kernel-package", default=None,
                    help="Debian s390x kernel package (default linux-image-6.1.0-50-s390x)")
+    p.add_argument("--no-dma-tables", dest="dma_tables", action="store_false",
+                   help="do not record the DMA table entries each RPCIT walks (the JSONL is then "
+                        "what linux-guest-traces.md's recipe writes; replay counts those RPCITs unchecked)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
     p.set_defaults(func=run)
 
@@ -43,12 +46,13 @@ def run(args) -> int:
     if args.elf:
         from emulator.capture import baremetal
         r = baremetal.capture(Path(args.elf), out, jsonl=args.jsonl,
-                              timeout=args.timeout or 120, log=log)
+                              timeout=args.timeout or 120, log=log, dma_tables=args.dma_tables)
         print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s")
         return 0
     from emulator.capture import linux
     r = linux.capture(args.workload, out, package=args.kernel_package or linux.DEFAULT_KERNEL,
-                      jsonl=args.jsonl, timeout=args.timeout or 900, log=log)
+                      jsonl=args.jsonl, timeout=args.timeout or 900, log=log,
+                      dma_tables=args.dma_tables)
     print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s; phases: {', '.join(r['marks'])}")
     bad = 0
     for row in r["crosscheck"]:

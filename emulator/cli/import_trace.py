@@ -9,8 +9,9 @@ def register(sub) -> None:
     p.add_argument("jsonl", help="JSONL of the gdb recorder (linux-guest-traces.md)")
     p.add_argument("-o", "--output", required=True, help="trace file to write (.zpt)")
     p.add_argument("--no-compress", action="store_true", help="write the trace without zstd")
-    p.add_argument("--memory", default="1024M",
-                   help="guest memory size, e.g. 1024M (the JSONL does not say; default: the recipe's -m 1024)")
+    p.add_argument("--memory", default="0",
+                   help="bound operand addresses to this guest memory size, e.g. 1024M (default 0: no "
+                        "bound, as the recorder reads operands at the kernel's logical addresses)")
     p.add_argument("--workload", help="workload name for reports (default: the file's stem)")
     p.set_defaults(func=run)
 

@@ -18,7 +18,8 @@ from emulator.replay.heads import CONFIG, KEYED, KIND_KEY, HeadKinds, decoded
 from emulator.replay.machines import ASSUME, config_from_header, make_machine
 from emulator.replay.progress import progress_bar
 from emulator.replay.results import Mismatch, WorkloadResult
-from emulator.replay.standins import INVALID_ENTRY, ReplayGuest
+from emulator.replay import incomplete
+from emulator.replay.standins import ReplayGuest
 from emulator.trace.format import EVENT_HEAD, Event, EventFlag, RecordType
 from emulator.trace.reader import TraceReader, parse_event
 from emulator.trace.text import block_insns
@@ -69,15 +70,18 @@ class FileReplay:
                 and not ev.pgm):
             r1 = ev.insn[3] >> 4
             loaded = expected_regs(ev).get(r1)
-        fill = INVALID_ENTRY if ev.flags & EventFlag.INCOMPLETE and ev.mnemonic == "RPCIT" else None
+        partial = ev.flags & EventFlag.INCOMPLETE
         routes = []
         res = self.res
         reasons = set()
         for p, (m, devices) in zip(self.policies, self.machines):
             for dev in devices:
                 dev.loaded = loaded
-            g = ReplayGuest(ev, self.memsize, fill)
-            outcome = m.execute(d, g)
+            if partial:
+                outcome, g = incomplete.run(m, d, ev, self.memsize)
+            else:
+                g = ReplayGuest(ev, self.memsize)
+                outcome = m.execute(d, g)
             routes.append(outcome.decision.route.value)
             if self.check:
                 why = unchecked_reason(ev, g)

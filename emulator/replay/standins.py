@@ -10,12 +10,6 @@ from __future__ import annotations
 from emulator.trace.format import Event, EventFlag
 from firmware_model.guest import MASK64
 
-# An RPCIT recorded without the table entries it walked (the gdb recorder's
-# default) reads them as invalid entries: the walk then unmaps instead of
-# failing, so the function is not put into the error state by data the trace
-# lacks.  The event stays unchecked either way.  0x420 has both the
-# region/segment invalid bit (0x20) and the page-table invalid bit (0x400).
-INVALID_ENTRY = (0x420).to_bytes(8, "big")
 PGM_PRIVILEGED = 0x02
 
 

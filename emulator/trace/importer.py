@@ -27,7 +27,10 @@ from firmware_model.arch import CLP_FH_LIST_ENTRY_SIZE, LIST_PCI_HDR_LEN, ClpCmd
 from firmware_model.insns import BY_MNEMONIC
 from firmware_model.policy import handle_register
 
-DEFAULT_MEMORY = 1024 << 20      # the recorder's recipe runs qemu with -m 1024
+# No bound: the recorder reads operands at the kernel's logical addresses
+# (DAT on: FIBs on vmalloc'd stacks such as 0x37fffd1bbd0), which lie beyond
+# the guest's -m size; ``capture`` writes memory 0 for the same reason.
+DEFAULT_MEMORY = 0
 _EVENT_KINDS = (None, "event", "zpci")
 _MARK_KINDS = ("phase", "mark")
 
