@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from emulator.replay.compare import compare
 from emulator.replay.standins import ReplayGuest
-from emulator.trace.format import Event, EventFlag
+from emulator.trace.format import Event
 
 # Placeholders for the table entries an RPCIT's walk reads: first an
 # invalid entry at every level (0x20 invalidates region and segment table

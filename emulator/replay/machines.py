@@ -25,7 +25,7 @@ def config_from_header(h: TraceHeader) -> MachineConfig:
         try:
             import shlex
             from emulator import qemu_args
-            cfg = qemu_args.parse(shlex.split(h.detail[len(prefix):])).config
+            cfg = qemu_args.parse(without_drives(shlex.split(h.detail[len(prefix):]))).config
         except Exception:          # noqa: BLE001 - any parse problem: use the function list
             cfg = None
         if cfg is not None and [f.fid for f in cfg.functions] == [f.fid for f in h.functions] \
@@ -35,25 +35,48 @@ def config_from_header(h: TraceHeader) -> MachineConfig:
         FunctionSpec(kind=f.kind, props=f.props, fid=f.fid, uid=f.uid) for f in h.functions))
 
 
-# The image a replayed virtio-blk device reads when the recording names none
-# (a Linux capture records the device's properties, not QEMU's -drive).  Its
-# size only shows in the capacity a live replay would load; a capture's loads
+_DRIVE_OPTIONS = ("-drive", "--drive")
+
+
+def without_drives(argv: list[str]) -> list[str]:
+    """A recorded command line without its ``-drive`` options and ``drive=`` properties.
+
+    Parsing a ``-drive`` opens its file; a trace must not make replay open
+    anything (a FIFO named there would hang it), and replay needs no image.
+    """
+    from emulator.qemu_args import split_device
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in _DRIVE_OPTIONS:
+            next(args, None)
+        elif arg.split("=", 1)[0] in _DRIVE_OPTIONS:
+            pass
+        elif arg in ("-device", "--device"):
+            text = next(args, None)
+            if text is None:
+                out.append(arg)
+                continue
+            kind, props = split_device(text)
+            out += [arg, ",".join([kind] + [f"{k}={v}".replace(",", ",,") for k, v in props
+                                            if k != "drive"])]
+        else:
+            out.append(arg)
+    return out
+
+
+# The image a replayed block device reads: always a blank one, whatever the
+# recording names (a Linux capture records the device's properties, not
+# QEMU's -drive; a boot trace names a file replay must not open).  Its size
+# only shows in the capacity a live replay would load; a capture's loads
 # answer from the recording.
 REPLAY_BLANK_IMAGE = 1 << 20
 
 
 def _block_props(props: tuple, context: dict) -> tuple:
-    """virtio-blk properties for a replay: never write to an image file.
-
-    A recorded image that still exists is read into memory (snapshot); a
-    recording without one, or whose file is gone, gets a blank image.
-    """
-    import os
+    """Device properties for a replay with any drive replaced by a blank in-memory image."""
     from firmware_model.devices.virtio_blk import BlockImage
     p = dict(props)
-    path = p.get("x-drive-file")
-    if path and os.path.isfile(path):
-        return tuple(props) + (("x-drive-snapshot", "on"),)
     drives = context.setdefault("drives", {})
     name = f"replay-blank-{len(drives)}"
     drives[name] = BlockImage.blank(REPLAY_BLANK_IMAGE, readonly=p.get("x-drive-readonly") == "on")
@@ -76,7 +99,8 @@ def _device_factory(stand_ins: list, live: bool, ids: dict):
     def make(kind: str, props: tuple, context: dict | None = None):
         if kind in DEVICE_KINDS:
             context = {} if context is None else context
-            if kind == "virtio-blk-pci":
+            if kind == "virtio-blk-pci" or any(k == "drive" or k.startswith("x-drive-")
+                                               for k, _ in props):
                 props = _block_props(props, context)
             # one context per bus, so default MACs count up as QEMU's do
             inner = make_device(kind, props, context=context)   # bad properties: the caller's one-line error
@@ -111,6 +135,8 @@ def make_machine(config: MachineConfig, policy: str, assume: str, where: str, st
     try:
         bus = ZpciBus.from_config(config, _device_factory(stand_ins, live, ids or {}))
         m = Machine(config, policy, assume, bus=bus)
-    except (KeyError, ValueError) as exc:
-        raise UserError(f"cannot build the machine the header describes: {exc}", where=where) from None
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        # a device property out of range, an unknown kind, a duplicate fid
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise UserError(f"{msg}", where=f"{where}: header") from None
     return ReplayMachine(m, [fn.device for fn in bus.functions])

@@ -16,9 +16,8 @@ from emulator.replay.compare import compare, expected_regs, unchecked_reason
 from emulator.replay.epochs import Decisions, EpochCache, decision_state
 from emulator.replay.heads import CONFIG, KEYED, KIND_KEY, HeadKinds, decoded
 from emulator.replay.machines import ASSUME, config_from_header, make_machine
-from emulator.replay.progress import progress_bar
 from emulator.replay.results import Mismatch, WorkloadResult
-from emulator.replay import incomplete
+from emulator.replay import incomplete, progress
 from emulator.replay.standins import ReplayGuest
 from emulator.trace.format import EVENT_HEAD, Event, EventFlag, RecordType
 from emulator.trace.reader import TraceReader, parse_event
@@ -131,65 +130,69 @@ class FileReplay:
         unpack_seq = struct.Struct("<Q").unpack_from
         fast = self.fast
         memsize = self.memsize
-        bar = progress_bar(rd) if self.progress else None
-        for rtype, buf, start, n, off in gen:
-            if rtype != _EV:
-                rd.n_events, rd.last_seq = nev, last
-                rec = other(rtype, buf, start, n, off)
-                if rtype == RecordType.RUNS:
-                    insns += sum(cnt * binsn[b] for b, cnt in rec.pairs)
-                elif rtype == RecordType.BLOCK:
-                    binsn.append(block_insns(rec.code, rec.addr))
-                continue
-            # The head from the instruction to the memory counts decides the
-            # record's layout: one dict lookup checks it for the whole kind.
-            spec = specs.get(buf[start + _K0:start + _K1])
-            if spec is None:
-                rd.n_events, rd.last_seq = nev, last
-                spec = heads.learn(buf, start, n, off)
-            index, fh_off, role, explen, memst, lens, sid = spec
-            (seqv,) = unpack_seq(buf, start)
-            if seqv <= last or rd.ended:
-                rd.last_seq = last
-                raise rd.error(off, "data after the END record" if rd.ended
-                               else f"event seq {seqv} does not follow {last}")
-            prev, last = last, seqv
-            nev += 1
-            if n != explen or memst is not None:
-                if n != explen or memst.unpack_from(buf, start + _EH)[1::2] != lens or (
-                        memsize and max(a + ln for a, ln in zip(
-                            memst.unpack_from(buf, start + _EH)[0::2], lens)) > memsize):
-                    rd.last_seq = prev
-                    parse_event(rd, buf, start, n, off)      # the full check; raises if bad
-            if fast and role == KEYED:
-                # A path may decline (and userspace serve) depending on the
-                # instruction's fields and the problem state as well as on the
-                # handle: the key holds the event's head kind (instruction
-                # bytes included) and the PSW byte with the problem-state bit.
-                k = (sid, buf[start + fh_off:start + fh_off + 4], buf[start + 22])
-                c = counts.get(k)
-                if c is not None:
-                    counts[k] = c + 1
-                    if bar is not None and not nev & 0xFFFF:
-                        bar.update(rd.raw_position() - bar.n)
+        bar = progress.progress_bar(rd) if self.progress else None
+        cached_stride, full_stride = progress.CACHED_STRIDE, progress.FULL_STRIDE
+        try:
+            for rtype, buf, start, n, off in gen:
+                if rtype != _EV:
+                    rd.n_events, rd.last_seq = nev, last
+                    rec = other(rtype, buf, start, n, off)
+                    if rtype == RecordType.RUNS:
+                        insns += sum(cnt * binsn[b] for b, cnt in rec.pairs)
+                    elif rtype == RecordType.BLOCK:
+                        binsn.append(block_insns(rec.code, rec.addr))
                     continue
-                rd.last_seq = prev
-                cache.first(k, Decisions(index, self.run_full(parse_event(rd, buf, start, n, off))))
-            else:
-                rd.last_seq = prev
-                if role == CONFIG and fast:
-                    before = decision_state(self.machines)
-                routes = self.run_full(parse_event(rd, buf, start, n, off))
-                cache.totals[Decisions(index, routes)] += 1
-                if role == CONFIG and fast and decision_state(self.machines) != before:
-                    cache.end_epoch()
-        rd.n_events, rd.last_seq = nev, last
-        rd.finish()
+                # The head from the instruction to the memory counts decides the
+                # record's layout: one dict lookup checks it for the whole kind.
+                spec = specs.get(buf[start + _K0:start + _K1])
+                if spec is None:
+                    rd.n_events, rd.last_seq = nev, last
+                    spec = heads.learn(buf, start, n, off)
+                index, fh_off, role, explen, memst, lens, sid = spec
+                (seqv,) = unpack_seq(buf, start)
+                if seqv <= last or rd.ended:
+                    rd.last_seq = last
+                    raise rd.error(off, "data after the END record" if rd.ended
+                                   else f"event seq {seqv} does not follow {last}")
+                prev, last = last, seqv
+                nev += 1
+                if n != explen or memst is not None:
+                    if n != explen or memst.unpack_from(buf, start + _EH)[1::2] != lens or (
+                            memsize and max(a + ln for a, ln in zip(
+                                memst.unpack_from(buf, start + _EH)[0::2], lens)) > memsize):
+                        rd.last_seq = prev
+                        parse_event(rd, buf, start, n, off)      # the full check; raises if bad
+                if fast and role == KEYED:
+                    # A path may decline (and userspace serve) depending on the
+                    # instruction's fields and the problem state as well as on the
+                    # handle: the key holds the event's head kind (instruction
+                    # bytes included) and the PSW byte with the problem-state bit.
+                    k = (sid, buf[start + fh_off:start + fh_off + 4], buf[start + 22])
+                    c = counts.get(k)
+                    if c is not None:
+                        counts[k] = c + 1
+                        if bar is not None and not nev & cached_stride:
+                            bar.update(nev)
+                        continue
+                    rd.last_seq = prev
+                    cache.first(k, Decisions(index, self.run_full(parse_event(rd, buf, start, n, off))))
+                else:
+                    rd.last_seq = prev
+                    if bar is not None and not nev & full_stride:
+                        bar.update(nev)
+                    if role == CONFIG and fast:
+                        before = decision_state(self.machines)
+                    routes = self.run_full(parse_event(rd, buf, start, n, off))
+                    cache.totals[Decisions(index, routes)] += 1
+                    if role == CONFIG and fast and decision_state(self.machines) != before:
+                        cache.end_epoch()
+            rd.n_events, rd.last_seq = nev, last
+            rd.finish()
+        finally:
+            if bar is not None:
+                bar.close()
+            rd.close()
         totals = cache.finish()
-        if bar is not None:
-            bar.update(rd.raw_position() - bar.n)
-            bar.close()
-        rd.close()
         for (index, routes), c in totals.items():
             mn = TABLE[index].mnemonic
             res.events += c
