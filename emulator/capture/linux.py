@@ -216,7 +216,8 @@ def crosscheck(records: list[dict], stats: dict[str, dict[str, int]],
 # -- the capture ---------------------------------------------------------------------
 
 def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
-            jsonl: Path | None = None, timeout: float = 900, log=print) -> dict:
+            jsonl: Path | None = None, timeout: float = 900, log=print,
+            progress=None) -> dict:
     if workload_name not in WORKLOADS:
         raise UserError(f"unknown workload {workload_name!r} (one of {', '.join(WORKLOADS)})")
     w = WORKLOADS[workload_name]
@@ -243,7 +244,8 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
                 "pid_offset": PT_REGS_ORIG_GPR2, "sig_offset": PT_REGS_GPR3}
         log(f"running {w.name}: qemu-system-s390x {' '.join(args)}")
         res = runner.run(args, kb.sites, jsonl, mark=mark, timeout=timeout, memory=MEMORY_MB << 20,
-                         console_log=jsonl.with_name(jsonl.name + ".console"))
+                         console_log=jsonl.with_name(jsonl.name + ".console"),
+                         progress=progress)
     records = list(runner.read_jsonl(jsonl))
     console = [l for _, l in res.console]
     stats = parse_stats(console)
