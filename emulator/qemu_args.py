@@ -316,12 +316,14 @@ def _wire_backends(kind: str, props: list[tuple[str, str]], text: str, out: "Boo
                    peers: dict[str, str]) -> list[tuple[str, str]]:
     """A device's ``rng=``/``netdev=`` checked as QEMU checks them and handed to the model.
 
-    The model gets ``rng=ID`` (plus ``x-rng-file`` for rng-random) and
-    ``netdev=ID`` when its device kind has those properties.  Without them it
-    has no backend to take: a net device without a peer is what every
-    netdev is here (never connected), and an rng device without one draws
-    from its seeded PRNG, which a guest cannot tell from an unpredictable
-    source; any other file is refused rather than silently not read.
+    The model gets ``rng=ID`` for an rng-random backend and ``netdev=ID``
+    when its device kind has those properties; ``BootArgs.device_context``
+    holds what they name.  rng-builtin is the model's default backend, so
+    its ``rng=`` is dropped.  A model without the properties has no backend
+    to take: a net device without a peer is what every netdev is here (never
+    connected), and an rng device draws from its seeded PRNG, which a guest
+    cannot tell from an unpredictable source; any other file is refused
+    rather than silently not read.
     """
     where = f"-device {text}"
     wired = []
@@ -340,17 +342,15 @@ def _wire_backends(kind: str, props: list[tuple[str, str]], text: str, out: "Boo
             backend = out.rngs.get(value)
             if backend is None:
                 raise _usage_error(f"Device '{value}' not found", where=where)
+            if backend.filename is None:
+                continue        # rng-builtin: the model's own default backend
             if _model_has(kind, "rng"):
-                wired.append((key, value))
-                if backend.filename is not None:
-                    wired.append(("x-rng-file", backend.filename))
-            elif backend.filename is not None and backend.filename not in _UNPREDICTABLE_SOURCES:
+                wired.append((key, value))      # found in device_context()["rng_backends"]
+            elif backend.filename not in _UNPREDICTABLE_SOURCES:
                 raise _usage_error(f"rng={value}: the device model cannot read "
                                    f"{backend.filename} (only rng-builtin and "
                                    f"{' or '.join(_UNPREDICTABLE_SOURCES)} are modelled)",
                                    where=where)
-        elif key == "x-rng-file":
-            raise _usage_error(f"property '{key}' is set by -object, not on -device", where=where)
         else:
             wired.append((key, value))
     return wired
@@ -398,6 +398,16 @@ class BootArgs:
     netdevs: dict[str, Netdev] = field(default_factory=dict)
     globals: list[GlobalProp] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def device_context(self) -> dict:
+        """What the device models look ``rng=`` and ``netdev=`` up in (make_device's
+        ``context``): the rng-random files, opened, and the -netdev ids."""
+        ctx: dict = {"netdevs": set(self.netdevs)}
+        files = {k: b.filename for k, b in self.rngs.items() if b.filename is not None}
+        if files and _model_has("virtio-rng-pci", "rng"):
+            from firmware_model.devices.virtio_rng import FileRng
+            ctx["rng_backends"] = {k: FileRng(f) for k, f in files.items()}
+        return ctx
 
 
 def _usage_error(message: str, where: str | None = None) -> UserError:

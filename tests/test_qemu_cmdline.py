@@ -96,12 +96,15 @@ def test_rng_backend_is_wired_or_refused():
               "-device", "virtio-rng-pci,id=x,rng=r", "-device", "virtio-rng-pci,id=y,rng=b")
     assert set(a.rngs) == {"r", "b"} and a.rngs["r"].filename == "/dev/urandom"
     x, y = a.config.functions
+    # rng-builtin is the model's default backend; rng-random is looked up by id
+    assert y.props == ()
     if "rng" in DEVICE_KINDS["virtio-rng-pci"].prop_names():
-        assert dict(x.props) == {"rng": "r", "x-rng-file": "/dev/urandom"}
-        assert dict(y.props) == {"rng": "b"}
+        assert dict(x.props) == {"rng": "r"}
+        backend = a.device_context()["rng_backends"]["r"]
+        assert len(backend(16)) == 16
     else:
         # a model without backends draws from its PRNG: indistinguishable from urandom
-        assert x.props == () and y.props == ()
+        assert x.props == () and "rng_backends" not in a.device_context()
     assert "Device 'nope' not found" in refused("-device", "virtio-rng-pci,rng=nope")
     assert "Parameter 'id' is missing" in refused("-object", "rng-random,filename=/dev/urandom")
     assert "Duplicate ID" in refused("-object", "rng-builtin,id=r", "-object", "rng-builtin,id=r")
@@ -110,18 +113,23 @@ def test_rng_backend_is_wired_or_refused():
     assert "rng-egd" in refused("-object", "rng-egd,id=r,chardev=c")
 
 
-def test_rng_file_the_model_cannot_read_is_refused(tmp_path):
-    if "rng" in DEVICE_KINDS["virtio-rng-pci"].prop_names():
-        pytest.fail("the model reads rng backends now: this test must check that it does")
+def test_rng_random_file_feeds_the_device_or_is_refused(tmp_path):
     f = tmp_path / "bytes"
-    f.write_bytes(b"\x00" * 64)
-    assert "cannot read" in refused("-object", f"rng-random,id=r,filename={f}",
-                                    "-device", "virtio-rng-pci,rng=r")
+    f.write_bytes(bytes(range(64)))
+    argv = ("-object", f"rng-random,id=r,filename={f}", "-device", "virtio-rng-pci,rng=r")
+    if "rng" in DEVICE_KINDS["virtio-rng-pci"].prop_names():
+        a = parse(*argv)
+        assert dict(a.config.functions[0].props) == {"rng": "r"}
+        assert a.device_context()["rng_backends"]["r"](8) == bytes(range(8))
+    else:
+        # the model would draw from its PRNG, not from the file: refused, not ignored
+        assert "cannot read" in refused(*argv)
 
 
 def test_netdev_is_a_peer_that_is_never_connected():
     a = parse("-netdev", "user,id=n0,hostfwd=tcp::2222-:22", "-device", "virtio-net-pci,netdev=n0")
     assert set(a.netdevs) == {"n0"} and a.warnings == []
+    assert a.device_context()["netdevs"] == {"n0"}
     props = dict(a.config.functions[0].props)
     if "netdev" in DEVICE_KINDS["virtio-net-pci"].prop_names():
         assert props == {"netdev": "n0"}
