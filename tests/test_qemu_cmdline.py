@@ -227,3 +227,11 @@ def test_netdev_wiring_runs_as_in_qemu():
     got = _compare(PROBE, ["-netdev", "user,id=n0", "-device", "zpci,uid=1,fid=1,target=r0",
                            "-device", "virtio-net-pci,id=r0,netdev=n0"])
     assert "device=1000" in got
+
+
+def test_global_iommu_platform_on_a_transitional_device_is_refused_as_in_qemu():
+    # QEMU 7.2: "VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor transitional device"
+    r = run_cli("boot", "-kernel", PROBE, "-global", "virtio-pci.iommu_platform=on",
+                "-device", "virtio-rng-pci,id=r0")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    assert "neither legacy nor transitional" in r.stderr and "virtio-rng-pci" in r.stderr
