@@ -134,67 +134,139 @@ def format_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
+CSV_COLUMNS = ("workload", "trace", "policy", "mnemonic", "events", "firmware", "kvm",
+               "userspace", "exits", "exits_saved", "exits_saved_pct",
+               # the per-exit costs behind these are assumptions (COST_BASIS): say so where
+               # the numbers go, a CSV carries no note
+               "host_us_at_assumed_cost", "host_us_saved_at_assumed_cost",
+               "assumed_kvm_exit_us", "assumed_userspace_exit_us")
+
+
+def csv_rows(rep: dict) -> list[dict]:
+    """One row per workload, policy and mnemonic, every column filled.
+
+    The savings of a mnemonic are against the same mnemonic under the
+    baseline policy; a workload's totals are the sums of its rows (the
+    summary in report.json holds them as well).
+    """
+    cm = rep["cost_model"]
+    cost = CostModel(cm["kvm_us"], cm["userspace_us"])
+    rows = []
+    for wl in rep["workloads"]:
+        by_policy = wl["routes"]
+        base = by_policy.get(rep["baseline"])
+        mnemonics = sorted({m for routes in by_policy.values() for m in routes})
+        for policy, routes_of in by_policy.items():
+            for m in mnemonics:
+                routes = {x: routes_of.get(m, {}).get(x, 0) for x in ROUTES}
+                exits = routes["kvm"] + routes["userspace"]
+                host = cost.host_us(routes)
+                b = {x: base.get(m, {}).get(x, 0) for x in ROUTES} if base is not None else routes
+                b_exits = b["kvm"] + b["userspace"]
+                rows.append({
+                    "workload": wl["workload"], "trace": wl["path"], "policy": policy,
+                    "mnemonic": m, "events": sum(routes.values()), **routes, "exits": exits,
+                    "exits_saved": b_exits - exits,
+                    "exits_saved_pct": f"{100.0 * (b_exits - exits) / b_exits:.2f}" if b_exits
+                    else "0.00",
+                    "host_us_at_assumed_cost": f"{host:.3f}",
+                    "host_us_saved_at_assumed_cost": f"{cost.host_us(b) - host:.3f}",
+                    "assumed_kvm_exit_us": cost.kvm_us,
+                    "assumed_userspace_exit_us": cost.userspace_us})
+    return rows
+
+
 def write_csv(rep: dict, path: Path) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["workload", "trace", "policy", "mnemonic", "events", "firmware", "kvm", "userspace",
-                    "exits", "exits_saved", "exits_saved_pct",
-                    # the per-exit costs behind these are assumptions (COST_BASIS): say so where
-                    # the numbers go, a CSV carries no note
-                    "host_us_at_assumed_cost", "host_us_saved_at_assumed_cost"])
-        by_wl = {wl["path"]: wl for wl in rep["workloads"]}
-        for r in rep["summary"]:
-            wl = by_wl[r["trace"]]
-            for m, routes in wl["routes"][r["policy"]].items():
-                ex = routes.get("kvm", 0) + routes.get("userspace", 0)
-                w.writerow([r["workload"], r["trace"], r["policy"], m, sum(routes.values()),
-                            *(routes.get(x, 0) for x in ROUTES), ex, "", "", "", ""])
-            w.writerow([r["workload"], r["trace"], r["policy"], "ALL", r["events"],
-                        *(r[x] for x in ROUTES), r["exits"], r.get("exits_saved", ""),
-                        "" if r.get("exits_saved_pct") is None else f"{r['exits_saved_pct']:.2f}",
-                        f"{r['host_us']:.3f}",
-                        "" if r.get("host_us_saved") is None else f"{r['host_us_saved']:.3f}"])
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(csv_rows(rep))
+
+
+# report.png: what is served where, and what it costs
+PNG_SEGMENTS = (("userspace", "exit to QEMU (userspace)", "#c44e52", ""),
+                ("kvm", "exit served in KVM", "#dd8452", "///"))
 
 
 def write_png(rep: dict, path: Path) -> None:
+    fig = png_figure(rep)           # selects the Agg backend before pyplot is used
+    import matplotlib.pyplot as plt
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def png_figure(rep: dict):
+    """report.png's figure: one row of panels per workload, one bar per policy, linear scales.
+
+    Left: the exits, split into those QEMU serves and those KVM serves, with
+    the count on each bar and the exits saved against the baseline.  Right:
+    the host time those exits cost at the assumed per-exit costs, with the
+    time saved.  Each workload has its own axes: the workloads differ by
+    orders of magnitude, and a shared or log axis hides the split.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    workloads = []
-    for r in rep["summary"]:
-        if r["workload"] not in workloads:
-            workloads.append(r["workload"])
-    policies = []
-    for r in rep["summary"]:
-        if r["policy"] not in policies:
-            policies.append(r["policy"])
-    rows = {(r["workload"], r["policy"]): r for r in rep["summary"]}
-    x = np.arange(len(workloads))
-    width = 0.8 / max(1, len(policies))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(workloads) + 2), 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, p in enumerate(policies):
-        pos = x + (i - (len(policies) - 1) / 2) * width
-        user = [rows[(w, p)]["userspace"] if (w, p) in rows else 0 for w in workloads]
-        kvm = [rows[(w, p)]["kvm"] if (w, p) in rows else 0 for w in workloads]
-        c = colors[i % len(colors)]
-        # exits served by userspace solid, those the kernel serves hatched on top
-        ax.bar(pos, [max(v, 0.8) for v in user], width, color=c, label=p)
-        if any(kvm):
-            ax.bar(pos, kvm, width, bottom=user, color=c, alpha=0.45, hatch="//",
-                   label=f"{p} (kvm)")
-    ax.set_xticks(x)
-    ax.set_xticklabels(workloads, rotation=20, ha="right")
-    ax.set_yscale("log")               # workloads differ by orders of magnitude
-    ax.set_ylim(bottom=0.7)
-    ax.set_ylabel("exits (userspace + kvm), log scale")
-    ax.set_title("zPCI exits per workload and policy (replayed guest traces)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cm = rep["cost_model"]
+    cost = CostModel(cm["kvm_us"], cm["userspace_us"])
+    # a panel per trace; two traces of one workload name are told apart by their path
+    workloads = list(dict.fromkeys(r["trace"] for r in rep["summary"]))
+    policies = list(dict.fromkeys(r["policy"] for r in rep["summary"]))
+    rows = {(r["trace"], r["policy"]): r for r in rep["summary"]}
+    names = {r["trace"]: r["workload"] for r in rep["summary"]}
+    shared = {n for n in names.values() if list(names.values()).count(n) > 1}
+    titles = {t: f"{n}\n{Path(t).name}" if n in shared else n for t, n in names.items()}
+    fig, axes = plt.subplots(len(workloads), 2, squeeze=False,
+                             figsize=(13, 1.05 + 0.42 * len(policies) * len(workloads)))
+    for wi, wl in enumerate(workloads):
+        present = [p for p in policies if (wl, p) in rows]
+        ys = list(range(len(present)))[::-1]
+        for col, scale, unit in ((0, {"kvm": 1, "userspace": 1}, "exits"),
+                                 (1, {"kvm": cost.kvm_us, "userspace": cost.userspace_us}, "us")):
+            ax = axes[wi][col]
+            left = [0.0] * len(present)
+            for key, label, color, hatch in PNG_SEGMENTS:
+                width = [rows[(wl, p)][key] * scale[key] for p in present]
+                ax.barh(ys, width, left=left, color=color, hatch=hatch, edgecolor="white",
+                        height=0.7, label=label if wi == 0 and col == 0 else None)
+                left = [a + b for a, b in zip(left, width)]
+            top = max(left) or 1.0
+            for y, p, total in zip(ys, present, left):
+                ax.text(total + top * 0.01, y, _bar_label(rows[(wl, p)], col, total),
+                        va="center", fontsize=7.5)
+            ax.set_xlim(0, top * (2.0 if col == 0 else 1.6))
+            ax.set_yticks(ys)
+            ax.set_yticklabels(present if col == 0 else [""] * len(present), fontsize=8)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.grid(axis="x", alpha=0.3)
+            ax.set_axisbelow(True)
+        axes[wi][0].set_ylabel(titles[wl], rotation=0, ha="right", va="center", fontsize=9,
+                               fontweight="bold", labelpad=80)
+    axes[0][0].set_title("exits per run (linear; each workload its own scale)", fontsize=10)
+    axes[0][1].set_title(f"host time of those exits (us) at ASSUMED costs:\n"
+                         f"{cost.kvm_us:g} us per exit served in KVM, {cost.userspace_us:g} us "
+                         f"per exit to QEMU", fontsize=10)
+    fig.legend(loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle("zPCI exits by policy, replayed guest traces; saved = against "
+                 f"{rep['baseline']}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.98))
+    return fig
+
+
+def _bar_label(row: dict, col: int, total: float) -> str:
+    """The numbers a bar carries: its total, its split, and what it saves."""
+    if col == 0:
+        text = f"{row['exits']}  (QEMU {row['userspace']}, KVM {row['kvm']})"
+        saved = row.get("exits_saved")
+        if saved:
+            text += f"  saved {saved} ({row['exits_saved_pct']:.0f}%)"
+        return text
+    text = f"{total:,.0f} us"
+    saved = row.get("host_us_saved")
+    if saved:
+        text += f"  saved {saved:,.0f} us"
+    return text
 
 
 def run_report(traces: list[str] | None, out: str | None, cost: CostModel,

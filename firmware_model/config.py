@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class FunctionSpec:
     """One zPCI function: the ``-device zpci,...`` and the PCI device it targets."""
-    kind: str                              # device model name, e.g. "virtio-rng-pci"
+    kind: str | None                       # device model name, e.g. "virtio-rng-pci";
+                                           # None: a zpci device whose target is no device
     props: tuple[tuple[str, str], ...] = ()  # device properties as given, e.g. (("disable-legacy", "on"),)
     fid: int | None = None                 # None: QEMU's automatic choice
     uid: int | None = None

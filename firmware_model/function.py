@@ -308,7 +308,8 @@ class ZpciBus:
         ``firmware_model.devices.make_device``).  A factory that takes a
         ``context`` keyword gets one dict for the whole bus, so per-machine
         numbering (QEMU's default MACs, default PRNG seeds) counts up across
-        the functions as in one QEMU process.
+        the functions as in one QEMU process.  A spec whose ``kind`` is None
+        is a zpci device without its PCI device.
         """
         if make_device is None:
             from .devices import make_device
@@ -316,6 +317,11 @@ class ZpciBus:
         context: dict = {}
         with_context = _takes_context(make_device)
         for spec in config.functions:
+            if spec.kind is None:
+                # a zpci device whose target never appeared: QEMU keeps it
+                # RESERVED, unlisted, but its handle index stays taken
+                bus.next_idx = (bus._alloc_idx() + 1) & FH_MASK_INDEX
+                continue
             if with_context:
                 device = make_device(spec.kind, spec.props, context=context)
             else:

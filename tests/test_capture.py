@@ -258,7 +258,10 @@ def test_capture_baremetal_end_to_end(tmp_path):
     from emulator.trace.reader import TraceReader
 
     out = tmp_path / "probe.zpt"
-    res = baremetal.capture(PROBE, out, jsonl=tmp_path / "probe.jsonl", log=lambda m: None)
+    ticks = []
+    res = baremetal.capture(PROBE, out, jsonl=tmp_path / "probe.jsonl", log=lambda m: None,
+                            progress=lambda *a: ticks.append(a))
+    assert ticks and ticks[-1] == (None, 0, "")       # the progress line is ended
     recs = [json.loads(l) for l in open(tmp_path / "probe.jsonl")]
     evs = [r for r in recs if "insn" in r]
     assert res["events"] == len(evs) > 0
@@ -287,6 +290,44 @@ def test_capture_baremetal_end_to_end(tmp_path):
         got = [ev for ev in r if type(ev).__name__ == "Event"]
     assert [g.addr for g in got] == [int(e["addr"], 16) for e in evs]
     assert [g.cc for g in got] == [e["cc"] for e in evs]
+
+
+def test_progress_reports_records_as_they_are_written(tmp_path):
+    import threading
+    import time
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text("")
+    console = [(0.0, "booting")]
+    stop = threading.Event()
+    seen = []
+    t = threading.Thread(target=runner.watch, args=(stop, lambda *a: seen.append(a),
+                                                    time.time(), jsonl, console, 0.02))
+    t.start()
+    for i in range(3):
+        with open(jsonl, "a") as f:
+            f.write('{"insn": "PCILG"}\n' * 5)
+        console.append((0.0, f"line {i}"))
+        time.sleep(0.15)
+    stop.set()
+    t.join()
+    records = [r for _, r, _ in seen]
+    assert records == sorted(records) and records[-1] == 15
+    assert seen[-1][2] == "line 2" and all(s >= 0 for s, _, _ in seen)
+
+
+def test_progress_line_only_on_a_terminal():
+    import io
+    from emulator.cli.capture import terminal_progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    assert terminal_progress(io.StringIO()) is None
+    tty = Tty()
+    show = terminal_progress(tty)
+    show(12.4, 7, "Run /init as init process")
+    show(None, 0, "")
+    assert tty.getvalue() == "\r\x1b[Krecording:   12 s, 7 records | Run /init as init process\r\x1b[K"
 
 
 # -- bundled Linux traces ----------------------------------------------------------------

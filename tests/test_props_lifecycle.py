@@ -1,8 +1,9 @@
 """Function lifecycle as a state machine, against QEMU 7.2's answers (qemu-oracle.md).
 
 Enable, disable, register/deregister/re-register the IOAT, RPCIT that maps
-or faults into the error state, reset error, reset block, loads, and
-STPCIFC, in any order, through a Machine under a random policy.  The
+or faults into the error state, reset error, reset block, loads, STPCIFC
+and device DMA (test_props_dma.checked_dma: only through the host IOMMU
+domain), in any order, through a Machine under a random policy.  The
 expected condition codes and status codes come from the small model below,
 written from the QEMU transcript and zpci-architecture.md, e.g.
 
@@ -14,7 +15,7 @@ written from the QEMU transcript and zpci-architecture.md, e.g.
     RPCIT without an IOAT ................. cc 1 status 0x08 (error state too)
     STPCIFC fc ............................ 0x80, +0x10 with IOAT, 0xf0 in error
 """
-from hypothesis import settings, strategies as st
+from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from firmware_model.policy import POLICY_NAMES
@@ -178,6 +179,41 @@ class Lifecycle(RuleBasedStateMachine):
         else:
             want = 0x80 | {ENABLED: 0, BLOCKED: 0x40, ERROR: 0x60}[self.state]
             assert fc == want | (0x10 if self.ioat else 0)
+
+    # --- device DMA: only through the IOMMU layer, in every state ---------------------------
+
+    @rule()
+    def enable_and_map(self):
+        """The usual driver start in one step, so DMA that goes through is reached too."""
+        if not self.enabled:
+            self.enable()
+        if not self.ioat:
+            self.reg_ioat()
+        self.rpcit_in_window(0, 4)
+
+    @rule(page=st.integers(0, w.NPAGES - 1), write=st.booleans())
+    def device_dma(self, page, write):
+        from test_props_dma import checked_dma
+        self.m.bus.memory = self.g
+        ok = checked_dma(self.m, self.g, self.idx, page, write)
+        event(f"dma {'through' if ok else 'refused'} in state {self.state}")
+        if ok:
+            assert self.enabled and self.ioat and self.state in (ENABLED, BLOCKED)
+        elif self.enabled and self.state != ERROR:
+            # a DMA the IOTLB cannot translate puts the function in the error state
+            # (QEMU's s390_translate_iommu); nothing else may change
+            if self.m.bus.functions[self.idx].state.name.lower() == ERROR:
+                self.state = ERROR
+
+    @invariant()
+    def cached_translations_reach_memory_only_through_the_domain(self):
+        # a read of a page the IOTLB holds cannot fault, so this changes no state
+        from test_props_dma import dma_over_cached_pages
+        self.m.bus.memory = self.g
+        through = dma_over_cached_pages(self.m, self.g, self.idx)
+        event(f"DMA over cached pages went through: {through > 0}")
+        if through:
+            assert self.enabled and self.ioat and self.state in (ENABLED, BLOCKED)
 
     @invariant()
     def model_matches_function(self):

@@ -67,15 +67,17 @@ def test_duplicate_explicit_ids():
         parse("-device", "zpci,fid=7,target=a", "-device", "zpci,fid=7,target=b")
 
 
-def test_unlisted_zpci_without_device_is_not_a_function():
-    a = parse("-device", "zpci,uid=1,target=nothing")
-    assert a.config.functions == ()
+def test_zpci_without_its_device_keeps_its_ids_and_index():
+    # QEMU keeps it RESERVED (never listed), but it took uid 1, fid 0 and index 0
+    a = parse("-device", "zpci,target=nothing", "-device", "virtio-rng-pci,id=r")
+    assert a.config.functions == (FunctionSpec(None, (), 0, 1, "nothing"),
+                                  FunctionSpec("virtio-rng-pci", (), 1, 2, "r"))
 
 
 def test_ignored_qemu_options_and_console_rules():
     a = parse("-nodefaults", "-nographic", "-machine", "s390-ccw-virtio,accel=tcg",
               "-cpu", "qemu", "-chardev", "stdio,id=con0", "-device", "sclpconsole,chardev=con0",
-              "-no-reboot", "-netdev", "user,id=n0")
+              "-no-reboot")
     assert a.console and a.config.functions == () and a.warnings == []
     assert "-cpu max" in parse("-cpu", "max").warnings[0]
     assert not parse("-nodefaults").console        # nothing would print in QEMU either

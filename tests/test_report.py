@@ -44,14 +44,18 @@ def test_report_files_and_figures(traces, tmp_path):
         assert rows[(wl["path"], "firmware-rpcit")]["exits"] < rows[(wl["path"], "linux-6.0")]["exits"]
     with open(out / "report.csv") as f:
         table = list(csv.DictReader(f))
-    alls = [t for t in table if t["mnemonic"] == "ALL"]
-    assert len(alls) == 8
-    assert all(t["host_us_at_assumed_cost"] for t in alls)
-    per = [t for t in table if t["mnemonic"] != "ALL"]
-    for a in alls:
-        parts = [t for t in per if t["trace"] == a["trace"] and t["policy"] == a["policy"]]
-        assert sum(int(t["exits"]) for t in parts) == int(a["exits"])
-        assert sum(int(t["events"]) for t in parts) == int(a["events"])
+    # one row shape: every row is one workload, policy and mnemonic, every column filled
+    assert table and all(all(v != "" for v in t.values()) for t in table)
+    assert len({(t["trace"], t["policy"], t["mnemonic"]) for t in table}) == len(table)
+    for r in js["summary"]:
+        parts = [t for t in table if t["trace"] == r["trace"] and t["policy"] == r["policy"]]
+        for col in ("events", "firmware", "kvm", "userspace", "exits", "exits_saved"):
+            assert sum(int(t[col]) for t in parts) == r[col], col
+        assert sum(float(t["host_us_at_assumed_cost"]) for t in parts) == pytest.approx(r["host_us"])
+        assert sum(float(t["host_us_saved_at_assumed_cost"]) for t in parts) == \
+            pytest.approx(r["host_us_saved"])
+        assert {(t["assumed_kvm_exit_us"], t["assumed_userspace_exit_us"]) for t in parts} == \
+            {("3.0", "17.0")}
     text = "\n".join(lines)
     assert "ASSUMED" in text and "intercept-all" in text and "RPCIT" in text
 
@@ -88,3 +92,39 @@ def test_report_jsonl_recordings_with_one_name(tmp_path):
     rep = run_report(srcs, None, CostModel(), printer=lambda s: None)
     assert [(w["path"], w["events"]) for w in rep["workloads"]] == [(srcs[0], 1), (srcs[1], 2)]
     assert sorted(r["trace"] for r in rep["summary"] if r["policy"] == "intercept-all") == srcs
+
+
+def test_png_shows_split_host_time_and_numbers(traces):
+    """report.png: per workload, one bar per policy on linear axes; the exits bar is
+    userspace + KVM, the host-time bar is those at the assumed costs, each with its numbers."""
+    from matplotlib.patches import Rectangle
+    from emulator.report import png_figure
+    cost = CostModel(3.0, 17.0)
+    rep = run_report([str(t) for t in traces], None, cost, printer=lambda s: None)
+    fig = png_figure(rep)
+    # one row of panels per trace (the two fixture traces share a workload name)
+    workloads = list(dict.fromkeys(r["trace"] for r in rep["summary"]))
+    axes = fig.axes
+    assert len(axes) == 2 * len(workloads)
+    for wi, wl in enumerate(workloads):
+        rows = [r for r in rep["summary"] if r["trace"] == wl]
+        for col, (k_kvm, k_user) in enumerate(((1, 1), (cost.kvm_us, cost.userspace_us))):
+            ax = axes[2 * wi + col]
+            assert ax.get_xscale() == "linear"
+            widths = [p.get_width() for p in ax.patches if isinstance(p, Rectangle)]
+            # userspace segments first, then the KVM ones stacked after them
+            assert widths == pytest.approx([r["userspace"] * k_user for r in rows]
+                                           + [r["kvm"] * k_kvm for r in rows])
+            texts = [t.get_text() for t in ax.texts]
+            assert len(texts) == len(rows)
+            for r, text in zip(rows, texts):
+                if col == 0:
+                    assert text.startswith(f"{r['exits']}  (QEMU {r['userspace']}, KVM {r['kvm']})")
+                    if r["exits_saved"]:
+                        assert f"saved {r['exits_saved']} " in text
+                else:
+                    assert text.startswith(f"{r['host_us']:,.0f} us")
+                    if r["host_us_saved"]:
+                        assert f"saved {r['host_us_saved']:,.0f} us" in text
+    titles = " ".join(ax.get_title() for ax in axes)
+    assert "ASSUMED" in titles and "3 us" in titles and "17 us" in titles

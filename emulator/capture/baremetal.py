@@ -27,7 +27,8 @@ def qemu_args(elf: Path, devices: list[str] | None = None) -> list[str]:
 
 
 def capture(elf: Path, out: Path, *, jsonl: Path | None = None, timeout: float = 120,
-            devices: list[str] | None = None, log=print, dma_tables: bool = True) -> dict:
+            devices: list[str] | None = None, log=print, dma_tables: bool = True,
+            progress=None) -> dict:
     runner.need_tool("qemu-system-s390x", "qemu-system-misc")
     runner.need_tool("gdb-multiarch", "gdb-multiarch")
     elf = Path(elf)
@@ -43,7 +44,7 @@ def capture(elf: Path, out: Path, *, jsonl: Path | None = None, timeout: float =
     jsonl = Path(jsonl)
     log(f"{elf.name}: {len(sites)} zPCI sites")
     res = runner.run(qemu_args(elf, devices), sites, jsonl, timeout=timeout,
-                     memory=MEMORY_MB << 20, dma_tables=dma_tables)
+                     memory=MEMORY_MB << 20, dma_tables=dma_tables, progress=progress)
     if res.qemu_rc != 0:
         tail = " | ".join(l for _, l in res.console[-2:])
         raise UserError(f"guest did not exit cleanly (qemu status {res.qemu_rc}): {tail}",

@@ -217,7 +217,7 @@ def crosscheck(records: list[dict], stats: dict[str, dict[str, int]],
 
 def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
             jsonl: Path | None = None, timeout: float = 900, log=print,
-            dma_tables: bool = True) -> dict:
+            dma_tables: bool = True, progress=None) -> dict:
     if workload_name not in WORKLOADS:
         raise UserError(f"unknown workload {workload_name!r} (one of {', '.join(WORKLOADS)})")
     w = WORKLOADS[workload_name]
@@ -245,7 +245,8 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
         log(f"running {w.name}: qemu-system-s390x {' '.join(args)}")
         res = runner.run(args, kb.sites, jsonl, mark=mark, timeout=timeout, memory=MEMORY_MB << 20,
                          dma_tables=dma_tables,
-                         console_log=jsonl.with_name(jsonl.name + ".console"))
+                         console_log=jsonl.with_name(jsonl.name + ".console"),
+                         progress=progress)
     records = list(runner.read_jsonl(jsonl))
     console = [l for _, l in res.console]
     stats = parse_stats(console)

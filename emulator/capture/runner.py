@@ -76,14 +76,41 @@ def _pump(stream, sink: list, logf):
             logf.flush()
 
 
+# seconds between two progress reports
+PROGRESS_INTERVAL = 0.5
+
+
+def watch(stop: threading.Event, progress, t0: float, jsonl: Path, console: list,
+          interval: float = PROGRESS_INTERVAL) -> None:
+    """Until ``stop``: ``progress(seconds, records, last console line)`` every ``interval``.
+
+    ``records`` counts the lines the recorder has written to ``jsonl`` so far
+    (read incrementally; the recorder buffers, so it rises in steps).
+    """
+    records = pos = 0
+    while not stop.wait(interval):
+        try:
+            with open(jsonl, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+        except OSError:
+            chunk = b""
+        pos += len(chunk)
+        records += chunk.count(b"\n")
+        progress(time.time() - t0, records, console[-1][1] if console else "")
+
+
 def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = None,
         timeout: float = 600, console_log: Path | None = None, max_events: int = 0,
-        memory: int = 0, dma_tables: bool = True) -> RunResult:
+        memory: int = 0, dma_tables: bool = True, progress=None) -> RunResult:
     """Boot QEMU with ``qemu_args`` (no gdb options) and record into ``out_jsonl``.
 
     ``dma_tables``: record the DMA table entries each RPCIT walks; off, the
     recording is what linux-guest-traces.md's recipe writes (registers and
     operand blocks only).
+
+    ``progress``, if given, is called as ``watch`` describes while the guest
+    runs, and once more with seconds None when the recording has ended.
     """
     qemu = need_tool("qemu-system-s390x", "qemu-system-misc")
     gdb = need_tool("gdb-multiarch", "gdb-multiarch")
@@ -120,6 +147,12 @@ def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = Non
                                  env=dict(os.environ, ZPCI_CAPTURE_CONFIG=cfg),
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
+            stop = threading.Event()
+            ticker = None
+            if progress is not None:
+                ticker = threading.Thread(target=watch, daemon=True,
+                                          args=(stop, progress, t0, out_jsonl, res.console))
+                ticker.start()
             try:
                 _, err = g.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -127,6 +160,11 @@ def run(qemu_args: list[str], sites, out_jsonl: Path, *, mark: dict | None = Non
                 _, err = g.communicate()
                 raise UserError(f"capture did not finish within {timeout:.0f} s "
                                 f"(guest hung? see the console log)")
+            finally:
+                stop.set()
+                if ticker is not None:
+                    ticker.join()
+                    progress(None, 0, "")
             res.gdb_rc = g.returncode
             res.gdb_stderr = err.decode("utf-8", "replace")
             try:

@@ -25,7 +25,7 @@ def main(args) -> int:
 
     parsed = qemu_args.parse(list(args.argv))
     if parsed.help:
-        sys.stdout.write(qemu_args.USAGE)
+        sys.stdout.write(qemu_args.usage())
         return 0
     for w in parsed.warnings:
         print(f"zpci-emu: warning: {w}", file=sys.stderr)

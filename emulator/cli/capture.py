@@ -36,9 +36,25 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def terminal_progress(stream=None):
+    """A progress line for a terminal (None when ``stream`` is not one): seconds, records
+    written, the guest's last console line; cleared when the recording ends."""
+    stream = stream if stream is not None else sys.stderr
+    if not stream.isatty():
+        return None
+
+    def show(seconds, records, line):
+        text = "" if seconds is None else \
+            f"recording: {seconds:4.0f} s, {records} records | {line}"[:100]
+        stream.write("\r\x1b[K" + text)
+        stream.flush()
+    return show
+
+
 def run(args) -> int:
     def log(msg):
         print(msg, file=sys.stderr)
+    progress = terminal_progress()
 
     out = Path(args.output)
     if not out.parent.exists():
@@ -46,13 +62,14 @@ def run(args) -> int:
     if args.elf:
         from emulator.capture import baremetal
         r = baremetal.capture(Path(args.elf), out, jsonl=args.jsonl,
-                              timeout=args.timeout or 120, log=log, dma_tables=args.dma_tables)
+                              timeout=args.timeout or 120, log=log, dma_tables=args.dma_tables,
+                              progress=progress)
         print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s")
         return 0
     from emulator.capture import linux
     r = linux.capture(args.workload, out, package=args.kernel_package or linux.DEFAULT_KERNEL,
                       jsonl=args.jsonl, timeout=args.timeout or 900, log=log,
-                      dma_tables=args.dma_tables)
+                      dma_tables=args.dma_tables, progress=progress)
     print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s; phases: {', '.join(r['marks'])}")
     bad = 0
     for row in r["crosscheck"]:

@@ -25,13 +25,15 @@ def register(sub) -> None:
         "decode", help="list the zPCI instructions of a raw blob or an s390x ELF",
         description="Walk FILE by instruction length and list every zPCI instruction: "
                     "address, bytes, mnemonic, operand fields. An ELF (detected by its "
-                    "magic) is decoded section by section at its own addresses.")
+                    "magic) is decoded section by section at its own addresses; a compressed "
+                    "s390x kernel image (vmlinuz) is unpacked and its text decoded at the "
+                    "kernel's addresses.")
     p.add_argument("file", metavar="FILE", help="raw instruction blob or s390x ELF")
     p.add_argument("--base", metavar="ADDR", default=None,
                    help="guest address of a raw blob's first byte (default 0; 0x... for hex)")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--elf", action="store_true", help="FILE must be an ELF")
-    kind.add_argument("--raw", action="store_true", help="FILE is a raw blob even if it looks like an ELF")
+    kind.add_argument("--raw", action="store_true", help="FILE is a raw blob even if it looks like an ELF or a kernel image")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--stats", action="store_true",
                    help="print the instruction total and the count per mnemonic instead of the list")
@@ -60,6 +62,14 @@ def load_regions(args) -> list[CodeRegion]:
             raise UserError("an ELF is decoded at its own addresses; drop --base or use --raw",
                             where="--base")
         return executable_regions(path)
+    if not args.raw:
+        from emulator import kernel_image
+        kernel = kernel_image.regions(path)
+        if kernel is not None:
+            if args.base is not None:
+                raise UserError("a kernel image is decoded at the kernel's own addresses; "
+                                "drop --base or use --raw", where="--base")
+            return kernel
     base = parse_addr(args.base) if args.base is not None else 0
     try:
         data = path.read_bytes()

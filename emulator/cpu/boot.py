@@ -40,7 +40,13 @@ def build_firmware(args: BootArgs, policy: str):
                         where="--policy", exit_code=USAGE_EXIT)
     _check_devices(args)
     try:
-        return Machine(args.config, policy=policy, assume="passthrough")
+        # the -object/-netdev backends the devices name, shared by the machine's devices
+        from firmware_model.devices import make_device
+        from firmware_model.function import ZpciBus
+        context = args.device_context()
+        bus = ZpciBus.from_config(args.config,
+                                  lambda kind, props: make_device(kind, props, context=context))
+        return Machine(args.config, policy=policy, assume="passthrough", bus=bus)
     except ValueError as exc:       # DeviceConfigError included: an impossible machine
         raise UserError(_device_message(args, exc), exit_code=USAGE_EXIT) from None
 
