@@ -36,6 +36,7 @@ from .semantics import (
 
 _ERROR, _PERM_ERROR = FnState.ERROR, FnState.PERMANENT_ERROR
 _ENABLED, _BLOCKED, _DISABLED = FnState.ENABLED, FnState.BLOCKED, FnState.DISABLED
+_IOAT_OPS = (MpcifcOc.REG_IOAT, MpcifcOc.DEREG_IOAT, MpcifcOc.REREG_IOAT)
 
 
 # -- handlers ---------------------------------------------------------------
@@ -144,29 +145,17 @@ def handle_mpcifc(ctx, d, guest):
             status = ModStatus.SEQUENCE
         else:
             fn.dereg_irqs()
-    elif oc == MpcifcOc.REG_IOAT:
+    elif oc in _IOAT_OPS:
         if dmaas:
             status = ModStatus.DMAAS_INVAL
-        elif fn.ioat_enabled:
-            status = ModStatus.SEQUENCE
-        elif not _reg_ioat(fn, fib):
-            return PGM_OPERAND
-    elif oc == MpcifcOc.DEREG_IOAT:
-        if dmaas:
-            status = ModStatus.DMAAS_INVAL
-        elif not fn.ioat_enabled:
+        elif fn.ioat_enabled != (oc != MpcifcOc.REG_IOAT):
+            # register needs none registered; deregister and reregister need one
             status = ModStatus.SEQUENCE
         else:
-            fn.dereg_ioat()
-    elif oc == MpcifcOc.REREG_IOAT:
-        if dmaas:
-            status = ModStatus.DMAAS_INVAL
-        elif not fn.ioat_enabled:
-            status = ModStatus.SEQUENCE
-        else:
-            # QEMU deregisters before validating: a bad FIB leaves no IOAT behind
-            fn.dereg_ioat()
-            if not _reg_ioat(fn, fib):
+            if oc != MpcifcOc.REG_IOAT:
+                # QEMU deregisters before validating: a bad FIB leaves no IOAT behind
+                fn.dereg_ioat()
+            if oc != MpcifcOc.DEREG_IOAT and not _reg_ioat(fn, fib):
                 return PGM_OPERAND
     elif oc == MpcifcOc.RESET_ERROR:
         if fn.state is _BLOCKED or fn.state is _ERROR:
