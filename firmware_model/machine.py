@@ -246,7 +246,8 @@ class Machine:
         instruction (index, IPA, IPB) alone."""
         if len(self._plain) >= _MEMO_LIMIT:
             self._plain.clear()
-        memo = self._plain[key] = self._memo(None, None, False, key[0], 0, key[1], key[2])
+        index, ipa, ipb = key
+        memo = self._plain[key] = self._memo(None, None, False, index, 0, ipa, ipb)
         return memo
 
     # --- accounting --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from firmware_model.arch import FH_MASK_ENABLE, FH_MASK_SHM
 from firmware_model.host import FnView, IoatPath
@@ -141,12 +142,23 @@ def decide(policy: str | Policy, index: int, fh: int, lsi: bool, fn: FnView | No
     return Decision(route, reason.value, icpt)
 
 
+class DecisionKey(NamedTuple):
+    """What every policy's decisions depend on: the row, each party's reason
+    (None where the row is not that party's), and the intercept's IPA/IPB."""
+    index: int
+    ls: str | None            # the firmware's load/store reason
+    kvm_rpcit: str | None     # the kernel's RPCIT reason
+    fw_rpcit: str | None      # the what-if firmware RPCIT reason
+    ipa: int
+    ipb: int
+
+
 class DecisionSet:
     """Every policy's Decision for one kind of instruction instance (shared, read-only)."""
 
     __slots__ = ("by_policy", "key", "outcomes")
 
-    def __init__(self, by_policy: dict, key: tuple):
+    def __init__(self, by_policy: dict, key: DecisionKey):
         self.by_policy = by_policy
         self.key = key
         self.outcomes: dict = {}    # id(Completion) -> Outcome holding it: a caller's reuse cache
@@ -176,20 +188,20 @@ class Decider:
         # The key holds each reason's value (a str hashes at C speed, an Enum member
         # through Enum.__hash__); ``_value_`` is the member's plain attribute.
         if index in LOAD_STORE:
-            key = (index, ls_reason(fh, lsi, fn, gisa)._value_, None, None, ipa, ipb)
+            key = DecisionKey(index, ls_reason(fh, lsi, fn, gisa)._value_, None, None, ipa, ipb)
         elif index in TRANSLATE:
-            key = (index, None, rpcit_kvm_reason(fh, fn, vm_id)._value_,
+            key = DecisionKey(index, None, rpcit_kvm_reason(fh, fn, vm_id)._value_,
                    rpcit_fw_reason(fh, lsi, fn, gisa)._value_, ipa, ipb)
         else:
-            key = (index, None, None, None, ipa, ipb)
+            key = DecisionKey(index, None, None, None, ipa, ipb)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._build(key)
         return hit
 
-    def _build(self, key) -> DecisionSet:
-        index, ls, rk, rf, ipa, ipb = key
-        icpt = Intercept(ICPT_INSTRUCTION, ipa, ipb)
+    def _build(self, key: DecisionKey) -> DecisionSet:
+        ls, rk, rf = key.ls, key.kvm_rpcit, key.fw_rpcit
+        icpt = Intercept(ICPT_INSTRUCTION, key.ipa, key.ipb)
         served = Reason.IOAT_REGISTERED.value
         out = {}
         for p in self._order:

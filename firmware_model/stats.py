@@ -92,7 +92,7 @@ class Stats:
             n = c.n
             if not n:
                 continue
-            mn = TABLE[c.decisions.key[0]].mnemonic
+            mn = TABLE[c.decisions.key.index].mnemonic
             for p, dec in c.decisions.by_policy.items():
                 acc = policies[p]
                 route = dec.route.value
@@ -123,7 +123,7 @@ class Stats:
                 continue
             for kind in EXITS[c.served]:
                 exits[kind] += n
-            mn = TABLE[c.decisions.key[0]].mnemonic
+            mn = TABLE[c.decisions.key.index].mnemonic
             if c.served is Served.FIRMWARE:
                 firmware[mn] = firmware.get(mn, 0) + n
             elif c.served is Served.KVM:
