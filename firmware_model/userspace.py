@@ -19,7 +19,7 @@ from functools import partial
 
 from . import clp as _clp
 from .arch import (
-    FH_MASK_ENABLE, FIB_SIZE, FMBK_MASK, FnState, IotaDt, LsStatus, MASK64, ModStatus, MpcifcOc,
+    FH_MASK_ENABLE, FIB_SIZE, FMBK_MASK, FnState, IotaDt, MASK64, ModStatus, MpcifcOc,
     Pec, SicMode, StpcifcStatus,
 )
 from .dma import Iota, refresh_pass
@@ -41,37 +41,28 @@ _IOAT_OPS = (MpcifcOc.REG_IOAT, MpcifcOc.DEREG_IOAT, MpcifcOc.REREG_IOAT)
 
 # -- handlers ---------------------------------------------------------------
 
-def _ls_function(ctx, fh: int):
-    """PCILG/PCISTG: the function R2's handle names as QEMU looks it up, or None (cc 3)."""
-    if not fh & FH_MASK_ENABLE:
-        return None
-    fn = ctx.bus.by_idx.get(fh & 0xFFFF)
-    if fn is None or fn.fh != fh:
-        return None
-    return fn
+def _enabled_function(ctx, fh: int):
+    """PCILG/PCISTG/PCISTB: the function an enabled handle names, as QEMU looks
+    it up (index, then the full handle), or None (cc 3)."""
+    return ctx.bus.find_by_fh(fh) if fh & FH_MASK_ENABLE else None
 
 
 def handle_pcilg(ctx, d, guest):
     req = guest.gpr(d.r2)
-    fn = _ls_function(ctx, req >> 32)
+    fn = _enabled_function(ctx, req >> 32)
     return CC3 if fn is None else load(fn, d, guest, req)
 
 
 def handle_pcistg(ctx, d, guest):
     req = guest.gpr(d.r2)
-    fn = _ls_function(ctx, req >> 32)
+    fn = _enabled_function(ctx, req >> 32)
     return CC3 if fn is None else store(fn, d, guest, req)
 
 
 def handle_pcistb(ctx, d, guest):
     req = guest.gpr(d.r1)
-    fh = req >> 32
-    if not fh & FH_MASK_ENABLE:
-        return CC3
-    fn = ctx.bus.find_by_fh(fh)
-    if fn is None:
-        return CC3
-    return store_block(fn, d, guest, req)
+    fn = _enabled_function(ctx, req >> 32)
+    return CC3 if fn is None else store_block(fn, d, guest, req)
 
 
 def handle_rpcit(ctx, d, guest):
