@@ -16,7 +16,7 @@
 
 /* Table indices as enumerators, so the tables below can be built statically. */
 enum zpci_table_index {
-#define ZPCI_INSN(op, mn, fmt, ilen, priv, st, h) ZPCI_IDX_##mn,
+#define ZPCI_INSN(op, mn, fmt, ilen, cls, priv, even, fhr, st, h) ZPCI_IDX_##mn,
 #include "zpci_insns.def"
 #undef ZPCI_INSN
     ZPCI_NINSN
@@ -31,7 +31,7 @@ _Static_assert(sizeof(zpci_decoded) == 32, "zpci_decoded should pack into 32 byt
  * length must be the one the ILC of its first byte gives, and the opcode
  * must not be 0 (key 0 means "no entry").
  */
-#define ZPCI_INSN(op, mn, fmt, ilen, priv, st, h)                                   \
+#define ZPCI_INSN(op, mn, fmt, ilen, cls, priv, even, fhr, st, h)                                   \
     _Static_assert(ILC_LEN((op) >> 8) == (ilen), #mn ": length disagrees with ILC"); \
     _Static_assert((ilen) != 2, #mn ": 2-byte forms have no selector byte");       \
     _Static_assert((op) != 0, #mn ": opcode 0 is reserved as the miss key");
@@ -39,7 +39,7 @@ _Static_assert(sizeof(zpci_decoded) == 32, "zpci_decoded should pack into 32 byt
 #undef ZPCI_INSN
 
 static const zpci_insn_info table[ZPCI_NINSN] = {
-#define ZPCI_INSN(op, mn, fmt, ilen, priv, st, h) \
+#define ZPCI_INSN(op, mn, fmt, ilen, cls, priv, even, fhr, st, h) \
     {op, ilen, ZPCI_FMT_##fmt, priv, ZPCI_ST_##st, #mn, #h},
 #include "zpci_insns.def"
 #undef ZPCI_INSN
@@ -54,7 +54,7 @@ static const zpci_insn_info table[ZPCI_NINSN] = {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic error "-Woverride-init"  /* a duplicate opcode in the table */
 static const uint8_t hit[65536] = {
-#define ZPCI_INSN(op, mn, fmt, ilen, priv, st, h) [op] = ZPCI_IDX_##mn + 1,
+#define ZPCI_INSN(op, mn, fmt, ilen, cls, priv, even, fhr, st, h) [op] = ZPCI_IDX_##mn + 1,
 #include "zpci_insns.def"
 #undef ZPCI_INSN
 };
@@ -69,7 +69,7 @@ static const uint8_t hit[65536] = {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Woverride-init"  /* entries share first bytes */
 static const uint16_t keymask[256] = {
-#define ZPCI_INSN(op, mn, fmt, ilen, priv, st, h) [(op) >> 8] = 0xffff,
+#define ZPCI_INSN(op, mn, fmt, ilen, cls, priv, even, fhr, st, h) [(op) >> 8] = 0xffff,
 #include "zpci_insns.def"
 #undef ZPCI_INSN
 };

@@ -4,7 +4,9 @@
   with QEMU's quirks (an all-zero entry is an error even at page level; a
   valid entry whose next origin is 0 is a table-type error, so frame 0 can
   never be mapped; the IOTA origin keeps every bit but 0x804).
-* ``refresh``: the RPCIT pass over a range, maintaining the IOTLB.
+* ``walk_range``: one RPCIT pass over a range; ``refresh_pass`` (QEMU's,
+  under the vfio DMA budget) and ``shadow_pass`` (a host that shadows the
+  guest's tables into the IOMMU domain) drive it.
 * ``TranslatedDma``: device DMA through the function's bus-master address
   space: the IOMMU region [0, pal] (s390_translate_iommu: only what RPCIT put
   in the IOTLB; below pba an out-of-range error), the MSI page at the group's
@@ -215,24 +217,45 @@ def walk_range(memory, iota: int, start: int, end: int, map_page, unmap_range
     return 0, addr, refused
 
 
-def refresh(fn, memory, start: int, length: int) -> tuple[int, int, int]:
-    """The RPCIT range pass (rpcit_service_call after the state checks).
-
-    Returns (error Pec or 0, failing address, dma budget left).
-    """
-    sstart = start & MASK64
-    end = (sstart + length) & MASK64
-    if not fn.iota:
-        return Pec.INVALAS, sstart, _budget(fn)
-    if end < fn.pba or sstart > fn.pal:
-        return Pec.OORANGE, sstart, _budget(fn)
+def refresh_pass(fn, memory, start: int, end: int) -> tuple[int, int]:
+    """QEMU's RPCIT range pass over [start, end) of an in-window range, under the
+    function's DMA budget: (Pec or 0, address reached)."""
     map_page = partial(_map_page, fn)
     unmap_range = partial(_unmap_range, fn)
     while True:
         # QEMU runs the pass again when it refused a page and later unmaps freed entries
-        error, reached, refused = walk_range(memory, fn.iota, sstart, end, map_page, unmap_range)
+        error, reached, refused = walk_range(memory, fn.iota, start, end, map_page, unmap_range)
         if error or not refused or _budget(fn) <= 0:
-            return error, reached, _budget(fn)
+            return error, reached
+
+
+def shadow_pass(memory, fn, domain, ioat, start: int, end: int) -> tuple[int, int, int]:
+    """The range pass of a host that shadows the guest's tables itself (KVM's
+    IOAT assist, the what-if firmware RPCIT): every change lands in the
+    function's IOTLB (what the device may reach, as QEMU keeps it) and in the
+    host IOMMU ``domain`` (where the translation really lives), under the
+    registration ``ioat``.  Returns (Pec or 0, address reached, maps the
+    domain refused)."""
+    iotlb = fn.iotlb
+    vm, gen = ioat.vm, ioat.gen
+    refused = 0
+
+    def map_page(iova, translated, perm):
+        nonlocal refused
+        cached = iotlb.get(iova)
+        if cached is None or cached.perm != perm or cached.translated_addr != translated:
+            iotlb[iova] = IotlbEntry(iova, translated, perm)
+            if not domain.map(iova, translated, bool(perm & 2), vm, gen):
+                refused += 1
+
+    def unmap_range(first, stop):
+        for iova in cached_pages(iotlb, first, stop):
+            del iotlb[iova]
+            domain.unmap(iova)
+
+    # map_page returns None: nothing is refused to the pass itself, only counted
+    error, where, _ = walk_range(memory, ioat.iota, start, end, map_page, unmap_range)
+    return error, where, refused
 
 
 # -- device side -----------------------------------------------------------

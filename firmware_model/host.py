@@ -21,7 +21,22 @@ import enum
 from collections import Counter
 from dataclasses import dataclass
 
-from firmware_model.policy import FH_ENABLE, FnView, IoatPath
+from firmware_model.arch import FH_MASK_ENABLE as FH_ENABLE
+
+
+class IoatPath(enum.Enum):
+    """Through which interface the guest's I/O translation anchor reached the host."""
+    NONE = "none"
+    USERSPACE = "userspace"   # QEMU shadows it itself through vfio (Linux 6.0 and before)
+    KVM = "kvm"               # registered through KVM_S390_ZPCI_OP (the dropped v3/v4 IOAT assist)
+
+
+@dataclass(frozen=True, slots=True)
+class FnView:
+    """What the firmware and KVM know about the host function a handle names."""
+    gisa: int                  # GISA designation the function was enabled with; 0 = not for interpretation
+    owner: int | None          # id of the VM the function is associated with (kzdev->kvm)
+    ioat: IoatPath = IoatPath.NONE
 
 
 class Errno(enum.IntEnum):

@@ -21,10 +21,32 @@ class Format(enum.Enum):
 
 
 class StatusReg(enum.Enum):
+    """A register column of the table (status register, handle register)."""
     NONE = "NONE"
     R1 = "R1"
     R2 = "R2"
     R2P1 = "R2P1"
+
+
+class InsnClass(enum.Enum):
+    """What an instruction does; paths and policies select rows by class."""
+    LOAD = "LOAD"                 # PCILG
+    STORE = "STORE"               # PCISTG
+    STORE_BLOCK = "STORE_BLOCK"   # PCISTB
+    TRANSLATE = "TRANSLATE"       # RPCIT
+    CONFIG = "CONFIG"             # CLP
+    CONTROL = "CONTROL"           # MPCIFC
+    QUERY = "QUERY"               # STPCIFC
+    INTERRUPT = "INTERRUPT"       # SIC
+    MIO = "MIO"                   # the virtual-address forms
+
+
+# the classes that access a function's PCI address spaces
+ACCESS = frozenset((InsnClass.LOAD, InsnClass.STORE, InsnClass.STORE_BLOCK))
+
+# ZpciInsn.checks bits, plain ints so the per-instruction preamble tests them at C speed
+CHECK_PRIVILEGED = 1    # problem state: privileged-operation exception
+CHECK_EVEN_R2 = 2       # odd R2: specification exception (R2 names a register pair)
 
 
 @dataclass(frozen=True)
@@ -34,18 +56,26 @@ class ZpciInsn:
     mnemonic: str
     format: Format
     ilen: int
+    cls: InsnClass
     privileged: bool
+    even_r2: bool
+    fh_reg: StatusReg   # register holding the function handle (NONE: no handle)
     status_reg: StatusReg
     handler: str
 
     @property
     def mio(self) -> bool:
-        return not self.privileged
+        return self.cls is InsnClass.MIO
+
+    @property
+    def checks(self) -> int:
+        """The preamble's checks for this row, as CHECK_* bits."""
+        return (CHECK_PRIVILEGED if self.privileged else 0) | (CHECK_EVEN_R2 if self.even_r2 else 0)
 
 
 _LINE = re.compile(
     r"^ZPCI_INSN\(\s*0x([0-9a-fA-F]{4})\s*,\s*(\w+)\s*,\s*(\w+)\s*,\s*([246])\s*,"
-    r"\s*([01])\s*,\s*(\w+)\s*,\s*(\w+)\s*\)\s*$"
+    r"\s*(\w+)\s*,\s*([01])\s*,\s*([01])\s*,\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*\)\s*$"
 )
 
 
@@ -57,15 +87,20 @@ def _parse(text: str) -> tuple[ZpciInsn, ...]:
         m = _LINE.match(line)
         if not m:
             raise ValueError(f"{DEF_PATH.name}:{lineno}: malformed entry: {line!r}")
-        op, mnem, fmt, ilen, priv, st, handler = m.groups()
-        out.append(ZpciInsn(len(out), int(op, 16), mnem, Format(fmt), int(ilen),
-                            priv == "1", StatusReg(st), handler))
+        op, mnem, fmt, ilen, cls, priv, even, fhr, st, handler = m.groups()
+        out.append(ZpciInsn(len(out), int(op, 16), mnem, Format(fmt), int(ilen), InsnClass(cls),
+                            priv == "1", even == "1", StatusReg(fhr), StatusReg(st), handler))
     return tuple(out)
 
 
 TABLE: tuple[ZpciInsn, ...] = _parse(DEF_PATH.read_text())
 BY_OPCODE: dict[int, ZpciInsn] = {i.opcode: i for i in TABLE}
 BY_MNEMONIC: dict[str, ZpciInsn] = {i.mnemonic: i for i in TABLE}
+
+
+def rows_of(*classes: InsnClass) -> frozenset[int]:
+    """The table indices of the rows of the given classes."""
+    return frozenset(i.index for i in TABLE if i.cls in classes)
 
 
 class Decoded:

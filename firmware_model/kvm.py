@@ -7,9 +7,10 @@ the function's host IOMMU domain, instead of exiting to userspace.
 
 The guest must see exactly what QEMU's rpcit_service_call gives it (cc,
 status, error state, error event, FMB counter, the translations the device
-can use), so the checks run in QEMU's order.  The kernel declines (returns
-None, KVM's -EOPNOTSUPP) where it cannot give that result itself: a function
-under a vfio DMA-entry budget, whose accounting lives in userspace.
+can use): past the kernel's own checks that is semantics.translate.  The
+kernel declines (returns None, KVM's -EOPNOTSUPP) where it cannot give that
+result itself: a function under a vfio DMA-entry budget, whose accounting
+lives in userspace.
 
 v3 answered an ownership mismatch with cc 3 and a failed shadow with cc 1
 status 16; QEMU answers neither case that way, so here the ownership check
@@ -21,121 +22,58 @@ from __future__ import annotations
 
 from collections import Counter
 
-from firmware_model.arch import (
-    FMB_CNT_RPCIT, LsStatus, MASK64, ModStatus, Pec, FnState,
-)
-from firmware_model.dma import IotlbEntry, cached_pages, walk_range
-from firmware_model.outcome import Completion
-from firmware_model.policy import IoatPath
-from firmware_model.userspace import (
-    CC0 as _CC0, CC1 as _CC1, CC3 as _CC3, NOT_USABLE as _NOT_USABLE,
-    PGM_PRIVILEGED as _PGM_PRIV, PGM_SPECIFICATION as _PGM_SPEC, count, set_status,
-)
-
-
-def shadow_function(memory, fn, hf, ioat, start: int, end: int) -> tuple[int, int, int]:
-    """Refresh a function's translations from the registered guest IOAT.
-
-    Every change lands twice: in the function's IOTLB (what the guest's
-    device may reach, as QEMU keeps it) and in the host IOMMU domain (where
-    the translation really lives).  Returns (Pec or 0, address reached,
-    maps the domain refused).
-    """
-    iotlb, domain = fn.iotlb, hf.domain
-    vm, gen = ioat.vm, ioat.gen
-    refused = 0
-
-    def map_page(iova, translated, perm):
-        nonlocal refused
-        cached = iotlb.get(iova)
-        if cached is None or cached.perm != perm or cached.translated_addr != translated:
-            iotlb[iova] = IotlbEntry(iova, translated, perm)
-            if not domain.map(iova, translated, bool(perm & 2), vm, gen):
-                refused += 1
-
-    def unmap_range(first, stop):
-        for iova in cached_pages(iotlb, first, stop):
-            del iotlb[iova]
-            domain.unmap(iova)
-
-    # map_page returns None: nothing is refused to the pass itself, only counted
-    error, where, _ = walk_range(memory, ioat.iota, start, end, map_page, unmap_range)
-    return error, where, refused
-
-
-def registration_matches(fn, ioat) -> bool:
-    """A registration made through KVM, and the guest's own (or the guest has none,
-    which the checks then answer as QEMU does)."""
-    if ioat.path is not IoatPath.KVM:
-        return False
-    return not fn.ioat_enabled or (ioat.iota, ioat.pba, ioat.pal) == (fn.iota, fn.pba, fn.pal)
+from .arch import MASK64, Pec
+from .dma import cached_pages, shadow_pass, walk_range
+from .insns import InsnClass, TABLE
+from .outcome import CC3, Completion
+from .semantics import registration_matches, translate
 
 
 class KvmZpci:
     """One VM's in-kernel zPCI service.
 
-    ``fns`` maps a guest handle to (HostFunction, ZpciFunction): the kernel's
-    kzdev lookup plus the guest-visible function state it must keep
-    consistent.
+    ``rows[index](d, guest, req, found) -> Completion | None`` per table row
+    (None: no in-kernel handler); ``found`` is the dispatcher's lookup of
+    the handle among the VM's functions (the kernel's kzdev lookup) with
+    the guest-visible function state it must keep consistent.
+    ``counters``: what only the kernel knows (failed refreshes, maps its
+    domain refused); the dispatcher counts the instructions.
     """
 
-    def __init__(self, host, vm, fns):
+    def __init__(self, host, vm, counters: Counter | None = None):
         self.host = host
         self.vm = vm
-        self.fns = fns
-        self.stats: Counter = Counter()
+        self.counters: Counter = Counter() if counters is None else counters
+        handlers = {InsnClass.TRANSLATE: self.rpcit}
+        self.rows = tuple(handlers.get(i.cls) for i in TABLE)
 
-    def handle(self, d, guest) -> Completion | None:
-        """kvm_s390_handle_b9 for the one opcode the assist adds: RPCIT."""
-        if guest.problem_state:
-            self.stats["instruction_rpcit"] += 1
-            return _PGM_PRIV
-        r1, r2 = d.r1, d.r2
-        if r2 & 1:
-            self.stats["instruction_rpcit"] += 1
-            return _PGM_SPEC
-        fh = guest.gpr(r1) >> 32
-        found = self.fns.get(fh)
+    def rpcit(self, d, guest, req, found) -> Completion | None:
+        """kvm_s390_handle_b9 for the one opcode the assist adds."""
         if found is None:
-            self.stats["rpcit_declined"] += 1
             return None
-        hf, fn = found[0], found[1]
+        hf, fn = found.hf, found.fn
         ioat = hf.ioat
         if (hf.owner != self.vm.id or ioat is None or fn.dma_avail is not None
                 or not registration_matches(fn, ioat)):
             # Not ours to serve (kzdev->kvm != vcpu->kvm), nothing registered
             # through KVM, a DMA budget only userspace accounts, or a KVM
             # registration that is not the one the guest made.
-            self.stats["rpcit_declined"] += 1
             return None
-        self.stats["instruction_rpcit"] += 1
-        if fn.fh != fh:
-            return _CC3
-        state = fn.state
-        if state in _NOT_USABLE:
-            return _CC3
-        if state is FnState.ERROR:
-            set_status(guest, r1, ModStatus.ERROR_RECOVER)
-            return _CC1
-        start = guest.gpr(r2)
-        end = (start + guest.gpr(r2 + 1)) & MASK64
-        if not fn.iota:
-            error, where = Pec.INVALAS, start
-        elif end < fn.pba or start > fn.pal:
-            error, where = Pec.OORANGE, start
-        else:
-            # The guest's tables are read from guest storage, as userspace reads them.
-            error, where, refused = shadow_function(guest, fn, hf, ioat, start, end)
+        if fn.fh != req >> 32:
+            return CC3
+        counters = self.counters
+
+        def shadow(start, end):
+            # the guest's tables are read from guest storage, as userspace reads them
+            error, where, refused = shadow_pass(guest, fn, hf.domain, ioat, start, end)
             if refused:
-                self.stats["domain_refused"] += refused
+                counters["domain_refused"] += refused
+            return error, where
+
+        completion, error = translate(fn, d, guest, shadow)
         if error:
-            fn.state = FnState.ERROR
-            set_status(guest, r1, LsStatus.FUNC_IN_ERR)
-            fn.bus.error_event(error, fn, where)
-            self.stats["rpcit_error"] += 1
-            return _CC1
-        count(fn, FMB_CNT_RPCIT, guest)
-        return _CC0
+            counters["rpcit_error"] += 1
+        return completion
 
     def shadow(self, hf, memory, start: int, length: int) -> tuple[int, int]:
         """Host-only shadowing (no guest-visible function): the ownership tests' entry point."""

@@ -1,42 +1,35 @@
-"""One VM on a modeled host: its zPCI bus, the paths that serve it, and the accounting.
+"""One VM on a modeled host, and the one dispatch point of its zPCI instructions.
 
-``Machine.execute(d, guest)`` runs once per zPCI instruction.  It decides
-every policy's route at once (policy.Decider), runs the active policy's
-route (intercept.Router), and tallies the shared DecisionSet, so one run
-accounts every policy.  See docs/decisions.md for ``assume``.
+``Machine.execute(d, guest)`` runs once per zPCI instruction, always the
+same way: the decoded row -> every policy's decision (policy.Decider,
+memoised per function and instruction encoding) -> the table's preamble
+(semantics.preamble) -> the active policy's path (firmware.py, kvm.py, or
+userspace.py, which also serves what a path declines) -> one count in the
+Stats object -> the Outcome.  Nothing else routes or counts.  See
+docs/design.md for the path of one PCILG and docs/decisions.md for
+``assume``.
 """
 from __future__ import annotations
 
-from collections import Counter
-
-from firmware_model.arch import (
-    FH_MASK_ENABLE, FH_MASK_SHM, FH_SHM_EMUL, MASK64, PAGE_MASK, PAGE_SIZE, MpcifcOc,
-)
-from firmware_model.config import MachineConfig
-from firmware_model.device import DmaError, DmaErrorKind
-from firmware_model.dma import TranslatedDma
-from firmware_model.firmware import Firmware
-from firmware_model.function import ZpciBus
-from firmware_model.host import Errno, Host, ZpciOp
-from firmware_model.insns import BY_MNEMONIC, TABLE, StatusReg
-from firmware_model.intercept import (
-    DECLINED as EXIT_DECLINED, EXIT_INSTRUCTION, EXIT_USERSPACE, FIRMWARE as EXIT_FIRMWARE, Router,
-)
-from firmware_model.kvm import KvmZpci
-from firmware_model.outcome import Decision, Outcome, Route
-from firmware_model.policy import (
-    LOAD_STORE, POLICIES, POLICY_NAMES, RPCIT, Decider, Reason,
-)
-from firmware_model.userspace import UserspaceHandler
+from . import firmware
+from .arch import MpcifcOc
+from .config import MachineConfig
+from .function import ZpciBus
+from .host import Host
+from .insns import TABLE, InsnClass, StatusReg
+from .kvm import KvmZpci
+from .outcome import Decision, Outcome, Route
+from .passthrough import Passthrough, passthrough_handle
+from .policy import BY_HANDLE, POLICIES, POLICY_NAMES, Decider, Reason
+from .semantics import preamble
+from .stats import Served, Stats
+from .userspace import UserspaceHandler
 
 ASSUMPTIONS = ("passthrough", "as-given")
-
-_CLP = BY_MNEMONIC["CLP"].index
-_MPCIFC = BY_MNEMONIC["MPCIFC"].index
+_MEMO_LIMIT = 4096
 _REREG_IOAT = MpcifcOc.REREG_IOAT
-_SHM, _EMUL, _ENABLE = FH_MASK_SHM, FH_SHM_EMUL, FH_MASK_ENABLE
-_USERSPACE = Route.USERSPACE
-_FIRMWARE = Route.FIRMWARE
+# classes after which a userspace-served instruction needs the host brought along
+_HOST_VISIBLE = (InsnClass.CONFIG, InsnClass.CONTROL, InsnClass.TRANSLATE)
 
 
 def _device_factory():
@@ -46,39 +39,29 @@ def _device_factory():
     return lambda kind, props: make_device(kind, props, context=context)
 
 
-def passthrough_handle(fh: int) -> int:
-    """The handle as the passthrough world has it.
-
-    QEMU's emulation marker is swapped: a QEMU handle becomes the host handle
-    (no SHM bits), and a handle without SHM bits (which QEMU never hands
-    out) becomes one with the marker, so the mapping is one-to-one and no
-    guest handle can name a host function QEMU would not.
-    """
-    return fh ^ _EMUL if fh & _SHM in (0, _EMUL) else fh
+def _intercept(d, guest, req, found):
+    return None     # a path without a handler for the row: it intercepts
 
 
-class IommuDma(TranslatedDma):
-    """Device DMA of a passthrough function: QEMU's rules, and the host domain must agree.
+class Memo:
+    """Every policy's decisions for one kind of instruction instance, and what the
+    dispatcher needs to serve it: the active path's handler (None: userspace),
+    the Stats cells it counts into, the last completion and its Outcome."""
 
-    The zPCI-side checks (state, window, IOTLB, faults into the error state)
-    are QEMU's; the address the device reaches is the host IOMMU domain's.
-    A translation the domain does not hold is not reachable.
-    """
+    __slots__ = ("view", "lsi", "decisions", "decision", "run", "cell", "declined_cell",
+                 "declined", "completion", "outcome")
 
-    __slots__ = ("hf",)
-
-    def __init__(self, fn, hf):
-        super().__init__(fn)
-        self.hf = hf
-
-    def _translate(self, iova: int, write: bool):
-        pa = super()._translate(iova, write)
-        if pa.__class__ is int:
-            host = self.hf.domain.translate(iova, write)
-            if host != pa:
-                self.hf.stats["dma_blocked_by_iommu"] += 1
-                return DmaError(DmaErrorKind.UNMAPPED, iova)
-        return pa
+    def __init__(self, view, lsi, decisions, decision, run, cell, declined_cell):
+        self.view = view                    # the host's view it was decided on (None: none)
+        self.lsi = lsi
+        self.decisions = decisions          # policy.DecisionSet
+        self.decision = decision            # the active policy's
+        self.run = run
+        self.cell = cell
+        self.declined_cell = declined_cell
+        self.declined = Decision(Route.USERSPACE, Reason.DECLINED.value, decision.intercept)
+        self.completion = None
+        self.outcome = None
 
 
 class Machine:
@@ -96,46 +79,27 @@ class Machine:
         self.host = Host()
         self.vm = self.host.create_vm()
         self.bus = bus if bus is not None else ZpciBus.from_config(self.config, _device_factory())
+        self.counters = Stats()
         self.userspace = UserspaceHandler(self.bus)
-        # guest handle of an enabled passthrough function -> its entry in _hf; shared with
-        # the firmware and KVM paths (their function tables), refilled in place by resync()
-        self._by_fh: dict[int, tuple] = {}
-        self._by_pfh: dict[int, object] = {}     # host handle -> HostFunction, every function
-        self.firmware = Firmware(self._by_fh)
-        self.kvm = KvmZpci(self.host, self.vm, self._by_fh)
-        self.router = Router(self.userspace, self.firmware, self.kvm)
+        self.kvm = KvmZpci(self.host, self.vm, self.counters.kernel)
         self.decider = Decider(policy)
-        self._exits = self.router.exits
-        self._fw_counts = self.firmware.counts   # reset in place, like the exits
-        self._fw_found = self.firmware.found
         self._passthrough = assume == "passthrough"
-        # rows after which a userspace-served instruction needs the host brought along
-        self._after = tuple(self._passthrough and i.index in (_CLP, _MPCIFC, RPCIT) for i in TABLE)
-        self._hf: dict[int, tuple] = {}          # bus index -> (HostFunction, ZpciFunction, tally, memo)
-        self._tally: dict = {}                   # DecisionSet -> count, for handles naming no function
-        self._unnamed_memo: dict = {}            # (index, ipa, ipb, fh) -> (view, lsi, (ds, decision))
-        self._plain: dict = {}                   # (index, ipa, ipb) -> (ds, decision), handle-free rows
-        # which register holds the handle, per table row (0: decisions ignore the handle)
+        self.world = Passthrough(self.host, self.vm, self.bus) if self._passthrough else None
+        # the firmware's function table (guest handle -> FunctionEntry), refilled by resync
+        self._by_fh: dict = self.world.by_fh if self.world else {}
+        self._hf: dict = self.world.entries if self.world else {}
+        self._paths = {Route.FIRMWARE: firmware.ROWS, Route.KVM: self.kvm.rows}
+        self._userspace = self.userspace.rows
+        # per row: the handle register decisions read (0: they ignore the handle),
+        # and whether userspace serving it changes what the host must know
         self._handle_reg = tuple(
-            (2 if i.status_reg is StatusReg.R2 else 1) if i.index in LOAD_STORE or i.index == RPCIT
-            else 0 for i in TABLE)
-        if self._passthrough:
-            for fn in self.bus.functions:
-                self._attach(fn)
+            (2 if i.fh_reg is StatusReg.R2 else 1) if i.index in BY_HANDLE else 0 for i in TABLE)
+        self._after = tuple(self._passthrough and i.cls in _HOST_VISIBLE for i in TABLE)
+        self._unnamed_memo: dict = {}   # (index, ipa, ipb, host fh) -> Memo
+        self._plain: dict = {}          # (index, ipa, ipb) -> Memo, for rows decided without a handle
         self.resync()
 
-    # --- the passthrough world --------------------------------------------------
-
-    def _attach(self, fn) -> None:
-        hf = self.host.plug(fn.fid, passthrough_handle(fn.fh | _ENABLE))
-        rc = self.host.vfio_open(self.vm, hf)
-        if rc is not Errno.OK:
-            raise RuntimeError(f"vfio open of fid {fn.fid:#x} failed: {rc.name}")
-        self._hf[fn.idx] = (hf, fn, {}, {})     # host function, bus function, tally, decision memo
-        # Translated device DMA passes the host domain; a port the bus chose
-        # otherwise (direct, untranslated) is left as the bus made it.
-        if type(fn.device.dma) is TranslatedDma:
-            fn.device.dma = IommuDma(fn, hf)
+    # --- the host in line with the guest --------------------------------------------
 
     def resync(self, reregistered: int | None = None) -> None:
         """Bring the host's records in line with what userspace (QEMU) did for the guest.
@@ -146,269 +110,159 @@ class Machine:
         REREG_IOAT just replaced (same values, fresh registration).
         Call it after changing the bus out of band (SCLP, reset, hot plug).
         """
-        if not self._passthrough:
-            return
-        host, vm = self.host, self.vm
-        self._by_fh.clear()
-        self._by_pfh.clear()
-        for fn in self.bus.functions:
-            if fn.idx not in self._hf:
-                self._attach(fn)
-            entry = self._hf[fn.idx]
-            hf = entry[0]
-            # While the guest has the function disabled the host has no enabled handle
-            # the guest could present (QEMU's vfio reset behind CLP disable).
-            hf.fh = passthrough_handle(fn.fh)
-            self._by_pfh[hf.fh] = hf
-            if fn.fh & _ENABLE:
-                self._by_fh[fn.fh] = entry
-            ioat = hf.ioat
-            if fn.ioat_enabled:
-                if (ioat is None or fn.fh == reregistered
-                        or (ioat.iota, ioat.pba, ioat.pal) != (fn.iota, fn.pba, fn.pal)):
-                    if ioat is not None:
-                        host.zpci_op(vm, hf.fh, ZpciOp.DEREG_IOAT)
-                    host.zpci_op(vm, hf.fh, ZpciOp.REG_IOAT, iota=fn.iota, pba=fn.pba, pal=fn.pal)
-            elif ioat is not None:
-                host.zpci_op(vm, hf.fh, ZpciOp.DEREG_IOAT)
-            self._mirror(hf, fn, 0, 0)
-            if fn.irq_registered and hf.aen is None:
-                host.zpci_op(vm, hf.fh, ZpciOp.REG_AEN, ibv=fn.aibv, sb=fn.aisb if fn.sum else 0,
-                             noi=fn.noi, isc=fn.isc, sbo=fn.aisbo)
-            elif not fn.irq_registered and hf.aen is not None:
-                host.zpci_op(vm, hf.fh, ZpciOp.DEREG_AEN)
+        if self.world is not None:
+            self.world.resync(reregistered)
 
-    def _mirror(self, hf, fn, start: int, length: int) -> None:
-        """QEMU's vfio maps/unmaps after its RPCIT: the domain follows the IOTLB."""
-        dom, want, ioat = hf.domain, fn.iotlb, hf.ioat
-        first = start & PAGE_MASK
-        end = (start + length) & MASK64
-        npages = (end - first) >> 12 if end > first else 0
-        if 0 < npages <= len(want) + len(dom.entries):
-            pages = range(first, end, PAGE_SIZE)
-        else:
-            pages = set(want) | set(dom.entries)
-        for iova in pages:
-            e = want.get(iova)
-            if e is None:
-                dom.unmap(iova)
-            elif ioat is not None:
-                m = dom.entries.get(iova)
-                if m is None or m.frame != e.translated_addr or m.writable != bool(e.perm & 2):
-                    dom.map(iova, e.translated_addr, bool(e.perm & 2), ioat.vm, ioat.gen)
+    def _after_userspace(self, index: int, d, guest, completion, req: int, found) -> None:
+        """Userspace changed what the host must know: registrations, handles, mappings."""
+        cls = TABLE[index].cls
+        if cls is InsnClass.CONTROL:
+            r1 = guest.gpr(d.r1)
+            self.resync(r1 >> 32 if completion.cc == 0 and r1 & 0xFF == _REREG_IOAT else None)
+        elif cls is InsnClass.CONFIG:
+            self.resync()
+        elif found is not None and found.fn.fh == req >> 32:
+            self.world.mirror(found, guest.gpr(d.r2), guest.gpr((d.r2 + 1) & 15))
 
-    # --- the per-instruction path -------------------------------------------------
+    # --- the dispatch point -----------------------------------------------------------
 
     def execute(self, d, guest) -> Outcome:
         bus = self.bus
         if bus.memory is not guest:
+            # device DMA during the access reaches this vCPU's storage (the device
+            # interface has no storage argument); the emulator passes one guest for
+            # the whole run, replay one per event
             bus.memory = guest
         index = d.index
         reg = self._handle_reg[index]
-        entry = None
-        run_declined = False
         if reg:
             req = guest.gpr(d.r2 if reg == 2 else d.r1)
             fh = req >> 32
-            entry = self._by_fh.get(fh)
-            if entry is not None and entry[1].fh == fh:
-                # Memo per function: the decisions stay valid while the host's view of
-                # the function (a cached object, replaced on change) and LSI stay.
-                hf = entry[0]
+            found = self._by_fh.get(fh)
+            if found is not None and found.fn.fh == fh:
+                # decisions stay valid while the host's view of the function (a cached
+                # object, replaced on change) and the vCPU's LSI stay
+                hf = found.hf
                 view = hf._view or hf.view()
                 lsi = self.vm.use_zpci_interp
                 key = (index, d.ipa, d.ipb)
-                memo = entry[3].get(key)
-                if memo is None or memo[0] is not view or memo[1] is not lsi:
-                    memo = self._remember(entry, key, view, lsi)
-                run = memo[4]
-                if run is not None:
-                    # The active policy interprets it: the firmware's handler, given the
-                    # request and the function found here (Firmware.execute without the
-                    # second lookup).
-                    completion = run(d, guest, req, entry)
-                    if completion is not None:
-                        self._fw_counts[index] += 1
-                        self._exits[EXIT_FIRMWARE] += 1
-                        ds = memo[2]
-                        tally = entry[2]
-                        tally[ds] = tally.get(ds, 0) + 1
-                        # Completions are mostly preallocated constants: reuse the Outcome,
-                        # the memo's last one first.
-                        if completion is memo[5]:
-                            return memo[6]
-                        out = ds.outcomes.get(id(completion))
-                        if out is None:
-                            out = self._outcome(ds, memo[3], index, completion)
-                        memo[5] = completion
-                        memo[6] = out
-                        return out
-                    run_declined = True
-                ds, decision = memo[2], memo[3]
+                memo = found.memos.get(key)
+                if memo is None or memo.view is not view or memo.lsi is not lsi:
+                    memo = self._remember(found, key, view, lsi)
             else:
-                entry = None
-                ds, decision = self._unnamed(index, fh, d)
-            if index == RPCIT:
-                window = (guest.gpr(d.r2), guest.gpr((d.r2 + 1) & 15))
+                memo = self._unnamed(index, fh, d)
         else:
+            req = 0
+            found = None
             key = (index, d.ipa, d.ipb)
             memo = self._plain.get(key)
             if memo is None:
                 memo = self._plain_decisions(key)
-            ds, decision = memo
-        route = decision.route
-        exits = self._exits
-        # The router's userspace and firmware branches, inlined: these are the hot paths.
-        if run_declined:
-            # the firmware intercepted after all (see Router.run)
-            exits[EXIT_DECLINED] += 1
-            completion = self.router.run(_USERSPACE, d, guest)[0]
-            declined = True
-        elif route is _USERSPACE:
-            exits[EXIT_INSTRUCTION] += 1
-            exits[EXIT_USERSPACE] += 1
-            completion = self.userspace.execute(d, guest)
-            declined = False
-        elif route is _FIRMWARE:
-            completion = self.firmware.execute(d, guest)
-            if completion is not None:
-                exits[EXIT_FIRMWARE] += 1
-                declined = False
-            else:
-                exits[EXIT_DECLINED] += 1
-                completion = self.router.run(_USERSPACE, d, guest)[0]
-                declined = True
+        completion = preamble(index, d, guest)
+        run = memo.run
+        if run is not None:
+            # the firmware or the kernel
+            if completion is None:
+                completion = run(d, guest, req, found)
+                if completion is None:
+                    return self._declined(memo, index, d, guest, req, found)
         else:
-            completion, declined = self.router.run(route, d, guest)
-        tally = entry[2] if entry is not None else self._tally
-        tally[ds] = tally.get(ds, 0) + 1
-        if declined:
-            decision = Decision(_USERSPACE, Reason.DECLINED.value, decision.intercept)
-            route = _USERSPACE
-        if route is _USERSPACE and self._after[index]:
-            # userspace changed what the host must know: registrations, handles, mappings
-            if index == _MPCIFC:
-                r1 = guest.gpr(d.r1)
-                self.resync(r1 >> 32 if completion.cc == 0 and r1 & 0xFF == _REREG_IOAT else None)
-            elif index == _CLP:
-                self.resync()
-            elif entry is not None:
-                self._mirror(entry[0], entry[1], *window)
-        if declined:
-            return Outcome(TABLE[index].mnemonic, completion, decision, ds.by_policy)
+            if completion is None:
+                completion = self._userspace[index](d, guest)
+            if self._after[index]:
+                self._after_userspace(index, d, guest, completion, req, found)
+        memo.cell.n += 1
+        # Completions are mostly preallocated constants: reuse the Outcome,
+        # the memo's last one first.
+        if completion is memo.completion:
+            return memo.outcome
+        ds = memo.decisions
         out = ds.outcomes.get(id(completion))
         if out is None:
-            out = self._outcome(ds, decision, index, completion)
+            out = Outcome(TABLE[index].mnemonic, completion, memo.decision, ds.by_policy)
+            # ds.outcomes maps id(completion) to the Outcome holding it; the Outcome
+            # keeps the completion alive, so its id names no other object meanwhile
+            if len(ds.outcomes) < 16:
+                ds.outcomes[id(completion)] = out
+        memo.completion = completion
+        memo.outcome = out
         return out
 
-    def _outcome(self, ds, decision, index: int, completion) -> Outcome:
-        """The Outcome of ``decision`` (the active one of ``ds``), kept for reuse.
+    def _declined(self, memo: Memo, index: int, d, guest, req: int, found) -> Outcome:
+        """The firmware or the kernel declined at run time: userspace serves it."""
+        completion = self._userspace[index](d, guest)
+        if self._after[index]:
+            self._after_userspace(index, d, guest, completion, req, found)
+        memo.declined_cell.n += 1
+        return Outcome(TABLE[index].mnemonic, completion, memo.declined, memo.decisions.by_policy)
 
-        ``ds.outcomes`` maps id(completion) to the Outcome holding it; the Outcome
-        keeps the completion alive, so its id names no other object meanwhile.
-        """
-        out = Outcome(TABLE[index].mnemonic, completion, decision, ds.by_policy)
-        if len(ds.outcomes) < 16:
-            ds.outcomes[id(completion)] = out
-        return out
+    # --- memoised decisions -------------------------------------------------------------
 
-    def _remember(self, entry, key: tuple, view, lsi: bool) -> tuple:
-        """Decide for a handle naming one of the VM's functions, and memo it in the entry.
-
-        The memo: [view, lsi, DecisionSet, active Decision, firmware handler to call
-        directly or None, last completion of that handler, its Outcome].
-        """
-        index, ipa, ipb = key
+    def _memo(self, fid, view, lsi: bool, index: int, fh: int, ipa: int, ipb: int) -> Memo:
         vm = self.vm
-        ds = self.decider.decisions(index, entry[0].fh, lsi, view, vm.id, vm.gisa, ipa, ipb)
+        ds = self.decider.decisions(index, fh, lsi, view, vm.id, vm.gisa, ipa, ipb)
         decision = ds.by_policy[self.policy]
-        run = self._fw_found[index] if decision.route is _FIRMWARE else None
-        memos = entry[3]
-        if len(memos) >= 4096:
+        route = decision.route
+        run = None
+        if route is not Route.USERSPACE:
+            run = self._paths[route][index] or _intercept
+        cell = self.counters.cell(fid, ds, Served.of(route, False))
+        declined = self.counters.cell(fid, ds, Served.of(route, True))
+        return Memo(view, lsi, ds, decision, run, cell, declined)
+
+    def _remember(self, found, key: tuple, view, lsi: bool) -> Memo:
+        """Decide for a handle naming one of the VM's functions, memoised in its entry."""
+        index, ipa, ipb = key
+        memos = found.memos
+        if len(memos) >= _MEMO_LIMIT:
             memos.clear()
-        memo = memos[key] = [view, lsi, ds, decision, run, None, None]
+        memo = memos[key] = self._memo(found.fn.fid, view, lsi, index, found.hf.fh, ipa, ipb)
         return memo
 
-    def _unnamed(self, index: int, fh: int, d) -> tuple:
-        """(DecisionSet, active Decision) for a handle that names no function the
-        firmware table holds (stale, disabled, foreign, SHM patterns), memoised.
-        """
+    def _unnamed(self, index: int, fh: int, d) -> Memo:
+        """Decisions for a handle that names no function the firmware table holds
+        (stale, disabled, foreign, SHM patterns), memoised."""
         view = None
         if self._passthrough:
             fh = passthrough_handle(fh)
             # a host function the guest cannot run through the firmware table
             # (e.g. one it disabled) still answers the decision's lookup
-            other = self._by_pfh.get(fh)
+            other = self.world.by_pfh.get(fh)
             if other is not None:
                 view = other.view()
-        vm = self.vm
-        lsi = vm.use_zpci_interp
+        lsi = self.vm.use_zpci_interp
         key = (index, d.ipa, d.ipb, fh)
         memos = self._unnamed_memo
         memo = memos.get(key)
-        if memo is not None and memo[0] is view and memo[1] is lsi:
-            return memo[2]
-        ds = self.decider.decisions(index, fh, lsi, view, vm.id, vm.gisa, d.ipa, d.ipb)
-        if len(memos) >= 4096:
+        if memo is not None and memo.view is view and memo.lsi is lsi:
+            return memo
+        if len(memos) >= _MEMO_LIMIT:
             memos.clear()
-        pair = (ds, ds.by_policy[self.policy])
-        memos[key] = (view, lsi, pair)
-        return pair
+        memo = memos[key] = self._memo(None, view, lsi, index, fh, d.ipa, d.ipb)
+        return memo
 
-    def _plain_decisions(self, key: tuple) -> tuple:
-        """(DecisionSet, active Decision) for an instruction whose decisions ignore the
-        handle: they depend on the instruction (index, IPA, IPB) alone."""
-        index, ipa, ipb = key
-        vm = self.vm
-        ds = self.decider.decisions(index, 0, False, None, vm.id, vm.gisa, ipa, ipb)
-        if len(self._plain) >= 4096:
+    def _plain_decisions(self, key: tuple) -> Memo:
+        """Decisions for a row whose decisions ignore the handle: they depend on the
+        instruction (index, IPA, IPB) alone."""
+        if len(self._plain) >= _MEMO_LIMIT:
             self._plain.clear()
-        pair = self._plain[key] = (ds, ds.by_policy[self.policy])
-        return pair
+        index, ipa, ipb = key
+        memo = self._plain[key] = self._memo(None, None, False, index, 0, ipa, ipb)
+        return memo
 
     # --- accounting --------------------------------------------------------------------
 
     def stats(self) -> dict:
         """Counters for every policy from this run (JSON-able)."""
-        policies = {}
-        functions: dict = {}
-        for p in POLICY_NAMES:
-            policies[p] = {"instructions": {}, "reasons": Counter(), "routes": Counter(),
-                           "exit_instruction": 0, "exit_userspace": 0}
-        tallies = [(None, self._tally)] + [(e[1].fid, e[2]) for e in self._hf.values()]
-        for fid, ds, n in ((fid, ds, n) for fid, t in tallies for ds, n in t.items()):
-            mn = TABLE[ds.key[0]].mnemonic
-            for p, dec in ds.by_policy.items():
-                acc = policies[p]
-                route = dec.route.value
-                per = acc["instructions"].setdefault(mn, {})
-                per[route] = per.get(route, 0) + n
-                acc["reasons"][dec.reason] += n
-                acc["routes"][route] += n
-                if dec.route is not Route.FIRMWARE:
-                    acc["exit_instruction"] += n
-                    if dec.route is Route.USERSPACE:
-                        acc["exit_userspace"] += n
-                if fid is not None:
-                    f = functions.setdefault(f"{fid:#x}", {}).setdefault(p, {})
-                    f[route] = f.get(route, 0) + n
-        for acc in policies.values():
-            acc["reasons"] = dict(acc["reasons"])
-            acc["routes"] = dict(acc["routes"])
-        active = {"policy": self.policy, "router": self.router.stats(),
-                  "firmware": self.firmware.stats(), "kvm": dict(self.kvm.stats)}
+        policies, functions = self.counters.by_policy(POLICY_NAMES)
+        active = {"policy": self.policy, **self.counters.active()}
         return {"assume": self.assume, "policies": policies, "functions": functions,
                 "active": active, "host": self.host.snapshot_stats(),
                 "vm": {"id": self.vm.id, "gisa": self.vm.gisa, "lsi": self.vm.use_zpci_interp,
-                       "instructions": sum(n for _, t in tallies for n in t.values())}}
+                       "instructions": self.counters.instructions()}}
 
     def reset_stats(self) -> None:
-        self._tally.clear()
-        for e in self._hf.values():
-            e[2].clear()
-        self.router.reset()
-        self.firmware.counts[:] = [0] * len(self.firmware.counts)
-        self.kvm.stats.clear()
+        self.counters.reset()
 
     # --- platform operations that change the bus outside the instruction path -------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from .arch import Pgm
+
 ICPT_INSTRUCTION = 0x04   # SIE intercept code for an instruction intercept
 
 
@@ -45,3 +47,18 @@ class Outcome:
     completion: Completion
     decision: Decision                               # the active policy's
     decisions: dict = field(default_factory=dict)    # policy name -> Decision, for every policy
+
+
+# Preallocated completions: the hot paths return these without building objects,
+# and the dispatcher reuses an Outcome per completion object.
+CC0 = Completion(0)
+CC1 = Completion(1)
+CC2 = Completion(2)
+CC3 = Completion(3)
+CC = (CC0, CC1, CC2, CC3)
+CC_UNCHANGED = Completion(None)
+PGM_OPERATION = Completion(pgm=Pgm.OPERATION)
+PGM_PRIVILEGED = Completion(pgm=Pgm.PRIVILEGED)
+PGM_ADDRESSING = Completion(pgm=Pgm.ADDRESSING)
+PGM_SPECIFICATION = Completion(pgm=Pgm.SPECIFICATION)
+PGM_OPERAND = Completion(pgm=Pgm.OPERAND)

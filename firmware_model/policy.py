@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from firmware_model.arch import FH_MASK_ENABLE, FH_MASK_SHM
-from firmware_model.insns import BY_MNEMONIC, TABLE, StatusReg
+from firmware_model.host import FnView, IoatPath
+from firmware_model.insns import ACCESS, TABLE, InsnClass, StatusReg, rows_of
 from firmware_model.outcome import ICPT_INSTRUCTION, Decision, Intercept, Route
 
 FH_ENABLE = FH_MASK_ENABLE
@@ -41,21 +43,6 @@ class Reason(enum.Enum):
     DECLINED = "declined"              # the chosen path gave up at run time; userspace served it
 
 
-class IoatPath(enum.Enum):
-    """Through which interface the guest's I/O translation anchor reached the host."""
-    NONE = "none"
-    USERSPACE = "userspace"   # QEMU shadows it itself through vfio (Linux 6.0 and before)
-    KVM = "kvm"               # registered through KVM_S390_ZPCI_OP (the dropped v3/v4 IOAT assist)
-
-
-@dataclass(frozen=True, slots=True)
-class FnView:
-    """What the firmware and KVM know about the host function a handle names."""
-    gisa: int                  # GISA designation the function was enabled with; 0 = not for interpretation
-    owner: int | None          # id of the VM the function is associated with (kzdev->kvm)
-    ioat: IoatPath = IoatPath.NONE
-
-
 @dataclass(frozen=True, slots=True)
 class Policy:
     name: str
@@ -72,14 +59,18 @@ POLICIES: dict[str, Policy] = {p.name: p for p in (
 )}
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 
-LOAD_STORE = frozenset(BY_MNEMONIC[m].index for m in ("PCILG", "PCISTG", "PCISTB"))
-RPCIT = BY_MNEMONIC["RPCIT"].index
+# The rows each deciding party looks at, by class: the firmware's load/store
+# interpretation, and RPCIT (the kernel's IOAT assist, the what-if firmware one).
+LOAD_STORE = rows_of(*ACCESS)
+TRANSLATE = rows_of(InsnClass.TRANSLATE)
+# rows whose decisions read the handle (the others depend on the instruction alone)
+BY_HANDLE = LOAD_STORE | TRANSLATE
 
 
 def handle_register(index: int, d) -> int:
-    """Register number holding the handle: the request register is the status register."""
-    st = TABLE[index].status_reg
-    return d.r2 if st is StatusReg.R2 else d.r1
+    """Register number holding the handle (the table's fh_reg column); R1 for a
+    row that names no function, whose decisions ignore it."""
+    return d.r2 if TABLE[index].fh_reg is StatusReg.R2 else d.r1
 
 
 # --- the checks, one function per deciding party -----------------------------
@@ -134,7 +125,7 @@ def route_of(policy: Policy, index: int, fh: int, lsi: bool, fn: FnView | None,
     if index in LOAD_STORE and policy.interp_ls:
         r = ls_reason(fh, lsi, fn, gisa)
         return (Route.FIRMWARE if r is Reason.INTERPRETED else Route.USERSPACE), r
-    if index == RPCIT and policy.rpcit is not None:
+    if index in TRANSLATE and policy.rpcit is not None:
         if policy.rpcit is Route.KVM:
             r = rpcit_kvm_reason(fh, fn, vm_id)
         else:
@@ -151,12 +142,23 @@ def decide(policy: str | Policy, index: int, fh: int, lsi: bool, fn: FnView | No
     return Decision(route, reason.value, icpt)
 
 
+class DecisionKey(NamedTuple):
+    """What every policy's decisions depend on: the row, each party's reason
+    (None where the row is not that party's), and the intercept's IPA/IPB."""
+    index: int
+    ls: str | None            # the firmware's load/store reason
+    kvm_rpcit: str | None     # the kernel's RPCIT reason
+    fw_rpcit: str | None      # the what-if firmware RPCIT reason
+    ipa: int
+    ipb: int
+
+
 class DecisionSet:
     """Every policy's Decision for one kind of instruction instance (shared, read-only)."""
 
     __slots__ = ("by_policy", "key", "outcomes")
 
-    def __init__(self, by_policy: dict, key: tuple):
+    def __init__(self, by_policy: dict, key: DecisionKey):
         self.by_policy = by_policy
         self.key = key
         self.outcomes: dict = {}    # id(Completion) -> Outcome holding it: a caller's reuse cache
@@ -186,20 +188,20 @@ class Decider:
         # The key holds each reason's value (a str hashes at C speed, an Enum member
         # through Enum.__hash__); ``_value_`` is the member's plain attribute.
         if index in LOAD_STORE:
-            key = (index, ls_reason(fh, lsi, fn, gisa)._value_, None, None, ipa, ipb)
-        elif index == RPCIT:
-            key = (index, None, rpcit_kvm_reason(fh, fn, vm_id)._value_,
+            key = DecisionKey(index, ls_reason(fh, lsi, fn, gisa)._value_, None, None, ipa, ipb)
+        elif index in TRANSLATE:
+            key = DecisionKey(index, None, rpcit_kvm_reason(fh, fn, vm_id)._value_,
                    rpcit_fw_reason(fh, lsi, fn, gisa)._value_, ipa, ipb)
         else:
-            key = (index, None, None, None, ipa, ipb)
+            key = DecisionKey(index, None, None, None, ipa, ipb)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._build(key)
         return hit
 
-    def _build(self, key) -> DecisionSet:
-        index, ls, rk, rf, ipa, ipb = key
-        icpt = Intercept(ICPT_INSTRUCTION, ipa, ipb)
+    def _build(self, key: DecisionKey) -> DecisionSet:
+        ls, rk, rf = key.ls, key.kvm_rpcit, key.fw_rpcit
+        icpt = Intercept(ICPT_INSTRUCTION, key.ipa, key.ipb)
         served = Reason.IOAT_REGISTERED.value
         out = {}
         for p in self._order:

@@ -8,7 +8,7 @@ for the committed ELF (regenerate with ``.venv/bin/python tests/test_devices_dum
 does, in the same order, against a device model built by ``make_device``,
 and prints the same lines.  Loads and stores go through the real PCILG /
 PCISTG address-space dispatch of the userspace handler
-(``firmware_model.userspace.pci_load`` / ``pci_store``: QEMU's length checks
+(``firmware_model.semantics.pci_load`` / ``pci_store``: QEMU's length checks
 and zPCI's config-space byte swap); the function state, its IOTLB, the
 adapter-interruption indicators and guest memory are a small stand-in
 (``FakeFunction``) with QEMU's rules, so this comparison isolates the device
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from firmware_model.device import DmaError, DmaErrorKind, DmaPort
 from firmware_model.devices import make_device
-from firmware_model.userspace import Fault, pci_load, pci_store
+from firmware_model.semantics import Fault, pci_load, pci_store
 
 POISON = 0xDEADBEEFDEADBEEF
 CFG = 15

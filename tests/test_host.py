@@ -90,14 +90,14 @@ def test_kernel_shadow_walks_the_owners_tables():
     mem_a, iota = tables(0x200000)
     mem_b, _ = tables(0x900000)
     host.zpci_op(a, hf.fh, ZpciOp.REG_IOAT, iota=iota, pba=IOVA, pal=IOVA + 0xFFFFF)
-    assert KvmZpci(host, a, {}).shadow(hf, mem_a, IOVA, 0x3000) == (0, IOVA + 0x3000)
+    assert KvmZpci(host, a).shadow(hf, mem_a, IOVA, 0x3000) == (0, IOVA + 0x3000)
     assert hf.domain.translate(IOVA, True) == 0x200000
     assert hf.domain.translate(IOVA + 0x1000, False) == 0x201000
     assert hf.domain.translate(IOVA + 0x1000, True) is None                 # protected
     assert IOVA + 0x2000 not in hf.domain.entries                           # invalid PTE
     # another VM's kernel context maps nothing for a function it does not own
     before = dict(hf.domain.entries)
-    assert KvmZpci(host, b, {}).shadow(hf, mem_b, IOVA, 0x1000) == (Pec.INVALAS, IOVA)
+    assert KvmZpci(host, b).shadow(hf, mem_b, IOVA, 0x1000) == (Pec.INVALAS, IOVA)
     assert hf.domain.entries == before
 
 

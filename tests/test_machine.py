@@ -5,7 +5,8 @@ import pytest
 
 from firmware_model.config import FunctionSpec, MachineConfig
 from firmware_model.host import Errno
-from firmware_model.machine import IommuDma, Machine, passthrough_handle
+from firmware_model.machine import Machine
+from firmware_model.passthrough import IommuDma, passthrough_handle
 from firmware_model.outcome import ICPT_INSTRUCTION, Route
 from firmware_model.policy import POLICY_NAMES, IoatPath
 
@@ -32,7 +33,7 @@ def test_rejects_unknown_policy_and_assumption():
 def test_passthrough_host_records():
     m, g = booted()
     assert m.vm.use_zpci_interp
-    hfs = [e[0] for e in m._hf.values()]
+    hfs = [e.hf for e in m._hf.values()]
     assert [hf.owner for hf in hfs] == [m.vm.id, m.vm.id]
     assert all(hf.gisa == m.vm.gisa for hf in hfs)
     # the guest keeps QEMU's handles; the host's are the same without the SHM marker
@@ -120,7 +121,7 @@ def test_kernel_declines_a_dma_budget_it_does_not_keep():
 
 def test_host_release_after_vfio_close_stops_interpretation():
     m, g = booted("linux-6.0")
-    hf, fn = m._hf[0][:2]
+    hf, fn = (m._hf[0].hf, m._hf[0].fn)
     assert m.host.vfio_close(m.vm, hf) is Errno.OK
     assert hf.gisa == 0 and hf.ioat is None and not hf.domain.entries
     out = w.perform(m, g, ("pcilg", "enabled", 0, 15, 4, 0, 2))
@@ -177,7 +178,7 @@ def test_cffi_records_from_the_native_decoder_drive_execute():
 
 def test_reregistration_is_a_fresh_registration():
     m, g = booted("linux-6.0")
-    hf = m._hf[0][0]
+    hf = m._hf[0].hf
     w.perform(m, g, ("rpcit", "enabled", 0, 0, 0x2000, 2))
     gen = hf.ioat.gen
     assert len(hf.domain.entries) == 2
@@ -189,10 +190,10 @@ def test_reregistration_is_a_fresh_registration():
 def test_platform_operations_keep_the_host_in_step():
     m, g = booted("ioat-assist")
     w.perform(m, g, ("rpcit", "enabled", 0, 0, 0x2000, 2))
-    hf = m._hf[0][0]
+    hf = m._hf[0].hf
     assert hf.ioat is not None and hf.domain.entries
     assert m.sclp_deconfigure(m.bus.functions[0].fid) == 0x0020
     assert hf.ioat is None and not hf.domain.entries
     m.reset()
     # function 1 was enabled: reset disables it, and the host handle follows
-    assert 0x80020001 not in m._by_fh and m._hf[1][0].fh == 0x00000001
+    assert 0x80020001 not in m._by_fh and m._hf[1].hf.fh == 0x00000001

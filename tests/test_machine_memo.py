@@ -35,7 +35,7 @@ def test_memo_follows_the_host_view_and_lsi():
     m.vm.use_zpci_interp = True
     assert m.execute(d, g).decision.route is Route.FIRMWARE
     # the host releases the function: a new view, a new decision
-    hf = m._hf[0][0]
+    hf = m._hf[0].hf
     m.host.vfio_close(m.vm, hf)
     out = m.execute(d, g)
     assert (out.decision.route, out.decision.reason) == (Route.USERSPACE, "not-interp")
@@ -71,7 +71,8 @@ def test_firmware_declining_on_the_direct_path_goes_to_userspace():
         calls.append(req >> 32)
         return None
 
-    m._fw_found = tuple(declines if h is not None else None for h in m._fw_found)
+    fw = m._paths[Route.FIRMWARE]
+    m._paths[Route.FIRMWARE] = tuple(declines if h is not None else None for h in fw)
     got, want = w.perform(m, g, PCILG_CFG), w.perform(ref, rg, PCILG_CFG)
     assert got[:-1] == want[:-1] and got[-1] == "userspace"
     assert calls == [0x80020000]
@@ -87,7 +88,7 @@ def test_firmware_declining_on_the_direct_path_goes_to_userspace():
 def test_unnamed_handle_memo_follows_the_host_view():
     m, g = booted("ioat-assist")
     w.perform(m, g, ("clp", "disable", 0))            # the guest's handle is now 0x00020000
-    hf = m._hf[0][0]
+    hf = m._hf[0].hf
 
     def rpcit_disabled():
         out = m.execute(w.rpcit(g, 0x00020000, w.SDMA, 0x1000), g)

@@ -49,7 +49,7 @@ def test_sclp_deconfigure_from_boot_releases_the_host_records(wired):
     for a in [("clp", "list", 0), ("clp", "enable", 0), ("mpcifc", "enabled", 0, 4, 0, "good"),
               ("rpcit", "enabled", 0, 0, 0x2000, 2)]:
         w.perform(m, g, a)
-    hf, fn = m._hf[0][:2]
+    hf, fn = (m._hf[0].hf, m._hf[0].fn)
     assert fn.fid == FID
     assert hf.ioat is not None and len(hf.domain.entries) == 2      # the guest's RPCIT, mirrored
     assert deconfigure(FID) == 0x0020

@@ -21,7 +21,7 @@ def test_equal_reasons_share_one_decision_set():
     # a reason differs: another set
     d = dec.decisions(PCILG, 0x80000001, False, FnView(GISA, VM, IoatPath.KVM), VM, GISA, 0xB9D2, 0)
     assert d is not a and d.by_policy["linux-6.0"].reason == "no-lsi"
-    assert {s.key[0] for s in (a, c, d)} == {PCILG}
+    assert {s.key.index for s in (a, c, d)} == {PCILG}
 
 
 def test_rpcit_sets_differ_by_each_partys_reason():

@@ -230,7 +230,7 @@ class Ownership(RuleBasedStateMachine):
             if d.route is not Route.USERSPACE:
                 # the kernel (or firmware) shadows from the VM's own tables
                 before = hf.domain.maps
-                KvmZpci(self.host, vm, {}).shadow(hf, self.mem[v], start, npages * 0x1000)
+                KvmZpci(self.host, vm).shadow(hf, self.mem[v], start, npages * 0x1000)
                 event(f"{p}: shadowed, mapped={hf.domain.maps > before}")
             else:
                 event(f"{p}: {d.reason}")

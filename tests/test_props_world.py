@@ -334,7 +334,7 @@ def machine_state(m, g) -> tuple:
 
 def domain_matches_iotlb(m) -> bool:
     """Passthrough: the host IOMMU domain holds exactly the translations the device may use."""
-    for hf, fn, *_ in m._hf.values():
+    for hf, fn in ((e.hf, e.fn) for e in m._hf.values()):
         want = {k: (v.translated_addr, bool(v.perm & 2)) for k, v in fn.iotlb.items()}
         have = {k: (v.frame, v.writable) for k, v in hf.domain.entries.items()}
         if want != have:

@@ -103,7 +103,7 @@ def test_mio_instructions_are_unknown_to_qemu(insn, problem):
 
 def test_every_row_has_a_handler_and_non_table_index_is_an_operation_exception():
     h = UserspaceHandler(ZpciBus())
-    assert len(h._dispatch) == len(TABLE)
+    assert len(h.rows) == len(TABLE)
     assert h.execute(Decoded(index=0xFF), SimpleGuest(4096)).pgm == Pgm.OPERATION
 
 
