@@ -9,11 +9,11 @@ seen.
 """
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 from emulator.errors import UserError
+from emulator.io_safe import load_json, open_input
 from emulator.trace.format import (
     BLOCK_HEAD, END_BODY, EVENT_HEAD, MAGIC, MARK_HEAD, MEM_HEAD, PREAMBLE, PREAMBLE_FLAG_ZSTD,
     RECORD_HEAD, VERSION, Block, End, Event, EventFlag, Mark, Note, RecordType, Runs,
@@ -45,10 +45,7 @@ class TraceReader:
 
     def __init__(self, path):
         self.path = Path(path)
-        try:
-            self._raw = open(self.path, "rb")
-        except OSError as exc:
-            raise UserError(f"cannot open trace: {exc.strerror}", where=str(path)) from None
+        self._raw = open_input(self.path)
         pre = self._raw.read(PREAMBLE.size)
         if len(pre) < PREAMBLE.size:
             self._raw.close()
@@ -216,10 +213,10 @@ class TraceReader:
             return Mark(nxt, label)
         if rtype == RecordType.NOTE:
             try:
-                d = json.loads(bytes(buf[start:start + n]).decode())
+                d = load_json(bytes(buf[start:start + n]))
                 return Note(str(d["kind"]), dict(d.get("data") or {}))
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                raise self.error(off, "malformed NOTE record") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise self.error(off, f"malformed NOTE record: {exc}") from None
         if rtype == RecordType.END:
             if n != END_BODY.size:
                 raise self.error(off, "END record of wrong size")
@@ -261,11 +258,11 @@ def parse_event(rd: TraceReader, buf, start: int, n: int, off: int) -> Event:
     check_event_head(rd, off, insn6, ilen, flags, cc)
     nin, nout = popcount16(in_mask), popcount16(out_mask)
     p = start + _EH
+    lim = start + n
+    if p + 8 * (nin + nout) > lim:          # checked first: the masks may claim any number
+        raise rd.error(off, f"EVENT record shorter than the {nin + nout} registers its masks name")
     regs = struct.unpack_from(f"<{nin + nout}Q", buf, p) if nin + nout else ()
     p += 8 * (nin + nout)
-    lim = start + n
-    if p > lim:
-        raise rd.error(off, "EVENT record shorter than its registers")
     mem = []
     memsize = rd.header.memory
     for _ in range(nr + nw):
