@@ -91,11 +91,17 @@ def _open_regular(path, where: str) -> tuple[int, os.stat_result]:
     if not stat.S_ISREG(st.st_mode):       # replaced between stat and open
         os.close(fd)
         raise UserError(f"is {_kind(st.st_mode)}, not a regular file", where=where)
-    if st.st_size == 0 and os.read(fd, 1):
+    try:
+        if st.st_size == 0 and os.read(fd, 1):
+            raise UserError("says it holds 0 bytes but yields data (a /proc or /sys file?): "
+                            "not a regular file", where=where)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError as exc:          # /proc/self/pagemap: reads only in 8-byte units
         os.close(fd)
-        raise UserError("says it holds 0 bytes but yields data (a /proc or /sys file?): "
-                        "not a regular file", where=where)
-    os.lseek(fd, 0, os.SEEK_SET)
+        raise UserError(f"cannot be read as a file: {_os_message(exc)}", where=where) from None
+    except UserError:
+        os.close(fd)
+        raise
     return fd, st
 
 

@@ -223,7 +223,7 @@ def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
         check_input(p)
     # The outputs are reserved before the replay and renamed into place only
     # when all three are written: a failed report leaves none of them.
-    with output_folder(out, REPORT_FILES) if out else nullcontext(()) as files:
+    with output_folder(out, REPORT_FILES) if out is not None else nullcontext(()) as files:
         with tempfile.TemporaryDirectory(prefix="zpci-report-") as tmp:
             results = replay(_prepare(paths, Path(tmp)), assume=assume)
         for res, p in zip(results, paths):
@@ -236,7 +236,7 @@ def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
             Path(json_out.path).write_text(json.dumps(rep, indent=2, allow_nan=False) + "\n")
             write_csv(rep, Path(csv_out.path))
             write_png(rep, Path(png_out.path))
-    if out:
+    if out is not None:
         d = Path(out)
         printer("\nwrote " + ", ".join(str(d / n) for n in REPORT_FILES))
     return rep

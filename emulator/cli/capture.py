@@ -57,7 +57,7 @@ def run(args) -> int:
         check_input(args.elf)
     jsonl = args.jsonl or default_jsonl(out)       # named after the output, not its temporary
     # The trace is reserved before QEMU starts and renamed into place at the end.
-    with output_file(out) as tmp:
+    with output_file(args.output) as tmp:     # the text as given: Path() drops a trailing /
         if args.elf:
             from emulator.capture import baremetal
             r = baremetal.capture(Path(args.elf), Path(tmp.path), jsonl=jsonl,
