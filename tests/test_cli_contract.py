@@ -353,3 +353,18 @@ def test_random_arguments_keep_the_contract(tmp_path):
         assert run.rc in (1, 2), run.why()
         assert_contract(run, run.rc)
         assert listing(case) == [], run.why()
+
+
+def test_undecodable_file_names_give_readable_traces(tmp_path):
+    """A name with a byte that is not UTF-8 (a lone surrogate in Python) ends up in
+    headers and on stdout: printed escaped, and the traces written read back."""
+    odd = "k-\udcff"
+    run, d = _check(tmp_path, ["import", "good.jsonl", "-o", odd + ".zpt"], 0, unchanged=False)
+    assert "\\udcff" in run.stdout.decode()
+    shutil.copy(PROBE_ELF, d / (odd + ".elf"))
+    run = run_cli_forked(["boot", "-kernel", odd + ".elf", *DEVICES, "--trace", "b.zpt"], d)
+    assert_contract(run, 0)
+    for name in (odd + ".zpt", "b.zpt"):
+        run = run_cli_forked(["trace", "show", name], d)
+        assert_contract(run, 0)
+        assert "\\udcff" in run.stdout.decode()

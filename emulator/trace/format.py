@@ -98,6 +98,19 @@ def mask_regs(mask: int) -> tuple[int, ...]:
     return tuple(r for r in range(16) if mask >> r & 1)
 
 
+def unicode_text(obj):
+    """``obj`` (JSON data) with every string made valid Unicode: a lone surrogate
+    (a file name's undecodable byte, say) becomes the text of its escape, ``\\udcff``.
+    Readers refuse lone surrogates (emulator.io_safe.load_json), so writers use this."""
+    if isinstance(obj, str):
+        return obj.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(obj, dict):
+        return {unicode_text(k): unicode_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [unicode_text(v) for v in obj]
+    return obj
+
+
 def unsigned(d: dict, key: str, bits: int, optional: bool = False) -> int | None:
     """``d[key]``, which must be an integer that fits ``bits`` bits unsigned
     (or null, if ``optional``); ValueError otherwise."""
@@ -149,10 +162,10 @@ class TraceHeader:
     extra: tuple[tuple[str, str], ...] = field(default=())  # other facts kept as strings
 
     def to_bytes(self) -> bytes:
-        return json.dumps({
+        return json.dumps(unicode_text({
             "source": self.source.value, "stream": self.stream.value, "memory": self.memory,
             "functions": [f.to_json() for f in self.functions], "workload": self.workload,
-            "detail": self.detail, "extra": dict(self.extra)}, sort_keys=True).encode()
+            "detail": self.detail, "extra": dict(self.extra)}), sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TraceHeader":

@@ -209,11 +209,6 @@ def _virtio_kinds() -> dict[tuple[int, int], tuple[str, bool]]:
     return out
 
 
-def _text(name: str) -> str:
-    """A file name as header text: bytes that were not UTF-8 (surrogate escapes) as \\u escapes."""
-    return name.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 class _FunctionScan:
     """The guest's functions from the recorded CLP responses, in list order,
     gathered event by event (a recording may hold any number of CLPs)."""
@@ -303,8 +298,8 @@ def import_jsonl(src, dst, *, compress: bool = True, memory: int = DEFAULT_MEMOR
                 raise at.error("'kind' is not a string")
         header = TraceHeader(source=SourceKind.IMPORT, stream=StreamKind.ZPCI_ONLY,
                              memory=memory, functions=scan.functions(),
-                             workload=_text(workload or src.stem.split(".")[0]),
-                             detail=f"zpci-emu import {_text(src.name)}")
+                             workload=workload or src.stem.split(".")[0],
+                             detail=f"zpci-emu import {src.name}")
         # Pass 2: write.
         _write(src, at, out.path, header, compress, memory)
     return n
