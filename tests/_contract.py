@@ -54,6 +54,7 @@ def _vm_size() -> int:
 
 
 def _child(argv, cwd, memory, out, err, env) -> int:
+    os.setpgid(0, 0)             # its own group: whatever it starts (QEMU) ends with it
     os.chdir(cwd)
     os.environ.update(env)
     limit = _vm_size() + memory
@@ -107,6 +108,10 @@ def run_cli_forked(argv, cwd, timeout: float = TIMEOUT, memory: int = MEMORY,
                 rc = _child(argv, cwd, memory, out.fileno(), err.fileno(), env or {})
             finally:
                 os._exit(rc & 0xFF)
+        try:
+            os.setpgid(pid, pid)         # as the child does: set before either may kill it
+        except OSError:
+            pass
         deadline = time.monotonic() + timeout
         hung = False
         while True:
@@ -114,11 +119,15 @@ def run_cli_forked(argv, cwd, timeout: float = TIMEOUT, memory: int = MEMORY,
             if done:
                 break
             if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
                 _, status = os.waitpid(pid, 0)
                 hung = True
                 break
             time.sleep(0.002)
+        try:
+            os.killpg(pid, signal.SIGKILL)       # anything of the case's still running
+        except (ProcessLookupError, PermissionError):
+            pass
         out.seek(0)
         err.seek(0)
         run = CliRun(list(argv), None, out.read(),

@@ -40,6 +40,14 @@ def _case_dir(tmp_path: Path) -> Path:
     return d
 
 
+def _input(tmp_path: Path, name: str, data: bytes) -> Path:
+    """An input file outside the case's folder (whose listing the case checks)."""
+    d = tmp_path / "in"
+    d.mkdir(exist_ok=True)
+    (d / name).write_bytes(data)
+    return d / name
+
+
 def _check(tmp_path, argv, rc, unchanged=True, env=None):
     d = _case_dir(tmp_path)
     before = listing(d)
@@ -104,21 +112,13 @@ def test_drive_image_not_a_regular_file(tmp_path, kind, path):
 @pytest.mark.parametrize("name", sorted(bad_traces()))
 @pytest.mark.parametrize("use", ["replay", "trace-show", "report"])
 def test_bad_trace_file(tmp_path, name, use):
-    d = tmp_path / "in"
-    d.mkdir()
-    bad = d / "bad.zpt"
-    bad.write_bytes(bad_traces()[name])
-    _check(tmp_path, _with(INPUT_USES[use], bad), 1)
+    _check(tmp_path, _with(INPUT_USES[use], _input(tmp_path, "bad.zpt", bad_traces()[name])), 1)
 
 
 @pytest.mark.parametrize("name", sorted(bad_jsonl()))
 @pytest.mark.parametrize("use", ["import", "report"])
 def test_bad_jsonl_file(tmp_path, name, use):
-    d = tmp_path / "in"
-    d.mkdir()
-    bad = d / "bad.jsonl"
-    bad.write_bytes(bad_jsonl()[name])
-    _check(tmp_path, _with(INPUT_USES[use], bad), 1)
+    _check(tmp_path, _with(INPUT_USES[use], _input(tmp_path, "bad.jsonl", bad_jsonl()[name])), 1)
 
 
 def test_compressed_code_section_is_refused(tmp_path):
@@ -131,10 +131,7 @@ def test_compressed_code_section_is_refused(tmp_path):
         at = elf["e_shoff"] + index * elf["e_shentsize"] + 8        # sh_flags, ELF64
     flags = int.from_bytes(raw[at:at + 8], "big")
     raw[at:at + 8] = (flags | 0x800).to_bytes(8, "big")
-    d = tmp_path / "in"
-    d.mkdir()
-    (d / "z.elf").write_bytes(raw)
-    run, _ = _check(tmp_path, ["decode", d / "z.elf"], 1)
+    run, _ = _check(tmp_path, ["decode", _input(tmp_path, "z.elf", raw)], 1)
     assert "SHF_COMPRESSED" in run.stderr
 
 
@@ -159,6 +156,7 @@ OUTPUT_USES = {
     "boot-stats": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--stats", "O"],
     "boot-trace": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--trace", "O"],
     "capture": ["capture", "--elf", PROBE_ELF, "-o", "O"],
+    "capture-jsonl": ["capture", "--elf", PROBE_ELF, "-o", "o.zpt", "--jsonl", "O"],
 }
 
 
@@ -185,18 +183,14 @@ def test_report_out_cannot_be_written(tmp_path, kind, path):
 
 
 def test_failed_import_leaves_nothing(tmp_path):
-    d = tmp_path / "in"
-    d.mkdir()
-    (d / "bad.jsonl").write_bytes(bad_jsonl()["bad-after-good"])
-    _check(tmp_path, ["import", d / "bad.jsonl", "-o", "out.zpt"], 1)
+    bad = _input(tmp_path, "bad.jsonl", bad_jsonl()["bad-after-good"])
+    _check(tmp_path, ["import", bad, "-o", "out.zpt"], 1)
 
 
 @pytest.mark.parametrize("out", ["rep", "a-folder", "."])
 def test_failed_report_leaves_nothing(tmp_path, out):
-    d = tmp_path / "in"
-    d.mkdir()
-    (d / "bad.zpt").write_bytes(bad_traces()["truncated-half"])
-    _check(tmp_path, ["report", "good.zpt", d / "bad.zpt", "--out", out], 1)
+    bad = _input(tmp_path, "bad.zpt", bad_traces()["truncated-half"])
+    _check(tmp_path, ["report", "good.zpt", bad, "--out", out], 1)
 
 
 @pytest.mark.parametrize("extra,rc", [

@@ -15,6 +15,7 @@ from emulator.errors import USAGE_EXIT, StdoutClosed, UserError, one_line
 # A closed stdout (``zpci-emu ... | head``) ends the run quietly with the
 # status a shell reports for a command SIGPIPE stopped, as other tools end.
 BROKEN_PIPE_EXIT = 128 + 13
+INTERNAL_EXIT = 70          # EX_SOFTWARE: a bug, not the user's input
 
 # subcommand -> its module in emulator/cli/ ("import" is a Python keyword)
 MODULES = {"decode": "decode", "boot": "boot", "replay": "replay", "report": "report",
@@ -24,7 +25,7 @@ COMMANDS = list(MODULES)
 
 class Parser(argparse.ArgumentParser):
     """argparse with the tool's error contract: one line ``zpci-emu: <where>: <what>``
-    and exit status 2 (argparse prints its usage text first, over several lines)."""
+    and exit status 2, where argparse would print its usage text over several lines."""
 
     def error(self, message: str):
         where = self.prog.removeprefix("zpci-emu").strip() or None
@@ -63,8 +64,8 @@ def _stdout_closed() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # A string out of a file (a trace's workload, a NOTE) may hold a lone
-    # surrogate: printed escaped, never a UnicodeEncodeError.
+    # A file name from argv may hold a lone surrogate (a byte that is not
+    # UTF-8): printed escaped, never a UnicodeEncodeError.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("ZPCI_EMU_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (ZPCI_EMU_DEBUG=1 for a traceback)")
-        return 70
+        return INTERNAL_EXIT
     return rc or 0
 
 

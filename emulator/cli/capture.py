@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from emulator.errors import quote, usage_error
-from emulator.io_safe import check_input, output_file
+from emulator.io_safe import Output, check_input, output_file
 
 
 def register(sub) -> None:
@@ -55,6 +55,8 @@ def run(args) -> int:
     out = Path(args.output)
     if args.elf:
         check_input(args.elf)
+    if args.jsonl is not None:
+        Output(args.jsonl, where="--jsonl").discard()     # the recorder can write it
     jsonl = args.jsonl or default_jsonl(out)       # named after the output, not its temporary
     # The trace is reserved before QEMU starts and renamed into place at the end.
     with output_file(args.output) as tmp:     # the text as given: Path() drops a trailing /

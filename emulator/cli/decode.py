@@ -7,7 +7,7 @@ from pathlib import Path
 
 from emulator.decode import ADDR_LIMIT, DecodeResult, decode_buffer
 from emulator.elfio import CodeRegion, executable_regions, is_elf
-from emulator.errors import UserError, quote, usage_error
+from emulator.errors import UserError, one_line, quote, usage_error
 from emulator.io_safe import read_input
 from firmware_model.insns import TABLE, Format
 
@@ -77,8 +77,9 @@ def run(args) -> int:
             print_listing(region, res, args.json, out)
     for region, res in results:
         if res.truncated:
-            print(f"zpci-emu: {args.file}: note: {region.name} ends inside an instruction at "
-                  f"{res.trunc_addr:#x} ({res.trunc_bytes} bytes present)", file=sys.stderr)
+            print(one_line(f"zpci-emu: {args.file}: note: {region.name} ends inside an "
+                           f"instruction at {res.trunc_addr:#x} ({res.trunc_bytes} bytes present)"),
+                  file=sys.stderr)
     return 0
 
 
