@@ -7,7 +7,9 @@ a one-line ``UserError`` and leaves its folder as it was.
 from __future__ import annotations
 
 import json
+import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,3 +64,31 @@ def test_mutated_recording(tmp_path_factory, muts):
 @given(raw=st.binary(max_size=400))
 def test_random_bytes(tmp_path_factory, raw):
     _import(tmp_path_factory.mktemp("b"), raw)
+
+
+def _list_pci_response(entries) -> bytes:
+    """A CLP LIST PCI request block with an OK response listing (fid, fh) entries."""
+    from firmware_model.arch import CLP_FH_LIST_ENTRY_SIZE, LIST_PCI_HDR_LEN, ClpCmd, ClpRsp
+    req = struct.pack(">HH", 32, ClpCmd.LIST_PCI).ljust(32, b"\0")
+    body = b"".join(struct.pack(">HHIII", 0x1005, 0x1AF4, 0, fid, fh).ljust(
+        CLP_FH_LIST_ENTRY_SIZE, b"\0") for fid, fh in entries)
+    head = struct.pack(">HH", LIST_PCI_HDR_LEN + len(body), ClpRsp.OK).ljust(
+        LIST_PCI_HDR_LEN - 1, b"\0") + bytes([CLP_FH_LIST_ENTRY_SIZE])
+    return req + head + body
+
+
+def test_function_scan_bounds_functions_and_handles():
+    """CLP responses are the recording's to invent: fids and handles per fid are bounded."""
+    from emulator.trace.importer import MAX_FUNCTIONS, MAX_HANDLES, _FunctionScan, _Line
+    from firmware_model.insns import BY_MNEMONIC
+    clp = BY_MNEMONIC["CLP"]
+    scan = _FunctionScan(_Line("x.jsonl"))
+    scan.add({"ins": clp, "writes": [(0, _list_pci_response([(1, 0x80000001), (1, 1)]))]})
+    assert [(f.fid, f.fhs) for f in scan.functions()] == [(1, (0x80000001, 1))]
+    with pytest.raises(UserError, match="handles"):
+        scan.add({"ins": clp, "writes": [(0, _list_pci_response(
+            [(1, h) for h in range(2, MAX_HANDLES + 2)]))]})
+    with pytest.raises(UserError, match="functions"):
+        for first in range(2, MAX_FUNCTIONS + 2, 1000):      # a response lists ~4000 at most
+            scan.add({"ins": clp, "writes": [(0, _list_pci_response(
+                [(f, 5) for f in range(first, first + 1000)]))]})

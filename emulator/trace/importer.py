@@ -32,6 +32,7 @@ _EVENT_KINDS = (None, "event", "zpci")
 _MARK_KINDS = ("phase", "mark")
 MAX_LINE = 64 << 20              # as a trace record: one line becomes one record
 MAX_FUNCTIONS = 4096             # distinct fids the CLP responses may list
+MAX_HANDLES = 64                 # handles of one function (QEMU gives each two: disabled, enabled)
 
 
 class _Line:
@@ -250,19 +251,29 @@ class _FunctionScan:
                 if fid not in self.listed and len(self.listed) >= MAX_FUNCTIONS:
                     raise self.at.error(f"CLP responses list more than {MAX_FUNCTIONS} functions")
                 self.listed.setdefault(fid, (ven, dev))
-                lst = self.fhs.setdefault(fid, [])
-                if fh not in lst:
-                    lst.append(fh)
+                self._handle(fid, fh)
         elif cmd == ClpCmd.QUERY_PCI_FN and len(rsp) >= 128:
             fid = struct.unpack_from(">I", rsp, 20)[0]
             if fid in self.uids or len(self.uids) < MAX_FUNCTIONS:
                 self.uids[fid] = struct.unpack_from(">I", rsp, 124)[0]
 
+    def _handle(self, fid: int, fh: int) -> None:
+        lst = self.fhs.setdefault(fid, [])
+        if fh in lst:
+            return
+        if len(lst) >= MAX_HANDLES:
+            raise self.at.error(f"more than {MAX_HANDLES} handles recorded for fid {fid:#x}")
+        lst.append(fh)
+
     def functions(self) -> tuple[FunctionInfo, ...]:
+        # An access may use a listed handle with the enable bit changed.
+        by_handle: dict[int, list[int]] = {}
+        for fid, lst in self.fhs.items():
+            for h in lst:
+                by_handle.setdefault(h & 0x7FFFFFFF, []).append(fid)
         for fh in self.accesses:
-            for lst in self.fhs.values():
-                if any((h & 0x7FFFFFFF) == (fh & 0x7FFFFFFF) for h in lst) and fh not in lst:
-                    lst.append(fh)
+            for fid in dict.fromkeys(by_handle.get(fh & 0x7FFFFFFF, ())):
+                self._handle(fid, fh)
         kinds = _virtio_kinds()
         out = []
         for fid, (ven, dev) in self.listed.items():

@@ -46,19 +46,23 @@ class TraceReader:
     def __init__(self, path):
         self.path = Path(path)
         self._raw = open_input(self.path)
+        try:
+            self._start(path)
+        except BaseException:
+            self._raw.close()
+            raise
+
+    def _start(self, path) -> None:
+        """Checks the preamble, sets up decompression and reads the header."""
         pre = self._raw.read(PREAMBLE.size)
         if len(pre) < PREAMBLE.size:
-            self._raw.close()
             raise TraceError(path, 0, None, f"truncated preamble ({len(pre)} of {PREAMBLE.size} bytes)")
         magic, version, flags, _ = PREAMBLE.unpack(pre)
         if magic != MAGIC:
-            self._raw.close()
             raise TraceError(path, 0, None, f"not a zpci-emu trace (magic {magic.hex()})")
         if version != VERSION:
-            self._raw.close()
             raise TraceError(path, 8, None, f"unsupported trace version {version} (this reader: {VERSION})")
         if flags & ~PREAMBLE_FLAG_ZSTD:
-            self._raw.close()
             raise TraceError(path, 10, None, f"unknown preamble flags {flags:#x}")
         self.compressed = bool(flags & PREAMBLE_FLAG_ZSTD)
         if self.compressed:
@@ -81,7 +85,10 @@ class TraceReader:
             raise TraceError(path, off, None, f"first record is type {rtype:#x}, not a header", self.compressed)
         try:
             self.header = TraceHeader.from_bytes(bytes(buf[start:start + n]))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except KeyError as exc:
+            raise TraceError(path, off, None, f"malformed header: no {exc} key",
+                             self.compressed) from None
+        except (ValueError, TypeError, AttributeError) as exc:
             raise TraceError(path, off, None, f"malformed header: {exc}", self.compressed) from None
         self.full = self.header.stream is StreamKind.FULL
 
