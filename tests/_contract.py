@@ -92,9 +92,8 @@ def _preload() -> None:
     from emulator.cli import build_parser
     build_parser()
     import emulator.cpu.boot  # noqa: F401
-    import emulator.report  # noqa: F401
+    import emulator.report  # noqa: F401  (and the replay it runs)
     import emulator.trace.importer  # noqa: F401
-    import emulator.trace.replay  # noqa: F401
 
 
 def run_cli_forked(argv, cwd, timeout: float = TIMEOUT, memory: int = MEMORY,
