@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-TIMEOUT = 20.0
+TIMEOUT = 60.0          # generous: the machine may be loaded; a hang is a failure anyway
 MEMORY = 2 << 30
 ESCAPED = 99           # exit status of a child whose main() let an exception out
 
