@@ -11,6 +11,7 @@ pyelftools traceback.
 """
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from elftools.elf.constants import P_FLAGS, SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from emulator.errors import UserError
+from emulator.io_safe import open_input, read_input
 
 ELF_MAGIC = b"\x7fELF"
 EI_NIDENT = 16
@@ -106,11 +108,8 @@ class CodeRegion:
 
 def is_elf(path: str | Path) -> bool:
     """True if the file starts with the ELF magic (the auto-detect rule)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == ELF_MAGIC
-    except OSError as exc:
-        raise UserError(exc.strerror or str(exc), where=str(path)) from None
+    with open_input(path, buffer_size=EI_NIDENT) as f:
+        return f.read(4) == ELF_MAGIC
 
 
 def executable_regions(path: str | Path) -> list[CodeRegion]:
@@ -120,16 +119,10 @@ def executable_regions(path: str | Path) -> list[CodeRegion]:
     PT_LOAD segments, so a loader-only image still decodes.
     """
     where = str(path)
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise UserError(exc.strerror or str(exc), where=where) from None
-    with f:
-        f.seek(0, 2)
-        file_size = f.tell()
-        elf = open_elf(f, where, file_size)
-        with pyelftools_errors(where):
-            return _regions(elf, file_size, where)
+    raw = read_input(path, where)
+    elf = open_elf(io.BytesIO(raw), where, len(raw))
+    with pyelftools_errors(where):
+        return _regions(elf, len(raw), where)
 
 
 def _exec_sections(elf: ELFFile):
@@ -154,6 +147,11 @@ def _regions(elf: ELFFile, file_size: int, where: str) -> list[CodeRegion]:
         raise UserError("ELF has no executable section", where=where)
     out = []
     for name, addr, offset, size, part in found:
+        # pyelftools would inflate a compressed section (SHF_COMPRESSED)
+        # whatever size its header claims; code is never stored compressed.
+        if part.header.get("sh_flags", 0) & SH_FLAGS.SHF_COMPRESSED:
+            raise UserError(f"{name} is compressed (SHF_COMPRESSED); executable code must be "
+                            "stored as it is", where=where)
         # Checked before reading: pyelftools would try to allocate a bogus size,
         # or silently return fewer bytes for a part cut by the end of the file.
         if offset + size > file_size:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from emulator.elfio import CodeRegion
 from emulator.errors import UserError
+from emulator.io_safe import read_input
 
 # The s390 image's first doubleword: the IPL PSW (mask 0x00080000, 31-bit address)
 S390_IPL_PSW_MASK = bytes.fromhex("00080000")
@@ -65,12 +66,8 @@ def regions(path: Path) -> list[CodeRegion] | None:
     XZ, or a compressed file that is not a kernel image.
     """
     where = str(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_HEADER_BYTES)
-    except OSError as exc:
-        raise UserError(exc.strerror or str(exc), where=where) from None
-    kind = kind_of(head)
+    data = read_input(path, where)      # regular files only: a FIFO must not hang decode
+    kind = kind_of(data[:_HEADER_BYTES])
     if kind is None:
         return None
     if kind in FOREIGN_KERNELS:
@@ -79,7 +76,6 @@ def regions(path: Path) -> list[CodeRegion] | None:
     if kind in COMPRESSORS:
         raise UserError(f"{kind}-compressed data, not a kernel image: decompress it first "
                         f"(or pass --raw to decode the compressed bytes)", where=where)
-    data = path.read_bytes()
     if S390_BOOT_MARK not in data:
         return None              # starts like an IPL record but is no kernel image: raw code
     if COMPRESSORS[DECODED_COMPRESSOR] not in data:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from emulator.errors import UserError
+from emulator.io_safe import open_input
 from firmware_model.config import FunctionSpec, MachineConfig
 
 USAGE_EXIT = 2
@@ -130,11 +131,10 @@ def parse_drive(text: str) -> DriveSpec:
     if cache not in _DRIVE_CACHE:
         raise _usage_error(f"cache={cache}: expects one of {', '.join(_DRIVE_CACHE)}", where=where)
     try:
-        with open(path, "rb") as f:
+        with open_input(path) as f:       # a regular file: a FIFO or device is refused
             head = f.read(4)
-    except OSError as exc:
-        raise _usage_error(f"file={path}: could not open: {exc.strerror or exc}",
-                           where=where) from None
+    except UserError as exc:
+        raise _usage_error(f"file={path}: could not open: {exc.message}", where=where) from None
     if fmt is None and head == _QCOW_MAGIC:
         raise _usage_error(f"file={path}: a qcow2 image; only raw images are emulated",
                            where=where)
@@ -808,6 +808,8 @@ def _with_drive(text: str, drives: dict[str, DriveSpec]) -> str:
 
 def _set_own(out: BootArgs, key: str, val: str) -> None:
     attr = OWN_WITH_VALUE[key]
+    if getattr(out, attr) is not None:      # the last would win silently
+        raise _usage_error(f"{key} given more than once")
     if attr == "max_insns":
         try:
             # Decimal, not float: "1e400" must be too large, not infinity

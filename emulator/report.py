@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.errors import UserError
+from emulator.io_safe import check_input, output_folder
 from emulator.replay import BASELINE, ROUTES, WorkloadResult, replay
 
+REPORT_FILES = ("report.json", "report.csv", "report.png")
+# A cost per exit above this (1000 s) is no cost model; below it every sum stays finite.
+MAX_COST_US = 1e9
 # Assumed costs of one exit, in microseconds of host time (see COST_BASIS).
 DEFAULT_KVM_US = 2.0
 DEFAULT_USERSPACE_US = 10.0
@@ -35,11 +41,22 @@ COST_BASIS = (
     "userspace > kvm. Override with --cost-kvm-us / --cost-userspace-us.")
 
 
+def cost_ok(us: float) -> bool:
+    """A cost per exit the report can use: finite, 0 to MAX_COST_US."""
+    return math.isfinite(us) and 0 <= us <= MAX_COST_US
+
+
 @dataclass(frozen=True)
 class CostModel:
     kvm_us: float = DEFAULT_KVM_US
     userspace_us: float = DEFAULT_USERSPACE_US
     basis: str = COST_BASIS
+
+    def __post_init__(self):
+        for name in ("kvm_us", "userspace_us"):
+            v = getattr(self, name)
+            if not cost_ok(v):
+                raise ValueError(f"{name} must be a number from 0 to {MAX_COST_US:g}, not {v}")
 
     def host_us(self, totals: dict[str, int]) -> float:
         return totals.get("kvm", 0) * self.kvm_us + totals.get("userspace", 0) * self.userspace_us
@@ -177,7 +194,7 @@ def csv_rows(rep: dict) -> list[dict]:
 
 
 def write_csv(rep: dict, path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", errors="backslashreplace") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         w.writerows(csv_rows(rep))
@@ -274,17 +291,24 @@ def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
     paths = [Path(t) for t in traces] if traces else bundled_traces()
     if not paths:
         raise UserError(f"no traces given and none bundled in {repo_traces_dir()}")
-    with tempfile.TemporaryDirectory(prefix="zpci-report-") as tmp:
-        results = replay(_prepare(paths, Path(tmp)), assume=assume)
-    for res, p in zip(results, paths):
-        res.path = str(p)                       # the recording, not its temporary import
-    rep = summarise(results, cost)
-    printer(format_table(rep))
-    if out:
+    for p in paths:
+        check_input(p)
+    # The outputs are reserved before the replay and renamed into place only
+    # when all three are written: a failed report leaves none of them.
+    with output_folder(out, REPORT_FILES) if out is not None else nullcontext(()) as files:
+        with tempfile.TemporaryDirectory(prefix="zpci-report-") as tmp:
+            results = replay(_prepare(paths, Path(tmp)), assume=assume)
+        for res, p in zip(results, paths):
+            res.path = str(p)                       # the recording, not its temporary import
+        rep = summarise(results, cost)
+        printer(format_table(rep))
+        if files:
+            json_out, csv_out, png_out = files
+            # allow_nan=False: a non-finite number is a bug, never invalid JSON on disk
+            Path(json_out.path).write_text(json.dumps(rep, indent=2, allow_nan=False) + "\n")
+            write_csv(rep, Path(csv_out.path))
+            write_png(rep, Path(png_out.path))
+    if out is not None:
         d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
-        write_csv(rep, d / "report.csv")
-        write_png(rep, d / "report.png")
-        printer(f"\nwrote {d / 'report.json'}, {d / 'report.csv'}, {d / 'report.png'}")
+        printer("\nwrote " + ", ".join(str(d / n) for n in REPORT_FILES))
     return rep

@@ -155,7 +155,7 @@ def test_replay_bad_input_is_one_line(scenario, tmp_path):
     res = _cli("replay", bad)
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and str(bad) in res.stderr
     res = _cli("replay", "--policy", "nosuch", path)
-    assert res.returncode == 1 and "unknown policy" in res.stderr
+    assert res.returncode == 2 and "unknown policy" in res.stderr     # bad usage
 
 
 def test_cli_json(scenario):

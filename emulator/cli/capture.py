@@ -9,10 +9,12 @@ $XDG_CACHE_HOME/zpci-emu, default ~/.cache/zpci-emu).
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
-from emulator.errors import UserError
+from emulator.errors import quote, usage_error
+from emulator.io_safe import Output, check_input, output_file
 
 
 def register(sub) -> None:
@@ -32,8 +34,19 @@ def register(sub) -> None:
     p.add_argument("--no-dma-tables", dest="dma_tables", action="store_false",
                    help="do not record the DMA table entries each RPCIT walks (the JSONL is then "
                         "what linux-guest-traces.md's recipe writes; replay counts those RPCITs unchecked)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds before giving up")
     p.set_defaults(func=run)
+
+
+def seconds(text: str) -> float:
+    """The argparse type of --timeout: a finite number of seconds above 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise usage_error(f"{quote(text)} is not a number of seconds above 0", where="--timeout")
+    return v
 
 
 def terminal_progress(stream=None):
@@ -56,20 +69,30 @@ def run(args) -> int:
         print(msg, file=sys.stderr)
     progress = terminal_progress()
 
+    from emulator.capture.linux import default_jsonl
+
     out = Path(args.output)
-    if not out.parent.exists():
-        raise UserError("output folder does not exist", where=str(out))
     if args.elf:
-        from emulator.capture import baremetal
-        r = baremetal.capture(Path(args.elf), out, jsonl=args.jsonl,
-                              timeout=args.timeout or 120, log=log, dma_tables=args.dma_tables,
-                              progress=progress)
+        check_input(args.elf)
+    if args.jsonl is not None:
+        Output(args.jsonl, where="--jsonl").discard()     # the recorder can write it
+    jsonl = args.jsonl or default_jsonl(out)       # named after the output, not its temporary
+    # The trace is reserved before QEMU starts and renamed into place at the end.
+    with output_file(args.output) as tmp:     # the text as given: Path() drops a trailing /
+        if args.elf:
+            from emulator.capture import baremetal
+            r = baremetal.capture(Path(args.elf), Path(tmp.path), jsonl=jsonl,
+                                  timeout=args.timeout or 120, log=log,
+                                  dma_tables=args.dma_tables, progress=progress)
+        else:
+            from emulator.capture import linux
+            r = linux.capture(args.workload, Path(tmp.path),
+                              package=args.kernel_package or linux.DEFAULT_KERNEL,
+                              jsonl=jsonl, timeout=args.timeout or 900, log=log,
+                              dma_tables=args.dma_tables, progress=progress)
+    if args.elf:
         print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s")
         return 0
-    from emulator.capture import linux
-    r = linux.capture(args.workload, out, package=args.kernel_package or linux.DEFAULT_KERNEL,
-                      jsonl=args.jsonl, timeout=args.timeout or 900, log=log,
-                      dma_tables=args.dma_tables, progress=progress)
     print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s; phases: {', '.join(r['marks'])}")
     bad = 0
     for row in r["crosscheck"]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from emulator.decode import ADDR_LIMIT, DecodeResult, decode_buffer
 from emulator.elfio import CodeRegion, executable_regions, is_elf
-from emulator.errors import UserError
+from emulator.errors import UserError, one_line, quote, usage_error
+from emulator.io_safe import read_input
 from firmware_model.insns import TABLE, Format
 
 # Operand fields each format has, in the order the text listing prints them.
@@ -29,7 +30,7 @@ def register(sub) -> None:
                     "s390x kernel image (vmlinuz) is unpacked and its text decoded at the "
                     "kernel's addresses.")
     p.add_argument("file", metavar="FILE", help="raw instruction blob or s390x ELF")
-    p.add_argument("--base", metavar="ADDR", default=None,
+    p.add_argument("--base", metavar="ADDR", default=None, type=parse_addr,
                    help="guest address of a raw blob's first byte (default 0; 0x... for hex)")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--elf", action="store_true", help="FILE must be an ELF")
@@ -45,36 +46,31 @@ def parse_addr(text: str) -> int:
     try:
         value = int(text.replace("_", ""), 0)
     except ValueError:
-        raise UserError(f"not an address: {text!r} (use decimal or 0x-prefixed hex)",
-                        where="--base") from None
+        raise usage_error(f"not an address: {quote(text)} (use decimal or 0x-prefixed hex)",
+                          where="--base") from None
     if not 0 <= value < ADDR_LIMIT:
-        raise UserError(f"{text} is outside the 64-bit address space", where="--base")
+        raise usage_error(f"{quote(text)} is outside the 64-bit address space", where="--base")
     return value
 
 
 def load_regions(args) -> list[CodeRegion]:
     path = Path(args.file)
-    if path.is_dir():
-        raise UserError("is a directory", where=str(path))
     elf = args.elf or (not args.raw and is_elf(path))
     if elf:
         if args.base is not None:
-            raise UserError("an ELF is decoded at its own addresses; drop --base or use --raw",
-                            where="--base")
+            raise usage_error("an ELF is decoded at its own addresses; drop --base or use --raw",
+                              where="--base")
         return executable_regions(path)
     if not args.raw:
         from emulator import kernel_image
         kernel = kernel_image.regions(path)
         if kernel is not None:
             if args.base is not None:
-                raise UserError("a kernel image is decoded at the kernel's own addresses; "
-                                "drop --base or use --raw", where="--base")
+                raise usage_error("a kernel image is decoded at the kernel's own addresses; "
+                                  "drop --base or use --raw", where="--base")
             return kernel
-    base = parse_addr(args.base) if args.base is not None else 0
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(exc.strerror or str(exc), where=str(path)) from None
+    base = args.base if args.base is not None else 0
+    data = read_input(path)
     if base + len(data) > ADDR_LIMIT:
         raise UserError(f"{len(data)} bytes at {base:#x} run past the 64-bit address space",
                         where="--base")
@@ -91,8 +87,9 @@ def run(args) -> int:
             print_listing(region, res, args.json, out)
     for region, res in results:
         if res.truncated:
-            print(f"zpci-emu: {args.file}: note: {region.name} ends inside an instruction at "
-                  f"{res.trunc_addr:#x} ({res.trunc_bytes} bytes present)", file=sys.stderr)
+            print(one_line(f"zpci-emu: {args.file}: note: {region.name} ends inside an "
+                           f"instruction at {res.trunc_addr:#x} ({res.trunc_bytes} bytes present)"),
+                  file=sys.stderr)
     return 0
 
 

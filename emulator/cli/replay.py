@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 import sys
 
+from emulator.errors import quote, usage_error
+
 
 def register(sub) -> None:
     p = sub.add_parser("replay", help="replay traces through the firmware model under policies")
     p.add_argument("traces", nargs="+", metavar="TRACE")
-    p.add_argument("--policy", default="all",
-                   help="policy name or 'all' (intercept-all, linux-6.0, ioat-assist, firmware-rpcit)")
+    p.add_argument("--policy", action="append", type=policy_name, metavar="POLICY",
+                   help="policy name or 'all' (intercept-all, linux-6.0, ioat-assist, "
+                        "firmware-rpcit); repeat for several; default all")
     p.add_argument("--assume", choices=("passthrough", "as-recorded"), default="passthrough",
                    help="treat functions as vfio passthrough enabled for interpretation (default), "
                         "or keep the handles as recorded (emulated functions always intercept)")
@@ -19,9 +22,19 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def policy_name(text: str) -> str:
+    """The argparse type of --policy: a policy's name or 'all'."""
+    from firmware_model.policy import POLICY_NAMES
+    if text != "all" and text not in POLICY_NAMES:
+        raise usage_error(f"unknown policy {quote(text)} (choose from "
+                          f"{', '.join(POLICY_NAMES)}, all)", where="--policy")
+    return text
+
+
 def run(args) -> int:
     from emulator.replay import replay
-    policies = None if args.policy == "all" else [args.policy]
+    chosen = args.policy or ["all"]
+    policies = None if "all" in chosen else list(dict.fromkeys(chosen))
     mismatches = []
 
     def on_mismatch(m):

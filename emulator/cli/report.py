@@ -1,7 +1,9 @@
 """``zpci-emu report [TRACE...]``: exits saved per workload and policy."""
 from __future__ import annotations
 
-from emulator.errors import UserError
+import math
+
+from emulator.errors import quote, usage_error
 
 
 def register(sub) -> None:
@@ -10,9 +12,10 @@ def register(sub) -> None:
     p.add_argument("traces", nargs="*", metavar="TRACE",
                    help="trace files (.zpt) or JSONL recordings; default: the bundled traces")
     p.add_argument("--out", metavar="DIR", help="write report.json, report.csv and report.png here")
-    p.add_argument("--cost-kvm-us", type=float, default=DEFAULT_KVM_US,
+    p.add_argument("--cost-kvm-us", type=cost_us("--cost-kvm-us"), default=DEFAULT_KVM_US,
                    help=f"host time of one exit served in KVM (default {DEFAULT_KVM_US}, an assumption)")
-    p.add_argument("--cost-userspace-us", type=float, default=DEFAULT_USERSPACE_US,
+    p.add_argument("--cost-userspace-us", type=cost_us("--cost-userspace-us"),
+                   default=DEFAULT_USERSPACE_US,
                    help=f"host time of one exit served in userspace (default {DEFAULT_USERSPACE_US}, "
                         "an assumption)")
     p.add_argument("--assume", choices=("passthrough", "as-recorded"), default="passthrough",
@@ -20,12 +23,23 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def cost_us(option: str):
+    """The argparse type of a cost option: a finite number of microseconds, 0 to MAX_COST_US."""
+    def parse(text: str) -> float:
+        from emulator.report import MAX_COST_US, cost_ok
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not cost_ok(v):
+            raise usage_error(f"{quote(text)} is not a number of microseconds from 0 to "
+                              f"{MAX_COST_US:g}", where=option)
+        return v
+    return parse
+
+
 def run(args) -> int:
     from emulator.report import CostModel, run_report
-    for name in ("cost_kvm_us", "cost_userspace_us"):
-        v = getattr(args, name)
-        if not v >= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {v}")
     run_report(args.traces, args.out, CostModel(args.cost_kvm_us, args.cost_userspace_us),
                assume=args.assume)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from emulator.errors import quote, usage_error
+
 
 def register(sub) -> None:
     p = sub.add_parser("trace", help="show a trace's events or count them")
@@ -11,12 +13,23 @@ def register(sub) -> None:
     s = tsub.add_parser("show", help="print the events readably")
     s.add_argument("trace")
     s.add_argument("-v", "--verbose", action="store_true", help="also dump memory contents")
-    s.add_argument("-n", "--limit", type=int, help="stop after N events")
+    s.add_argument("-n", "--limit", type=positive_int, metavar="N", help="stop after N events")
     s.set_defaults(func=run_show)
     t = tsub.add_parser("stats", help="print counts")
     t.add_argument("trace", nargs="+")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=run_stats)
+
+
+def positive_int(text: str) -> int:
+    """The argparse type of -n: a whole number of events, at least 1."""
+    try:
+        n = int(text, 10)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise usage_error(f"{quote(text)} is not a positive whole number", where="--limit")
+    return n
 
 
 def run_show(args) -> int:

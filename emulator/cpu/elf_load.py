@@ -27,6 +27,7 @@ from emulator.elfio import (
     OFF_EI_CLASS, OFF_EI_DATA, check_machine, open_elf, pyelftools_errors,
 )
 from emulator.errors import UserError
+from emulator.io_safe import read_input
 
 PF_X = P_FLAGS.PF_X
 KERN_IMAGE_START = 0x10000
@@ -59,11 +60,7 @@ def _size_text(n: int) -> str:
 def load(path: str | Path, memory_size: int, cmdline: str = "") -> Image:
     """Reads and checks ``path``; every segment must fit in ``memory_size`` bytes."""
     where = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(exc.strerror or str(exc), where=where) from None
-    return parse(raw, memory_size, where, cmdline)
+    return parse(read_input(path, where), memory_size, where, cmdline)
 
 
 def parse(raw: bytes, memory_size: int, where: str = "<elf>", cmdline: str = "") -> Image:

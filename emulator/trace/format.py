@@ -11,6 +11,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 
+from emulator.io_safe import load_json
 from firmware_model.insns import BY_OPCODE, Format, ZpciInsn
 
 MAGIC = b"\x89ZPT\r\n\x1a\n"      # PNG-style: catches text-mode mangling and stray truncation
@@ -97,6 +98,30 @@ def mask_regs(mask: int) -> tuple[int, ...]:
     return tuple(r for r in range(16) if mask >> r & 1)
 
 
+def unicode_text(obj):
+    """``obj`` (JSON data) with every string made valid Unicode: a lone surrogate
+    (a file name's undecodable byte, say) becomes the text of its escape, ``\\udcff``.
+    Readers refuse lone surrogates (emulator.io_safe.load_json), so writers use this."""
+    if isinstance(obj, str):
+        return obj.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(obj, dict):
+        return {unicode_text(k): unicode_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [unicode_text(v) for v in obj]
+    return obj
+
+
+def unsigned(d: dict, key: str, bits: int, optional: bool = False) -> int | None:
+    """``d[key]``, which must be an integer that fits ``bits`` bits unsigned
+    (or null, if ``optional``); ValueError otherwise."""
+    v = d.get(key) if optional else d[key]
+    if v is None and optional:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << bits:
+        raise ValueError(f"{key!r} is not a {bits}-bit unsigned integer: {v!r:.40}")
+    return v
+
+
 @dataclass(frozen=True)
 class FunctionInfo:
     """One guest function as the recording saw it."""
@@ -115,10 +140,15 @@ class FunctionInfo:
 
     @classmethod
     def from_json(cls, d: dict) -> "FunctionInfo":
-        return cls(fid=int(d["fid"]), uid=None if d.get("uid") is None else int(d["uid"]),
-                   kind=str(d["kind"]), fhs=tuple(int(h, 16) for h in d.get("fhs", ())),
+        fhs = d.get("fhs", ())
+        if not isinstance(fhs, list) or not all(isinstance(h, str) for h in fhs):
+            raise ValueError("function 'fhs' is not a list of hex strings")
+        return cls(fid=unsigned(d, "fid", 32), uid=unsigned(d, "uid", 32, optional=True),
+                   kind=str(d["kind"]),
+                   fhs=tuple(unsigned({"fh": int(h, 16)}, "fh", 32) for h in fhs),
                    props=tuple((str(k), str(v)) for k, v in d.get("props", ())),
-                   vendor_id=d.get("vendor_id"), device_id=d.get("device_id"))
+                   vendor_id=unsigned(d, "vendor_id", 16, optional=True),
+                   device_id=unsigned(d, "device_id", 16, optional=True))
 
 
 @dataclass(frozen=True)
@@ -132,16 +162,18 @@ class TraceHeader:
     extra: tuple[tuple[str, str], ...] = field(default=())  # other facts kept as strings
 
     def to_bytes(self) -> bytes:
-        return json.dumps({
+        return json.dumps(unicode_text({
             "source": self.source.value, "stream": self.stream.value, "memory": self.memory,
             "functions": [f.to_json() for f in self.functions], "workload": self.workload,
-            "detail": self.detail, "extra": dict(self.extra)}, sort_keys=True).encode()
+            "detail": self.detail, "extra": dict(self.extra)}), sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TraceHeader":
-        d = json.loads(data.decode())
+        """The header of a trace file; anything malformed raises ValueError,
+        KeyError, TypeError or AttributeError."""
+        d = load_json(data)
         return cls(source=SourceKind(d["source"]), stream=StreamKind(d["stream"]),
-                   memory=int(d["memory"]),
+                   memory=unsigned(d, "memory", 64),
                    functions=tuple(FunctionInfo.from_json(f) for f in d.get("functions", ())),
                    workload=str(d.get("workload", "")), detail=str(d.get("detail", "")),
                    extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())))

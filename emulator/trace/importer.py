@@ -15,12 +15,12 @@ id, uid).
 """
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 from emulator.decode import decode_one
 from emulator.errors import UserError
+from emulator.io_safe import check_input, load_json, open_input, output_file
 from emulator.trace.format import FunctionInfo, SourceKind, StreamKind, TraceHeader, insn_of
 from emulator.trace.writer import TraceWriter
 from firmware_model.arch import CLP_FH_LIST_ENTRY_SIZE, LIST_PCI_HDR_LEN, ClpCmd, ClpRsp
@@ -33,6 +33,9 @@ from firmware_model.policy import handle_register
 DEFAULT_MEMORY = 0
 _EVENT_KINDS = (None, "event", "zpci")
 _MARK_KINDS = ("phase", "mark")
+MAX_LINE = 64 << 20              # as a trace record: one line becomes one record
+MAX_FUNCTIONS = 4096             # distinct fids the CLP responses may list
+MAX_HANDLES = 64                 # handles of one function (QEMU gives each two: disabled, enabled)
 
 
 class _Line:
@@ -47,22 +50,26 @@ class _Line:
 
 
 def _records(path: Path, at: _Line):
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise UserError(f"cannot open: {exc.strerror}", where=str(path)) from None
+    f = open_input(path)
     with f:
         off = 0
-        for lineno, raw in enumerate(f, 1):
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_LINE + 1)
+            if not raw:
+                return
+            lineno += 1
             at.lineno, at.offset, at.seq = lineno, off, None
             off += len(raw)
+            if len(raw) > MAX_LINE:
+                raise at.error(f"line longer than {MAX_LINE >> 20} MiB")
             if not raw.strip():
                 continue
             if not raw.endswith(b"\n") and f.peek(1) == b"" and raw.strip()[-1:] != b"}":
                 raise at.error("truncated last line")
             try:
-                rec = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
+                rec = load_json(raw)
+            except ValueError as exc:
                 raise at.error(f"not JSON: {exc}") from None
             if not isinstance(rec, dict):
                 raise at.error("record is not a JSON object")
@@ -206,87 +213,109 @@ def _virtio_kinds() -> dict[tuple[int, int], tuple[str, bool]]:
     return out
 
 
-def _functions(evs) -> tuple[FunctionInfo, ...]:
-    """Functions from the recorded CLP responses, in list order."""
-    listed: dict[int, dict] = {}
-    uids: dict[int, int] = {}
-    fhs: dict[int, list[int]] = {}
-    for ev in evs:
-        if ev["ins"].mnemonic != "CLP" or not ev["writes"]:
-            continue
-        blk = ev["writes"][0][1]
+class _FunctionScan:
+    """The guest's functions from the recorded CLP responses, in list order,
+    gathered event by event (a recording may hold any number of CLPs)."""
+
+    ACCESSES = 4096        # first accesses searched for enabled handles
+
+    def __init__(self, at: _Line):
+        self.at = at
+        self.listed: dict[int, tuple[int, int]] = {}     # fid -> (vendor, device)
+        self.uids: dict[int, int] = {}
+        self.fhs: dict[int, list[int]] = {}
+        self.accesses: list[tuple] = []
+
+    def add(self, ev: dict) -> None:
+        ins = ev["ins"]
+        if ins.mnemonic == "CLP":
+            if ev["writes"]:
+                self._clp(ev["writes"][0][1])
+        elif (ins.mnemonic in ("PCILG", "PCISTG", "RPCIT", "MPCIFC", "PCISTB")
+              and len(self.accesses) < self.ACCESSES):
+            reg = handle_register(ins.index, decode_one(ev["insn"]))
+            self.accesses.append(ev["gprs_before"][reg] >> 32)
+
+    def _clp(self, blk: bytes) -> None:
         if len(blk) < 32:
-            continue
+            return
         req_len, cmd = struct.unpack_from(">HH", blk, 0)
         if req_len < 16 or req_len + 16 > len(blk):
-            continue
+            return
         rsp = blk[req_len:]
         rsp_len, code = struct.unpack_from(">HH", rsp, 0)
         if code != ClpRsp.OK:
-            continue
+            return
         if cmd == ClpCmd.LIST_PCI and len(rsp) >= LIST_PCI_HDR_LEN:
             # entries are 16 bytes; a smaller size is corrupt
             esz = max(rsp[LIST_PCI_HDR_LEN - 1], CLP_FH_LIST_ENTRY_SIZE)
             for off in range(LIST_PCI_HDR_LEN, min(rsp_len, len(rsp)) - esz + 1, esz):
                 dev, ven, _cfg, fid, fh = struct.unpack_from(">HHIII", rsp, off)
-                listed.setdefault(fid, {"vendor": ven, "device": dev})
-                fhs.setdefault(fid, [])
-                if fh not in fhs[fid]:
-                    fhs[fid].append(fh)
+                if fid not in self.listed and len(self.listed) >= MAX_FUNCTIONS:
+                    raise self.at.error(f"CLP responses list more than {MAX_FUNCTIONS} functions")
+                self.listed.setdefault(fid, (ven, dev))
+                self._handle(fid, fh)
         elif cmd == ClpCmd.QUERY_PCI_FN and len(rsp) >= 128:
             fid = struct.unpack_from(">I", rsp, 20)[0]
-            uids[fid] = struct.unpack_from(">I", rsp, 124)[0]
-    for ev in evs:
-        ins = ev["ins"]
-        if ins.mnemonic in ("PCILG", "PCISTG", "RPCIT", "MPCIFC", "PCISTB"):
-            reg = handle_register(ins.index, decode_one(ev["insn"]))
-            fh = ev["gprs_before"][reg] >> 32
-            for fid, lst in fhs.items():
-                if any((h & 0x7FFFFFFF) == (fh & 0x7FFFFFFF) for h in lst) and fh not in lst:
-                    lst.append(fh)
-    kinds = _virtio_kinds()
-    out = []
-    for fid, ids in listed.items():
-        ven, dev = ids["vendor"], ids["device"]
-        kind, modern_only = kinds.get((ven, dev), (f"pci-{ven:04x}-{dev:04x}", False))
-        props = (("disable-legacy", "on"),) if modern_only else ()
-        out.append(FunctionInfo(fid=fid, uid=uids.get(fid), kind=kind, fhs=tuple(fhs[fid]),
-                                props=props, vendor_id=ven, device_id=dev))
-    return tuple(out)
+            if fid in self.uids or len(self.uids) < MAX_FUNCTIONS:
+                self.uids[fid] = struct.unpack_from(">I", rsp, 124)[0]
+
+    def _handle(self, fid: int, fh: int) -> None:
+        lst = self.fhs.setdefault(fid, [])
+        if fh in lst:
+            return
+        if len(lst) >= MAX_HANDLES:
+            raise self.at.error(f"more than {MAX_HANDLES} handles recorded for fid {fid:#x}")
+        lst.append(fh)
+
+    def functions(self) -> tuple[FunctionInfo, ...]:
+        # An access may use a listed handle with the enable bit changed.
+        by_handle: dict[int, list[int]] = {}
+        for fid, lst in self.fhs.items():
+            for h in lst:
+                by_handle.setdefault(h & 0x7FFFFFFF, []).append(fid)
+        for fh in self.accesses:
+            for fid in dict.fromkeys(by_handle.get(fh & 0x7FFFFFFF, ())):
+                self._handle(fid, fh)
+        kinds = _virtio_kinds()
+        out = []
+        for fid, (ven, dev) in self.listed.items():
+            kind, modern_only = kinds.get((ven, dev), (f"pci-{ven:04x}-{dev:04x}", False))
+            props = (("disable-legacy", "on"),) if modern_only else ()
+            out.append(FunctionInfo(fid=fid, uid=self.uids.get(fid), kind=kind,
+                                    fhs=tuple(self.fhs[fid]), props=props, vendor_id=ven,
+                                    device_id=dev))
+        return tuple(out)
 
 
 def import_jsonl(src, dst, *, compress: bool = True, memory: int = DEFAULT_MEMORY,
                  workload: str | None = None) -> int:
-    """Convert a JSONL recording to a zPCI-only trace; returns the number of events."""
-    src, dst = Path(src), Path(dst)
+    """Convert a JSONL recording to a zPCI-only trace; returns the number of events.
+
+    The output is reserved before the first pass and renamed into place only
+    when the trace is complete: a failed import leaves no file."""
+    src = Path(src)
     at = _Line(src)
-    # Pass 1: check every record and find the functions (CLP events are few and small).
-    clp_like = []
-    last = -1
-    n = 0
-    for rec in _records(src, at):
-        if rec.get("kind") in _EVENT_KINDS:
-            ev = _parse_event(at, rec, last)
-            last = ev["seq"]
-            n += 1
-            if ev["ins"].mnemonic == "CLP":
-                clp_like.append(ev)
-            elif len(clp_like) < 4096:
-                clp_like.append({"ins": ev["ins"], "insn": ev["insn"], "gprs_before": ev["gprs_before"],
-                                 "writes": []})
-        elif not isinstance(rec.get("kind"), str):
-            raise at.error("'kind' is not a string")
-    header = TraceHeader(source=SourceKind.IMPORT, stream=StreamKind.ZPCI_ONLY, memory=memory,
-                         functions=_functions(clp_like), workload=workload or src.stem.split(".")[0],
-                         detail=f"zpci-emu import {src.name}")
-    # Pass 2: write (to a temporary name, so a failed import leaves no half trace).
-    tmp = dst.with_name(dst.name + ".part")
-    try:
-        _write(src, at, tmp, header, compress, memory)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(dst)
+    check_input(src)
+    with output_file(dst) as out:
+        # Pass 1: check every record and find the functions.
+        scan = _FunctionScan(at)
+        last = -1
+        n = 0
+        for rec in _records(src, at):
+            if rec.get("kind") in _EVENT_KINDS:
+                ev = _parse_event(at, rec, last)
+                last = ev["seq"]
+                n += 1
+                scan.add(ev)
+            elif not isinstance(rec.get("kind"), str):
+                raise at.error("'kind' is not a string")
+        header = TraceHeader(source=SourceKind.IMPORT, stream=StreamKind.ZPCI_ONLY,
+                             memory=memory, functions=scan.functions(),
+                             workload=workload or src.stem.split(".")[0],
+                             detail=f"zpci-emu import {src.name}")
+        # Pass 2: write.
+        _write(src, at, out.path, header, compress, memory)
     return n
 
 

@@ -9,11 +9,11 @@ seen.
 """
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 from emulator.errors import UserError
+from emulator.io_safe import load_json, open_input
 from emulator.trace.format import (
     BLOCK_HEAD, END_BODY, EVENT_HEAD, MAGIC, MARK_HEAD, MEM_HEAD, PREAMBLE, PREAMBLE_FLAG_ZSTD,
     RECORD_HEAD, VERSION, Block, End, Event, EventFlag, Mark, Note, RecordType, Runs,
@@ -45,23 +45,24 @@ class TraceReader:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._raw = open_input(self.path)
         try:
-            self._raw = open(self.path, "rb")
-        except OSError as exc:
-            raise UserError(f"cannot open trace: {exc.strerror}", where=str(path)) from None
+            self._start(path)
+        except BaseException:
+            self._raw.close()
+            raise
+
+    def _start(self, path) -> None:
+        """Checks the preamble, sets up decompression and reads the header."""
         pre = self._raw.read(PREAMBLE.size)
         if len(pre) < PREAMBLE.size:
-            self._raw.close()
             raise TraceError(path, 0, None, f"truncated preamble ({len(pre)} of {PREAMBLE.size} bytes)")
         magic, version, flags, _ = PREAMBLE.unpack(pre)
         if magic != MAGIC:
-            self._raw.close()
             raise TraceError(path, 0, None, f"not a zpci-emu trace (magic {magic.hex()})")
         if version != VERSION:
-            self._raw.close()
             raise TraceError(path, 8, None, f"unsupported trace version {version} (this reader: {VERSION})")
         if flags & ~PREAMBLE_FLAG_ZSTD:
-            self._raw.close()
             raise TraceError(path, 10, None, f"unknown preamble flags {flags:#x}")
         self.compressed = bool(flags & PREAMBLE_FLAG_ZSTD)
         if self.compressed:
@@ -84,7 +85,10 @@ class TraceReader:
             raise TraceError(path, off, None, f"first record is type {rtype:#x}, not a header", self.compressed)
         try:
             self.header = TraceHeader.from_bytes(bytes(buf[start:start + n]))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except KeyError as exc:
+            raise TraceError(path, off, None, f"malformed header: no {exc} key",
+                             self.compressed) from None
+        except (ValueError, TypeError, AttributeError) as exc:
             raise TraceError(path, off, None, f"malformed header: {exc}", self.compressed) from None
         self.full = self.header.stream is StreamKind.FULL
 
@@ -216,10 +220,10 @@ class TraceReader:
             return Mark(nxt, label)
         if rtype == RecordType.NOTE:
             try:
-                d = json.loads(bytes(buf[start:start + n]).decode())
+                d = load_json(bytes(buf[start:start + n]))
                 return Note(str(d["kind"]), dict(d.get("data") or {}))
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                raise self.error(off, "malformed NOTE record") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise self.error(off, f"malformed NOTE record: {exc}") from None
         if rtype == RecordType.END:
             if n != END_BODY.size:
                 raise self.error(off, "END record of wrong size")
@@ -261,11 +265,11 @@ def parse_event(rd: TraceReader, buf, start: int, n: int, off: int) -> Event:
     check_event_head(rd, off, insn6, ilen, flags, cc)
     nin, nout = popcount16(in_mask), popcount16(out_mask)
     p = start + _EH
+    lim = start + n
+    if p + 8 * (nin + nout) > lim:          # checked first: the masks may claim any number
+        raise rd.error(off, f"EVENT record shorter than the {nin + nout} registers its masks name")
     regs = struct.unpack_from(f"<{nin + nout}Q", buf, p) if nin + nout else ()
     p += 8 * (nin + nout)
-    lim = start + n
-    if p > lim:
-        raise rd.error(off, "EVENT record shorter than its registers")
     mem = []
     memsize = rd.header.memory
     for _ in range(nr + nw):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from emulator.trace.format import (
     BLOCK_HEAD, END_BODY, MARK_HEAD, PREAMBLE, PREAMBLE_FLAG_ZSTD, MAGIC, VERSION, EventFlag,
-    RecordType, StreamKind, TraceHeader, encode_event, insn_of, operand_regs, record)
+    RecordType, StreamKind, TraceHeader, encode_event, insn_of, operand_regs, record, unicode_text)
 
 _RUN_CHUNK = 16384          # ints (8192 pairs) per RUNS record: ~64 KiB, bounded memory
 _U32_MAX = 0xFFFFFFFF
@@ -192,14 +192,15 @@ class TraceWriter:
     def mark(self, label: str) -> None:
         """A phase boundary: it applies from the next event on."""
         self._flush_runs()
-        self._out.write(record(RecordType.MARK, MARK_HEAD.pack(self._last_seq + 1) + label.encode()))
+        self._out.write(record(RecordType.MARK, MARK_HEAD.pack(self._last_seq + 1)
+                               + unicode_text(label).encode()))
         self._marks += 1
 
     def note(self, kind: str, data: dict) -> None:
         """Any other fact a recorder has (e.g. FMB counters), kept as JSON."""
         self._flush_runs()
-        self._out.write(record(RecordType.NOTE, json.dumps({"kind": kind, "data": data},
-                                                           sort_keys=True).encode()))
+        self._out.write(record(RecordType.NOTE, json.dumps(
+            unicode_text({"kind": kind, "data": data}), sort_keys=True).encode()))
 
     @property
     def events(self) -> int:
