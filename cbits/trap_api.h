@@ -14,7 +14,7 @@
  * 0.19 us per call.  The rare callbacks (other privileged instructions, the
  * block hook, the poll) stay cffi `extern "Python+C"` functions, declared in
  * trap_cdef.h (cdef only: that syntax is not C) and defined with
- * @ffi.def_extern by emulator/machine_uc.py, which attaches the running
+ * @ffi.def_extern by emulator/cpu/native.py, which attaches the running
  * machine's handlers for the length of each trap_run.  No callback takes a
  * trap_state argument: the machine already holds its own, and an argument
  * would cost a cdata object per call.  Needs decode_api.h (zpci_decoded)

@@ -1,0 +1,258 @@
+"""The guest's PSW and the interruptions that swap it (program, SVC, external, I/O).
+
+Unicorn keeps a PSW of its own; the guest's view differs from it by the
+bits this module keeps aside (``psw_hidden``: the I/O, external and
+machine-check masks and the wait bit, plus the guest's own problem-state
+bit), because the guest runs in problem state under unicorn.  Every
+interruption is a PSW swap through the lowcore, written here with QEMU
+7.2's field values: old PSW, interruption code and parameters stored, new
+PSW loaded and checked as the architecture says.
+
+Pending interruptions: the service signal SCLP raises (external, subclass
+mask CR0 bit 54) and I/O interruptions made pending with
+``make_io_pending`` (an ``IoInterruption``: the words QEMU stores at
+0xb8-0xc3), delivered when the PSW's I/O mask is on and CR6 enables the
+interruption's subclass.  External interruptions go first, as in QEMU's
+s390_cpu_do_interrupt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.cpu import lowcore as lc
+from emulator.cpu.native import REG_CR0
+from emulator.cpu.records import Halt, insn_hex
+from firmware_model.guest import MASK64
+
+# bits of the guest PSW that unicorn never gets
+HIDDEN = lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT | lc.PSW_MASK_PSTATE
+
+
+@dataclass(frozen=True)
+class IoInterruption:
+    """One pending I/O interruption: what QEMU stores in the lowcore for it.
+
+    For an adapter interruption (zPCI MSI-X) ``word`` has bit 0 set and the
+    ISC in bits 2-4, and the subchannel fields are 0.
+    """
+    subchannel_id: int      # u16 at 0xb8
+    subchannel_nr: int      # u16 at 0xba
+    parm: int               # u32 at 0xbc, the interruption parameter
+    word: int               # u32 at 0xc0, the interruption-identification word
+
+    @property
+    def isc(self) -> int:
+        return (self.word >> 27) & 7
+
+
+class Interrupts:
+    """PSW state and interruption delivery of one CPU.
+
+    ``memory`` reaches absolute guest storage (read(addr, n), write(addr,
+    data)); lowcore fields are real addresses, prefixed here.
+    """
+
+    def __init__(self, uc, memory, guest, stats, sclp):
+        self.uc = uc
+        self.memory = memory
+        self.guest = guest              # its problem_state follows the guest PSW
+        self.stats = stats
+        self.sclp = sclp
+        self.prefix = 0
+        self.psw_hidden = 0             # guest's I/O, external, machine-check mask bits
+        self.pstate = False             # the guest's own problem-state bit
+        self.io_pending: list[IoInterruption] = []
+
+    # --- real storage ------------------------------------------------------------
+    def real_to_abs(self, addr: int) -> int:
+        """Prefixing: the lowcore pages of the CPU swap with the prefix area."""
+        p = self.prefix
+        if addr < lc.LOWCORE_SIZE:
+            return addr + p
+        if p <= addr < p + lc.LOWCORE_SIZE:
+            return addr - p
+        return addr
+
+    def read_real(self, addr: int, size: int) -> bytes | None:
+        return self.memory.read(self.real_to_abs(addr), size)
+
+    def write_real(self, addr: int, data: bytes) -> bool:
+        return self.memory.write(self.real_to_abs(addr), data)
+
+    def _store(self, fields) -> None:
+        """Stores (real address, size, value) lowcore fields."""
+        for addr, size, value in fields:
+            self.write_real(addr, value.to_bytes(size, "big"))
+
+    # --- the guest's PSW -----------------------------------------------------------
+    def guest_mask(self, uc_mask: int) -> int:
+        """The PSW mask as the guest knows it, from unicorn's."""
+        m = (uc_mask & ~HIDDEN) | self.psw_hidden
+        return m | lc.PSW_MASK_PSTATE if self.pstate else m
+
+    def uc_mask(self, guest_mask: int) -> int:
+        """Unicorn's PSW mask for a guest PSW mask, remembering the hidden bits."""
+        self.psw_hidden = guest_mask & (lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT)
+        self.pstate = self.guest.problem_state = bool(guest_mask & lc.PSW_MASK_PSTATE)
+        return (guest_mask & ~HIDDEN) | lc.PSW_MASK_PSTATE
+
+    def current_mask(self, t) -> int:
+        """Guest PSW mask at the trap, with the CC Python may have set already."""
+        m = self.guest_mask(t.new_pswm if t.set_pswm else t.pswm)
+        if t.cc >= 0:
+            m = (m & ~lc.PSW_MASK_CC) | (t.cc << 44)
+        return m
+
+    def load_psw(self, t, mask: int, addr: int) -> None:
+        """A PSW that LPSW, LPSWE or an interruption loads, checked as the architecture says.
+
+        An invalid PSW (lowcore.psw_invalid) is an early specification
+        exception: the PSW is loaded and the interruption follows at once,
+        ILC 0, the old PSW being the invalid one as loaded.  An odd address is
+        recognised when the next instruction would be fetched, so nothing runs
+        there (odd_fetch).  QEMU 7.2 checks neither (docs/deviations.md).
+        """
+        if lc.psw_invalid(mask, addr):
+            self.psw_exception(t, mask, addr, lc.EARLY_PSW_ILEN,
+                               f"the invalid PSW {mask:016x} {addr:016x} loaded")
+        elif lc.fetches_odd(mask, addr):
+            self.odd_fetch(t, mask, addr, "loaded")
+        else:
+            self.set_psw(t, mask, addr)
+
+    def set_psw(self, t, mask: int, addr: int) -> None:
+        """Continue at a new PSW that is valid: checks waits and interrupts."""
+        t.new_pswm = self.uc_mask(mask)
+        t.set_pswm = 1
+        t.cc = -1
+        t.next_pc = addr
+        if mask & lc.PSW_MASK_WAIT:
+            self._wait(t, mask, addr)
+
+    def new_psw(self, where: int) -> tuple[int, int]:
+        """The (mask, address) of the new PSW an interruption loads from lowcore ``where``."""
+        new = self.read_real(where, 16)
+        return int.from_bytes(new[:8], "big"), int.from_bytes(new[8:], "big")
+
+    def _swap(self, t, old: int, new: int, old_mask: int, old_addr: int) -> None:
+        """Stores the old PSW at ``old`` and loads the new one from ``new``."""
+        self.write_real(old, lc.psw_bytes(old_mask, old_addr & MASK64))
+        self.load_psw(t, *self.new_psw(new))
+
+    def _wait(self, t, mask: int, addr: int) -> None:
+        if not mask & lc.PSW_MASK_INTERRUPTS:
+            if addr & 0xFFF == 0xFFF:
+                raise Halt(0, None)
+            raise Halt(1, f"guest entered a disabled wait: PSW {mask:016x} {addr:016x}")
+        if self.deliver_pending(t):
+            return
+        raise Halt(1, f"guest entered an enabled wait with no interruption pending "
+                      f"(QEMU would wait forever): PSW {mask:016x} {addr:016x}")
+
+    # --- program interruptions ---------------------------------------------------
+    def program_interrupt(self, t, code: int, ilen: int) -> None:
+        """Deliver a program interruption for the instruction at t.pc (QEMU's rules)."""
+        self.stats.count_program(code)
+        old_addr = t.pc + ilen if code in lc.ADVANCING_PGM else t.pc
+        old_mask = self.guest_mask(t.pswm)   # CC as before the instruction
+        self._store_program(code, ilen, old_mask, old_addr)
+        self._enter_program_new(t, f"program interruption {code:#04x} at {t.pc:#x} "
+                                   f"(instruction {insn_hex(t)})")
+
+    def psw_exception(self, t, old_mask: int, old_addr: int, ilen: int, what: str) -> None:
+        """The specification exception of a PSW, with old PSW and ILC as given."""
+        code = lc.PGM_SPECIFICATION
+        self.stats.count_program(code)
+        self._store_program(code, ilen, old_mask, old_addr)
+        self._enter_program_new(t, f"program interruption {code:#04x} for {what} at {t.pc:#x}")
+
+    def odd_fetch(self, t, mask: int, addr: int, how: str) -> None:
+        """Specification exception for fetching at the odd address of PSW (mask, addr).
+
+        The architecture leaves the ILC unpredictable; lowcore.ODD_ADDRESS_ILEN
+        (2, as QEMU 8.0+ and the hardware of kvm-unit-tests s390x/spec_ex) is
+        what the old PSW's address is advanced by.
+        """
+        self.psw_exception(t, mask, (addr + lc.ODD_ADDRESS_ILEN) & MASK64, lc.ODD_ADDRESS_ILEN,
+                           f"the odd instruction address {addr:#x} {how}")
+
+    def _store_program(self, code: int, ilen: int, old_mask: int, old_addr: int) -> None:
+        self._store(((lc.PGM_ILEN, 2, ilen), (lc.PGM_CODE, 2, code)))
+        self.write_real(lc.PROGRAM_OLD_PSW, lc.psw_bytes(old_mask, old_addr & MASK64))
+
+    def _enter_program_new(self, t, what: str) -> None:
+        """Continues at the program-new PSW, unless that would only repeat the interruption.
+
+        A program-new PSW that is invalid or has an odd address raises a
+        specification exception that loads it again, for ever (QEMU 7.2 spins
+        too); the run stops with one line instead.
+        """
+        mask, addr = self.new_psw(lc.PROGRAM_NEW_PSW)
+        if mask == 0 and addr == 0:
+            raise Halt(1, f"{what} with no program-new PSW set")
+        why = lc.psw_invalid(mask, addr)
+        if why is None and lc.fetches_odd(mask, addr):
+            why = "its instruction address is odd"
+        if why is not None:
+            raise Halt(1, f"{what}: the program-new PSW {mask:016x} {addr:016x} is invalid "
+                          f"({why}), so program interruptions would repeat forever")
+        self.set_psw(t, mask, addr)
+
+    # --- supervisor call -----------------------------------------------------------
+    def svc(self, t) -> None:
+        code = t.bytes[1] if t.nbytes >= 2 else 0
+        self._store(((lc.SVC_ILEN, 2, 2), (lc.SVC_CODE, 2, code)))
+        self.write_real(lc.SVC_OLD_PSW, lc.psw_bytes(self.guest_mask(t.pswm), t.pc + 2))
+        mask, addr = self.new_psw(lc.SVC_NEW_PSW)
+        if mask == 0 and addr == 0:
+            raise Halt(1, f"SVC {code} at {t.pc:#x} with no SVC-new PSW set")
+        self.load_psw(t, mask, addr)
+
+    # --- external and I/O interruptions ----------------------------------------------
+    def make_io_pending(self, io: IoInterruption) -> None:
+        """Queues an I/O interruption; delivered once the guest enables its ISC."""
+        self.io_pending.append(io)
+
+    def check_interrupts(self, t) -> None:
+        """After an instruction that may enable one: deliver what is pending."""
+        self.deliver_pending(t)
+
+    def deliver_pending(self, t) -> bool:
+        """Delivers the highest-priority enabled pending interruption; whether one was."""
+        if self.deliverable_external():
+            self.deliver_external(t)
+            return True
+        io = self.deliverable_io()
+        if io is not None:
+            self.deliver_io(t, io)
+            return True
+        return False
+
+    def deliverable_external(self) -> bool:
+        if self.sclp.pending_param is None or not self.psw_hidden & lc.PSW_MASK_EXT:
+            return False
+        return bool(self.uc.reg_read(REG_CR0) & lc.CR0_SERVICE_SC)
+
+    def deliver_external(self, t) -> None:
+        """The service-signal external interruption QEMU raises after SERVC."""
+        param = self.sclp.pending_param
+        self.sclp.pending_param = None
+        self._store(((lc.EXT_INT_CODE, 2, lc.EXT_SERVICE), (lc.EXT_PARAMS, 4, param & 0xFFFFFFFF)))
+        self._swap(t, lc.EXT_OLD_PSW, lc.EXT_NEW_PSW, self.current_mask(t), t.next_pc)
+
+    def deliverable_io(self) -> IoInterruption | None:
+        """The pending I/O interruption of the lowest enabled ISC (first queued first)."""
+        if not self.io_pending or not self.psw_hidden & lc.PSW_MASK_IO:
+            return None
+        cr6 = self.uc.reg_read(REG_CR0 + 6)
+        best = None
+        for io in self.io_pending:
+            if cr6 & (lc.CR6_ISC_BIT0 >> io.isc) and (best is None or io.isc < best.isc):
+                best = io
+        return best
+
+    def deliver_io(self, t, io: IoInterruption) -> None:
+        self.io_pending.remove(io)
+        self._store(((lc.SUBCHANNEL_ID, 2, io.subchannel_id), (lc.SUBCHANNEL_NR, 2, io.subchannel_nr),
+                     (lc.IO_INT_PARM, 4, io.parm), (lc.IO_INT_WORD, 4, io.word)))
+        self._swap(t, lc.IO_OLD_PSW, lc.IO_NEW_PSW, self.current_mask(t), t.next_pc)
