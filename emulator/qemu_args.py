@@ -128,6 +128,7 @@ class BootArgs:
     kernel: str | None = None
     config: MachineConfig = field(default_factory=MachineConfig)
     append: str = ""
+    initrd: str | None = None        # -initrd FILE, loaded as QEMU's s390x IPL does
     console: bool = True             # an SCLP ASCII console is attached
     smp: int = 1
     policy: str | None = None
@@ -382,7 +383,7 @@ def parse(argv: list[str]) -> BootArgs:
         elif arg in OWN_WITH_VALUE:
             _set_own(out, arg, value(arg))
         elif arg.startswith("--") and arg[1:] in ("-kernel", "-m", "-device", "-drive", "-append",
-                                                  "-smp"):
+                                                  "-smp", "-initrd"):
             # QEMU accepts its options with two dashes as well
             argv = argv[:i] + [arg[1:]] + argv[i + 1:]
             continue
@@ -399,6 +400,8 @@ def parse(argv: list[str]) -> BootArgs:
             out.drives[drive.id] = drive
         elif arg == "-append":
             out.append = value(arg)
+        elif arg == "-initrd":
+            out.initrd = value(arg)
         elif arg == "-smp":
             text = value(arg)
             first = text.split(",")[0]
@@ -419,7 +422,7 @@ def parse(argv: list[str]) -> BootArgs:
                 nodefaults = True
         elif arg.startswith("-"):
             raise _usage_error(f"unsupported option {arg} (supported: -kernel, -m, -device, -drive, "
-                               f"-append, -smp 1, {', '.join(OWN_WITH_VALUE)}; ignored: "
+                               f"-append, -initrd, -smp 1, {', '.join(OWN_WITH_VALUE)}; ignored: "
                                f"{', '.join(sorted(IGNORED_FLAGS | IGNORED_WITH_VALUE))})")
         else:
             raise _usage_error(f"unexpected argument {arg!r}")

@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from emulator.cpu import elf_load
+from emulator.cpu import ipl
 from emulator.errors import UserError
 from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
 from emulator.qemu_args import USAGE_EXIT, BootArgs
@@ -97,7 +97,7 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
     out = out if out is not None else sys.stdout.buffer
     policy = args.policy or DEFAULT_POLICY
     fw = build_firmware(args, policy)
-    image = elf_load.load(args.kernel, args.config.memory, args.append)
+    image = ipl.load(args.kernel, args.config.memory, args.append, args.initrd)
 
     def console(data: bytes) -> None:
         out.write(data)
