@@ -8,6 +8,13 @@ interruption is a PSW swap through the lowcore, written here with QEMU
 7.2's field values: old PSW, interruption code and parameters stored, new
 PSW loaded and checked as the architecture says.
 
+A supervisor-state guest (a Linux kernel, ``supervisor=True``) runs with
+its own PSW under unicorn: nothing is kept aside, its operands are virtual
+addresses when DAT is on, its prefix is read from the CPU at each trap, and
+the TOD clock and clock comparator of cbits/trap_super.h add the
+clock-comparator external interruption (before the service signal, as
+QEMU orders them); an enabled wait moves the clock to the comparator.
+
 Pending interruptions: the service signal SCLP raises (external, subclass
 mask CR0 bit 54) and I/O interruptions made pending with
 ``make_io_pending`` (an ``IoInterruption``: the words QEMU stores at
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emulator._native import ffi, lib
 from emulator.cpu import lowcore as lc
 from emulator.cpu.native import REG_CR0
 from emulator.cpu.records import Halt, insn_hex
@@ -52,8 +60,14 @@ class Interrupts:
     data)); lowcore fields are real addresses, prefixed here.
     """
 
-    def __init__(self, uc, memory, guest, stats, sclp):
+    def __init__(self, uc, memory, guest, stats, sclp, t=None, supervisor: bool = False):
         self.uc = uc
+        self.t = t
+        self.supervisor = supervisor
+        # the PSW bits unicorn does not get, and those it always gets
+        self.hidden = 0 if supervisor else HIDDEN
+        self.kept = 0 if supervisor else lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT
+        self.forced = 0 if supervisor else lc.PSW_MASK_PSTATE
         self.memory = memory
         self.guest = guest              # its problem_state follows the guest PSW
         self.stats = stats
@@ -66,7 +80,8 @@ class Interrupts:
     # --- real storage ------------------------------------------------------------
     def real_to_abs(self, addr: int) -> int:
         """Prefixing: the lowcore pages of the CPU swap with the prefix area."""
-        p = self.prefix
+        # a kernel sets its prefix natively: trap.c reads it at each trap
+        p = self.t.prefix if self.supervisor else self.prefix
         if addr < lc.LOWCORE_SIZE:
             return addr + p
         if p <= addr < p + lc.LOWCORE_SIZE:
@@ -79,6 +94,20 @@ class Interrupts:
     def write_real(self, addr: int, data: bytes) -> bool:
         return self.memory.write(self.real_to_abs(addr), data)
 
+    def read_operand(self, t, addr: int, size: int) -> bytes | None:
+        """An instruction's storage operand: virtual under DAT, else real."""
+        if self.supervisor and t.pswm & lc.PSW_MASK_DAT:
+            buf = ffi.new("uint8_t[]", size)
+            if size and lib.trap_vmem_read(t, addr, buf, size):
+                return None
+            return ffi.buffer(buf, size)[:]
+        return self.read_real(addr, size)
+
+    def write_operand(self, t, addr: int, data: bytes) -> bool:
+        if self.supervisor and t.pswm & lc.PSW_MASK_DAT:
+            return not (data and lib.trap_vmem_write(t, addr, data, len(data)))
+        return self.write_real(addr, data)
+
     def _store(self, fields) -> None:
         """Stores (real address, size, value) lowcore fields."""
         for addr, size, value in fields:
@@ -87,14 +116,18 @@ class Interrupts:
     # --- the guest's PSW -----------------------------------------------------------
     def guest_mask(self, uc_mask: int) -> int:
         """The PSW mask as the guest knows it, from unicorn's."""
-        m = (uc_mask & ~HIDDEN) | self.psw_hidden
-        return m | lc.PSW_MASK_PSTATE if self.pstate else m
+        m = (uc_mask & ~self.hidden) | self.psw_hidden
+        return m | lc.PSW_MASK_PSTATE if self.pstate and self.hidden else m
 
     def uc_mask(self, guest_mask: int) -> int:
         """Unicorn's PSW mask for a guest PSW mask, remembering the hidden bits."""
-        self.psw_hidden = guest_mask & (lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT)
+        self.psw_hidden = guest_mask & self.kept
         self.pstate = self.guest.problem_state = bool(guest_mask & lc.PSW_MASK_PSTATE)
-        return (guest_mask & ~HIDDEN) | lc.PSW_MASK_PSTATE
+        return (guest_mask & ~self.hidden) | self.forced
+
+    def psw_enabled(self, t, bit: int) -> bool:
+        """Whether the guest's PSW at the trap has mask ``bit`` on."""
+        return bool(self.current_mask(t) & bit)
 
     def current_mask(self, t) -> int:
         """Guest PSW mask at the trap, with the CC Python may have set already."""
@@ -146,6 +179,14 @@ class Interrupts:
             raise Halt(1, f"guest entered a disabled wait: PSW {mask:016x} {addr:016x}")
         if self.deliver_pending(t):
             return
+        if self.supervisor and self._ckc_enabled(t) and t.ckc != MASK64:
+            # nothing else can end the wait: the clock runs on to the comparator
+            now = lib.trap_tod_now(t)
+            if t.ckc >= now:
+                t.tod_base += t.ckc + 1 - now
+                lib.trap_set_ckc(t, t.ckc)
+            if self.deliver_pending(t):
+                return
         raise Halt(1, f"guest entered an enabled wait with no interruption pending "
                       f"(QEMU would wait forever): PSW {mask:016x} {addr:016x}")
 
@@ -189,7 +230,7 @@ class Interrupts:
         """
         mask, addr = self.new_psw(lc.PROGRAM_NEW_PSW)
         if mask == 0 and addr == 0:
-            raise Halt(1, f"{what} with no program-new PSW set")
+            raise Halt(1, f"{what} with no program-new PSW set", addr=t.pc)
         why = lc.psw_invalid(mask, addr)
         if why is None and lc.fetches_odd(mask, addr):
             why = "its instruction address is odd"
@@ -219,30 +260,52 @@ class Interrupts:
 
     def deliver_pending(self, t) -> bool:
         """Delivers the highest-priority enabled pending interruption; whether one was."""
-        if self.deliverable_external():
+        if self.deliverable_external(t):
             self.deliver_external(t)
             return True
-        io = self.deliverable_io()
+        io = self.deliverable_io(t)
         if io is not None:
             self.deliver_io(t, io)
             return True
         return False
 
-    def deliverable_external(self) -> bool:
-        if self.sclp.pending_param is None or not self.psw_hidden & lc.PSW_MASK_EXT:
+    def _ext_enabled(self, t=None) -> bool:
+        if self.supervisor:
+            return t is not None and self.psw_enabled(t, lc.PSW_MASK_EXT)
+        return bool(self.psw_hidden & lc.PSW_MASK_EXT)
+
+    def _ckc_enabled(self, t) -> bool:
+        return (self._ext_enabled(t)
+                and bool(self.uc.reg_read(REG_CR0) & lc.CR0_CKC_SC))
+
+    def _ckc_due(self, t) -> bool:
+        return (self.supervisor and lib.trap_tod_now(t) > t.ckc and self._ckc_enabled(t))
+
+    def deliverable_external(self, t=None) -> bool:
+        if t is not None and self._ckc_due(t):
+            return True
+        if self.sclp.pending_param is None or not self._ext_enabled(t):
             return False
         return bool(self.uc.reg_read(REG_CR0) & lc.CR0_SERVICE_SC)
 
     def deliver_external(self, t) -> None:
-        """The service-signal external interruption QEMU raises after SERVC."""
+        """The clock-comparator interruption once the clock passed it, else the
+        service signal QEMU raises after SERVC."""
+        if self._ckc_due(t):
+            self._store(((lc.EXT_INT_CODE, 2, lc.EXT_CLOCK_COMP),))
+            self._swap(t, lc.EXT_OLD_PSW, lc.EXT_NEW_PSW, self.current_mask(t), t.next_pc)
+            return
         param = self.sclp.pending_param
         self.sclp.pending_param = None
         self._store(((lc.EXT_INT_CODE, 2, lc.EXT_SERVICE), (lc.EXT_PARAMS, 4, param & 0xFFFFFFFF)))
         self._swap(t, lc.EXT_OLD_PSW, lc.EXT_NEW_PSW, self.current_mask(t), t.next_pc)
 
-    def deliverable_io(self) -> IoInterruption | None:
+    def deliverable_io(self, t=None) -> IoInterruption | None:
         """The pending I/O interruption of the lowest enabled ISC (first queued first)."""
-        if not self.io_pending or not self.psw_hidden & lc.PSW_MASK_IO:
+        if not self.io_pending:
+            return None
+        if not (self.psw_enabled(t, lc.PSW_MASK_IO) if self.supervisor and t is not None
+                else self.psw_hidden & lc.PSW_MASK_IO):
             return None
         cr6 = self.uc.reg_read(REG_CR0 + 6)
         best = None
@@ -256,3 +319,12 @@ class Interrupts:
         self._store(((lc.SUBCHANNEL_ID, 2, io.subchannel_id), (lc.SUBCHANNEL_NR, 2, io.subchannel_nr),
                      (lc.IO_INT_PARM, 4, io.parm), (lc.IO_INT_WORD, 4, io.word)))
         self._swap(t, lc.IO_OLD_PSW, lc.IO_NEW_PSW, self.current_mask(t), t.next_pc)
+
+    def sync_pending(self, t) -> None:
+        """Tells cbits/trap_super.h which subclasses have an interruption pending,
+        so its block hook calls back as soon as the guest enables one."""
+        t.pending_ext_sc = lc.CR0_SERVICE_SC if self.sclp.pending_param is not None else 0
+        isc = 0
+        for io in self.io_pending:
+            isc |= lc.CR6_ISC_BIT0 >> io.isc
+        t.pending_io_isc = isc

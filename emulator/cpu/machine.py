@@ -22,6 +22,7 @@ from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc, UcError
 from emulator.cpu import lowcore as lc, native
 from emulator.cpu.guest import UcGuest
 from emulator.cpu.interrupts import Interrupts
+from emulator.cpu.kernel_insns import KernelInsns
 from emulator.cpu.native import EXCP_PGM, EXCP_SVC, REG_CR0, REG_PC, REG_PSWM
 from emulator.cpu.privileged import Privileged
 from emulator.cpu.records import Halt, RunStats, insn_hex
@@ -45,7 +46,8 @@ class UcMachine:
 
     def __init__(self, memory_size: int, zpci_handler, console_out, *, console: bool = True,
                  count: bool = True, block_hook=None, max_insns: int = DEFAULT_MAX_INSNS,
-                 pci_configure=None, pci_deconfigure=None):
+                 pci_configure=None, pci_deconfigure=None, supervisor: bool = False,
+                 tod: int = 0):
         native.bind()
         self.memory_size = memory_size
         self.uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
@@ -62,8 +64,11 @@ class UcMachine:
         self.sclp = Sclp(console_out, memory_size, console=console,
                          pci_configure=pci_configure, pci_deconfigure=pci_deconfigure)
         self.stats = RunStats()
-        self.irq = Interrupts(self.uc, self.guest, self.guest, self.stats, self.sclp)
+        self.supervisor = supervisor
+        self.irq = Interrupts(self.uc, self.guest, self.guest, self.stats, self.sclp,
+                              t=self.t, supervisor=supervisor)
         self.privileged = Privileged(self)
+        self.kernel_insns = KernelInsns(self, self.privileged) if supervisor else None
         self.halted: Halt | None = None
         self.hooked_sites = 0
         self._error = None
@@ -77,6 +82,9 @@ class UcMachine:
         t.poll_interval = POLL_BLOCKS
         native.check(lib.trap_install(t, native.engine_handle(self.uc), 1 if count else 0,
                                       1 if block_hook else 0))
+        if supervisor:
+            native.check(lib.trap_supervise(t))
+            t.tod_base = tod
         # QEMU's initial CPU reset values of the control registers
         for i in range(16):
             self.uc.reg_write(REG_CR0 + i, 0)
@@ -192,16 +200,28 @@ class UcMachine:
                 self.irq.odd_fetch(t, self.irq.guest_mask(t.pswm), t.pc, "branched to")
             elif t.intno == EXCP_SVC:
                 self.irq.svc(t)
+            elif self.supervisor:
+                self._on_supervisor(t)
             elif t.intno == EXCP_PGM or t.intno == lib.TRAP_INTNO_HOOKED:
                 self.privileged.handle(t)
             else:
                 raise Halt(1, f"unexpected unicorn exception {t.intno} at {t.pc:#x}")
+            if self.supervisor:
+                self.irq.sync_pending(t)
         except Halt as h:
             if h.exit_code == 0 and t.counting:
                 t.insns += 1        # the quiescing LPSWE did complete
             self.halted = h
             return 1
         return 0
+
+    def _on_supervisor(self, t) -> None:
+        if t.intno == lib.TRAP_INTNO_EVENT:
+            self.irq.deliver_pending(t)
+        elif t.intno == EXCP_PGM or t.intno == lib.TRAP_INTNO_HOOKED:
+            self.kernel_insns.handle(t)
+        else:
+            raise Halt(1, f"unexpected unicorn exception {t.intno} at {t.pc:#x}", addr=t.pc)
 
     def _on_poll(self) -> int:
         """Runs now and then so Python handles signals (Ctrl-C) during a long run."""

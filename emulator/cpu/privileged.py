@@ -49,7 +49,7 @@ def _bd(t, hi: int, lo: int, index: int = 0) -> int:
     return (t.gpr[base] if base else 0) + (t.gpr[index] if index else 0) + ((hi & 0xF) << 8 | lo)
 
 
-def _s_addr(t, b: bytes) -> int:
+def s_addr(t, b: bytes) -> int:
     """Second-operand address of an S/SI/RS-format instruction (12-bit displacement)."""
     return _wrap(t, _bd(t, b[2], b[3]))
 
@@ -160,23 +160,23 @@ class Privileged:
             if r1 & 1:
                 return lc.PGM_SPECIFICATION
             return lc.PGM_FIXPT_DIVIDE
-        for addr in self._operand_addresses(t, b, ilen):
+        for addr in self.operand_addresses(t, b, ilen):
             if addr >= self.m.memory_size:
                 return lc.PGM_ADDRESSING
         return None
 
-    def _operand_addresses(self, t, b: bytes, ilen: int):
+    def operand_addresses(self, t, b: bytes, ilen: int):
         op = b[0]
         if 0x40 <= op <= 0x7F and ilen == 4:                    # RX
             yield _wrap(t, _bd(t, b[2], b[3], b[1] & 0xF))
         elif op == 0xE5 and ilen == 6:                          # SIL
-            yield _s_addr(t, b)
+            yield s_addr(t, b)
         elif op in (0xE3, 0xEB) and ilen == 6:                  # RXY, RSY
             yield _rsy_addr(t, b, b[1] & 0xF if op == 0xE3 else 0)
         elif (0x88 <= op <= 0x9F or 0xB6 <= op <= 0xBF) and ilen == 4:   # RS, SI
-            yield _s_addr(t, b)
+            yield s_addr(t, b)
         elif 0xD0 <= op <= 0xDF and ilen == 6:                  # SS
-            yield _s_addr(t, b)
+            yield s_addr(t, b)
             yield _wrap(t, _bd(t, b[4], b[5]))
         elif op in (0xC4, 0xC6) and ilen == 6:                  # RIL, relative long
             rel = int.from_bytes(b[2:6], "big", signed=True)
@@ -184,13 +184,13 @@ class Privileged:
 
     # --- helpers ---------------------------------------------------------------
     def _read(self, t, addr: int, size: int, ilen: int) -> bytes | None:
-        data = self.m.irq.read_real(addr, size)
+        data = self.m.irq.read_operand(t, addr, size)
         if data is None:
             self.m.irq.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
         return data
 
     def _write(self, t, addr: int, data: bytes, ilen: int) -> bool:
-        if not self.m.irq.write_real(addr, data):
+        if not self.m.irq.write_operand(t, addr, data):
             self.m.irq.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
             return False
         return True
@@ -209,13 +209,13 @@ class Privileged:
 
     # --- PSW -------------------------------------------------------------------
     def lpswe(self, t, b, ilen) -> None:
-        psw = self._read_aligned(t, _s_addr(t, b), 8, 16, ilen)
+        psw = self._read_aligned(t, s_addr(t, b), 8, 16, ilen)
         if psw is None:
             return
         self.m.irq.load_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
 
     def lpsw(self, t, b, ilen) -> None:
-        raw = self._read_aligned(t, _s_addr(t, b), 8, 8, ilen)
+        raw = self._read_aligned(t, s_addr(t, b), 8, 8, ilen)
         if raw is None:
             return
         short = int.from_bytes(raw, "big")
@@ -235,7 +235,7 @@ class Privileged:
             # CR0 bit 33: SSM suppression
             m.irq.program_interrupt(t, lc.PGM_SPECIAL_OP, ilen)
             return
-        data = self._read(t, _s_addr(t, b), 1, ilen)
+        data = self._read(t, s_addr(t, b), 1, ilen)
         if data is None:
             return
         mask = (self.m.irq.current_mask(t) & ~(0xFF << 56)) | (data[0] << 56)
@@ -253,7 +253,7 @@ class Privileged:
         self.m.irq.check_interrupts(t)
 
     def _stnosm(self, t, b, ilen, op) -> None:
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         mask = self.m.irq.current_mask(t)
         if not self._write(t, addr, bytes([mask >> 56]), ilen):
             return
@@ -280,7 +280,7 @@ class Privileged:
         """Address and bytes per register: LCTL/STCTL (RS, words) or LCTLG/STCTG (RSY)."""
         if ilen == 6:
             return _rsy_addr(t, b), 8
-        return _s_addr(t, b), 4
+        return s_addr(t, b), 4
 
     def lctl(self, t, b, ilen) -> None:
         """LCTL and LCTLG."""
@@ -310,7 +310,7 @@ class Privileged:
     # --- CPU identity and prefix -------------------------------------------------
     def spx(self, t, b, ilen) -> None:
         m = self.m
-        data = self._read_aligned(t, _s_addr(t, b), 4, 4, ilen)
+        data = self._read_aligned(t, s_addr(t, b), 4, 4, ilen)
         if data is None:
             return
         prefix = int.from_bytes(data, "big") & 0x7FFFE000
@@ -318,17 +318,17 @@ class Privileged:
             raise Halt(1, f"SPX at {t.pc:#x} sets prefix {prefix:#x}: only prefix 0 is emulated")
 
     def stpx(self, t, b, ilen) -> None:
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if self._aligned(t, addr, 4, ilen):
             self._write(t, addr, self.m.irq.prefix.to_bytes(4, "big"), ilen)
 
     def stap(self, t, b, ilen) -> None:
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if self._aligned(t, addr, 2, ilen):
             self._write(t, addr, (0).to_bytes(2, "big"), ilen)
 
     def stidp(self, t, b, ilen) -> None:
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if self._aligned(t, addr, 8, ilen):
             self._write(t, addr, CPUID.to_bytes(8, "big"), ilen)
 
@@ -338,7 +338,7 @@ class Privileged:
 
     def stfle(self, t, b, ilen) -> None:
         """QEMU's HELPER(stfle): as many doublewords as both sides have room for."""
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if not self._aligned(t, addr, 8, ilen):
             return
         have = len(FACILITY_DWORDS)
@@ -374,7 +374,7 @@ class Privileged:
 
     def sigp(self, t, b, ilen) -> None:
         r1, r3 = b[1] >> 4, b[1] & 0xF
-        order = _s_addr(t, b) & 0xFF
+        order = s_addr(t, b) & 0xFF
         cpu_addr = t.gpr[r3] & 0xFFFF
         if cpu_addr != 0:
             t.cc = 3            # not operational: there is one CPU, address 0
@@ -389,6 +389,10 @@ class Privileged:
             t.gpr[r1] = (t.gpr[r1] & 0xFFFFFFFF00000000) | SIGP_STAT_INVALID_PARAMETER
             t.cc = 1
         elif order == SIGP_STOP:
+            if self.m.irq.supervisor:
+                # a kernel powering off stops its CPU: with no CPU left
+                # running QEMU shuts the machine down
+                raise Halt(0, None)
             raise Halt(1, f"guest stopped its only CPU (SIGP STOP at {t.pc:#x}); "
                           "QEMU would wait forever")
         else:

@@ -9,10 +9,11 @@ from firmware_model.insns import TABLE
 class Halt(Exception):
     """Ends a run: the guest quiesced, stopped, or did what we cannot emulate."""
 
-    def __init__(self, exit_code: int, message: str | None):
+    def __init__(self, exit_code: int, message: str | None, addr: int | None = None):
         super().__init__(message)
         self.exit_code = exit_code
         self.message = message
+        self.addr = addr            # the guest instruction it names, for a symbol
 
 
 @dataclass
