@@ -19,6 +19,7 @@ from firmware_model.firmware import Firmware
 from firmware_model.function import ZpciBus
 from firmware_model.host import Errno, Host, ZpciOp
 from firmware_model.insns import BY_MNEMONIC, TABLE, StatusReg
+from firmware_model.irq import InterruptAccounting
 from firmware_model.intercept import (
     DECLINED as EXIT_DECLINED, EXIT_INSTRUCTION, EXIT_USERSPACE, FIRMWARE as EXIT_FIRMWARE, Router,
 )
@@ -123,6 +124,7 @@ class Machine:
             for fn in self.bus.functions:
                 self._attach(fn)
         self.resync()
+        self.irq = InterruptAccounting(self)     # counts the bus's adapter events per policy
 
     # --- the passthrough world --------------------------------------------------
 
@@ -398,7 +400,7 @@ class Machine:
         active = {"policy": self.policy, "router": self.router.stats(),
                   "firmware": self.firmware.stats(), "kvm": dict(self.kvm.stats)}
         return {"assume": self.assume, "policies": policies, "functions": functions,
-                "active": active, "host": self.host.snapshot_stats(),
+                "active": active, "host": self.host.snapshot_stats(), "interrupts": self.irq.stats(),
                 "vm": {"id": self.vm.id, "gisa": self.vm.gisa, "lsi": self.vm.use_zpci_interp,
                        "instructions": sum(n for _, t in tallies for n in t.values())}}
 
@@ -409,6 +411,7 @@ class Machine:
         self.router.reset()
         self.firmware.counts[:] = [0] * len(self.firmware.counts)
         self.kvm.stats.clear()
+        self.irq.reset()
 
     # --- platform operations that change the bus outside the instruction path -------
 

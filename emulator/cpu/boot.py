@@ -123,7 +123,7 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
                        max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
                        block_hook=recorder,
                        pci_configure=fw.sclp_configure,
-                       pci_deconfigure=fw.sclp_deconfigure)
+                       pci_deconfigure=fw.sclp_deconfigure, flic=fw.bus.flic)
         if recorder is not None:
             recorder.machine = uc
         uc.load(image)

@@ -16,41 +16,24 @@ clock-comparator external interruption (before the service signal, as
 QEMU orders them); an enabled wait moves the clock to the comparator.
 
 Pending interruptions: the service signal SCLP raises (external, subclass
-mask CR0 bit 54) and I/O interruptions made pending with
-``make_io_pending`` (an ``IoInterruption``: the words QEMU stores at
-0xb8-0xc3), delivered when the PSW's I/O mask is on and CR6 enables the
-interruption's subclass.  External interruptions go first, as in QEMU's
-s390_cpu_do_interrupt.
+mask CR0 bit 54) and the I/O interruptions of a ``Flic``
+(firmware_model/irq.py: the zPCI bus's adapter interruptions, or any
+``IoInterruption`` queued with ``make_io_pending``), delivered when the PSW's
+I/O mask is on and CR6 enables the interruption's subclass: the lowest ISC
+first, within it the newest, as QEMU's FLIC hands them out.  External
+interruptions go first, as in QEMU's s390_cpu_do_interrupt.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from emulator._native import ffi, lib
 from emulator.cpu import lowcore as lc
 from emulator.cpu.native import REG_CR0
 from emulator.cpu.records import Halt, insn_hex
 from firmware_model.guest import MASK64
+from firmware_model.irq import Flic, IoInterruption
 
 # bits of the guest PSW that unicorn never gets
 HIDDEN = lc.PSW_MASK_INTERRUPTS | lc.PSW_MASK_WAIT | lc.PSW_MASK_PSTATE
-
-
-@dataclass(frozen=True)
-class IoInterruption:
-    """One pending I/O interruption: what QEMU stores in the lowcore for it.
-
-    For an adapter interruption (zPCI MSI-X) ``word`` has bit 0 set and the
-    ISC in bits 2-4, and the subchannel fields are 0.
-    """
-    subchannel_id: int      # u16 at 0xb8
-    subchannel_nr: int      # u16 at 0xba
-    parm: int               # u32 at 0xbc, the interruption parameter
-    word: int               # u32 at 0xc0, the interruption-identification word
-
-    @property
-    def isc(self) -> int:
-        return (self.word >> 27) & 7
 
 
 class Interrupts:
@@ -60,7 +43,8 @@ class Interrupts:
     data)); lowcore fields are real addresses, prefixed here.
     """
 
-    def __init__(self, uc, memory, guest, stats, sclp, t=None, supervisor: bool = False):
+    def __init__(self, uc, memory, guest, stats, sclp, t=None, supervisor: bool = False,
+                 flic: Flic | None = None):
         self.uc = uc
         self.t = t
         self.supervisor = supervisor
@@ -75,7 +59,7 @@ class Interrupts:
         self.prefix = 0
         self.psw_hidden = 0             # guest's I/O, external, machine-check mask bits
         self.pstate = False             # the guest's own problem-state bit
-        self.io_pending: list[IoInterruption] = []
+        self.flic = flic if flic is not None else Flic()   # pending I/O interruptions
 
     # --- real storage ------------------------------------------------------------
     def real_to_abs(self, addr: int) -> int:
@@ -161,6 +145,8 @@ class Interrupts:
         t.next_pc = addr
         if mask & lc.PSW_MASK_WAIT:
             self._wait(t, mask, addr)
+        elif mask & lc.PSW_MASK_IO and self.deliverable_io(t):
+            self.deliver_pending(t)
 
     def new_psw(self, where: int) -> tuple[int, int]:
         """The (mask, address) of the new PSW an interruption loads from lowcore ``where``."""
@@ -252,7 +238,7 @@ class Interrupts:
     # --- external and I/O interruptions ----------------------------------------------
     def make_io_pending(self, io: IoInterruption) -> None:
         """Queues an I/O interruption; delivered once the guest enables its ISC."""
-        self.io_pending.append(io)
+        self.flic.inject_io(io)
 
     def check_interrupts(self, t) -> None:
         """After an instruction that may enable one: deliver what is pending."""
@@ -263,9 +249,8 @@ class Interrupts:
         if self.deliverable_external(t):
             self.deliver_external(t)
             return True
-        io = self.deliverable_io(t)
-        if io is not None:
-            self.deliver_io(t, io)
+        if self.deliverable_io(t):
+            self.deliver_io(t)
             return True
         return False
 
@@ -300,22 +285,19 @@ class Interrupts:
         self._store(((lc.EXT_INT_CODE, 2, lc.EXT_SERVICE), (lc.EXT_PARAMS, 4, param & 0xFFFFFFFF)))
         self._swap(t, lc.EXT_OLD_PSW, lc.EXT_NEW_PSW, self.current_mask(t), t.next_pc)
 
-    def deliverable_io(self, t=None) -> IoInterruption | None:
-        """The pending I/O interruption of the lowest enabled ISC (first queued first)."""
-        if not self.io_pending:
-            return None
+    def deliverable_io(self, t=None) -> bool:
+        """Whether an I/O interruption is pending for an ISC the PSW and CR6 enable."""
+        flic = self.flic
+        if not flic.pending:
+            return False
         if not (self.psw_enabled(t, lc.PSW_MASK_IO) if self.supervisor and t is not None
                 else self.psw_hidden & lc.PSW_MASK_IO):
-            return None
-        cr6 = self.uc.reg_read(REG_CR0 + 6)
-        best = None
-        for io in self.io_pending:
-            if cr6 & (lc.CR6_ISC_BIT0 >> io.isc) and (best is None or io.isc < best.isc):
-                best = io
-        return best
+            return False
+        return flic.has_io(self.uc.reg_read(REG_CR0 + 6))
 
-    def deliver_io(self, t, io: IoInterruption) -> None:
-        self.io_pending.remove(io)
+    def deliver_io(self, t) -> None:
+        """The I/O interruption deliverable_io() found: its words at 0xb8-0xc3, the PSW swap."""
+        io = self.flic.dequeue_io(self.uc.reg_read(REG_CR0 + 6))
         self._store(((lc.SUBCHANNEL_ID, 2, io.subchannel_id), (lc.SUBCHANNEL_NR, 2, io.subchannel_nr),
                      (lc.IO_INT_PARM, 4, io.parm), (lc.IO_INT_WORD, 4, io.word)))
         self._swap(t, lc.IO_OLD_PSW, lc.IO_NEW_PSW, self.current_mask(t), t.next_pc)
@@ -324,7 +306,5 @@ class Interrupts:
         """Tells cbits/trap_super.h which subclasses have an interruption pending,
         so its block hook calls back as soon as the guest enables one."""
         t.pending_ext_sc = lc.CR0_SERVICE_SC if self.sclp.pending_param is not None else 0
-        isc = 0
-        for io in self.io_pending:
-            isc |= lc.CR6_ISC_BIT0 >> io.isc
-        t.pending_io_isc = isc
+        # the FLIC's byte of pending ISCs (0x80 >> isc) in CR6's position (bits 32-39)
+        t.pending_io_isc = self.flic.pending << 24

@@ -47,7 +47,7 @@ class UcMachine:
     def __init__(self, memory_size: int, zpci_handler, console_out, *, console: bool = True,
                  count: bool = True, block_hook=None, max_insns: int = DEFAULT_MAX_INSNS,
                  pci_configure=None, pci_deconfigure=None, supervisor: bool = False,
-                 tod: int = 0):
+                 tod: int = 0, flic=None):
         native.bind()
         self.memory_size = memory_size
         self.uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
@@ -65,8 +65,9 @@ class UcMachine:
                          pci_configure=pci_configure, pci_deconfigure=pci_deconfigure)
         self.stats = RunStats()
         self.supervisor = supervisor
+        # flic: the zPCI bus's pending adapter interruptions (firmware_model/irq.py)
         self.irq = Interrupts(self.uc, self.guest, self.guest, self.stats, self.sclp,
-                              t=self.t, supervisor=supervisor)
+                              t=self.t, supervisor=supervisor, flic=flic)
         self.privileged = Privileged(self)
         self.kernel_insns = KernelInsns(self, self.privileged) if supervisor else None
         self.halted: Halt | None = None
@@ -161,6 +162,8 @@ class UcMachine:
         handler = self.zpci_handler
         machine = self
         irq = self.irq
+        flic = irq.flic
+        supervisor = self.supervisor
         cut = getattr(self._block_hook, "cut", None)
         sites = self._sites
         site_new = lib.TRAP_SITE_NEW
@@ -177,6 +180,14 @@ class UcMachine:
                 comp = handler(d, guest).completion
                 if comp.pgm is not None:
                     irq.program_interrupt(t, comp.pgm, d.ilen)
+                elif flic.pending:
+                    # a device raised an interruption: taken now if enabled, else
+                    # trap_super.h is told which ISC to watch for
+                    if comp.cc is not None:
+                        t.cc = comp.cc
+                    irq.deliver_pending(t)
+                    if supervisor:
+                        irq.sync_pending(t)
                 elif comp.cc is not None:
                     return resume_cc | comp.cc
             except Halt as h:
