@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.errors import UserError
+from emulator.report_irq import add_interrupt_columns, cell as irq_cell
 from emulator.trace.replay import BASELINE, ROUTES, WorkloadResult, replay
 
 # Assumed costs of one exit, in microseconds of host time (see COST_BASIS).
@@ -100,7 +101,7 @@ def summarise(results: list[WorkloadResult], cost: CostModel) -> dict:
 def format_table(rep: dict) -> str:
     lines = []
     hdr = (f"{'workload':18} {'policy':15} {'events':>8} {'firmware':>9} {'kvm':>7} {'userspace':>9} "
-           f"{'exits':>8} {'saved':>8} {'saved%':>7} {'host us saved':>14}")
+           f"{'exits':>8} {'saved':>8} {'saved%':>7} {'host us saved':>14} {'irq skip host':>13}")
     lines.append(hdr)
     lines.append("-" * len(hdr))
     last = None
@@ -112,7 +113,8 @@ def format_table(rep: dict) -> str:
             f"{wl[:18]:18} {r['policy']:15} {r['events']:>8} {r['firmware']:>9} {r['kvm']:>7} "
             f"{r['userspace']:>9} {r['exits']:>8} "
             + (f"{saved:>8} {r['exits_saved_pct']:>6.1f}% {r['host_us_saved']:>14.1f}"
-               if saved is not None else f"{'-':>8} {'-':>7} {'-':>14}"))
+               if saved is not None else f"{'-':>8} {'-':>7} {'-':>14}")
+            + f" {irq_cell(r):>13}")
     lines.append("")
     mnems = sorted({m for w in rep["workloads"] for m in w["by_mnemonic"]})
     lines.append(f"{'workload':18} " + " ".join(f"{m:>8}" for m in mnems) + f" {'guest insns':>12}")
@@ -129,6 +131,8 @@ def format_table(rep: dict) -> str:
                      "layout; routes do not depend on it")
     cm = rep["cost_model"]
     lines.append("")
+    lines.append("irq skip host: adapter interrupts delivered with no host code running / all, "
+                 "from the recording run ('-': the trace has no interrupt record)")
     lines.append(f"cost model: kvm exit {cm['kvm_us']} us, userspace exit {cm['userspace_us']} us "
                  f"-- {cm['basis']}")
     return "\n".join(lines)
@@ -141,19 +145,22 @@ def write_csv(rep: dict, path: Path) -> None:
                     "exits", "exits_saved", "exits_saved_pct",
                     # the per-exit costs behind these are assumptions (COST_BASIS): say so where
                     # the numbers go, a CSV carries no note
-                    "host_us_at_assumed_cost", "host_us_saved_at_assumed_cost"])
+                    "host_us_at_assumed_cost", "host_us_saved_at_assumed_cost",
+                    "interrupts", "interrupts_skip_host"])
         by_wl = {wl["path"]: wl for wl in rep["workloads"]}
         for r in rep["summary"]:
             wl = by_wl[r["trace"]]
             for m, routes in wl["routes"][r["policy"]].items():
                 ex = routes.get("kvm", 0) + routes.get("userspace", 0)
                 w.writerow([r["workload"], r["trace"], r["policy"], m, sum(routes.values()),
-                            *(routes.get(x, 0) for x in ROUTES), ex, "", "", "", ""])
+                            *(routes.get(x, 0) for x in ROUTES), ex, "", "", "", "", "", ""])
             w.writerow([r["workload"], r["trace"], r["policy"], "ALL", r["events"],
                         *(r[x] for x in ROUTES), r["exits"], r.get("exits_saved", ""),
                         "" if r.get("exits_saved_pct") is None else f"{r['exits_saved_pct']:.2f}",
                         f"{r['host_us']:.3f}",
-                        "" if r.get("host_us_saved") is None else f"{r['host_us_saved']:.3f}"])
+                        "" if r.get("host_us_saved") is None else f"{r['host_us_saved']:.3f}",
+                        *("" if r.get(k) is None else r[k]
+                          for k in ("interrupts", "interrupts_skip_host"))])
 
 
 def write_png(rep: dict, path: Path) -> None:
@@ -207,6 +214,7 @@ def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
     for res, p in zip(results, paths):
         res.path = str(p)                       # the recording, not its temporary import
     rep = summarise(results, cost)
+    add_interrupt_columns(rep, assume)
     printer(format_table(rep))
     if out:
         d = Path(out)

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from .arch import MASK64, FnState, Pec, ZPCI_MSI_VEC_MASK
 from .policy import POLICY_NAMES
 
+# kind of the trace NOTE record a recorded run leaves its interrupt counts in
+IRQ_NOTE = "adapter-interrupts"
 IO_INT_WORD_AI = 0x80000000        # I/O-interruption word: adapter interruption
 IO_INT_WORD_ISC_SHIFT = 27
 NUM_ISC = 8

@@ -18,6 +18,7 @@ from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
 from emulator.qemu_args import USAGE_EXIT, BootArgs
 from firmware_model.guest import RecordingGuest
 from firmware_model.insns import TABLE
+from firmware_model.irq import IRQ_NOTE
 
 DEFAULT_POLICY = "linux-6.0"
 BASELINE_POLICY = "intercept-all"
@@ -136,6 +137,7 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
         if halt.exit_code != 0 and recorder.pending is not None:
             recorder.pending = None       # stopped before that block could run
         recorder.close()
+        writer.note(IRQ_NOTE, fw.irq.stats())     # what the replayed events cannot say
         writer.close()
     stats = collect_stats(uc, fw, halt)
     if args.stats:
