@@ -172,14 +172,34 @@ static void await_vector_bit(u32 vec)
     io_window();
 }
 
+enum take { WAIT, POLL };
+enum clear { VECTOR_ONLY, BOTH };
+
+/* One request on vector VEC.  WAIT: its interruption is awaited in an enabled
+ * wait; POLL: the vector bit is awaited with I/O disabled, then a short I/O
+ * window shows whether an interruption is pending.  Prints what arrived. */
+static void request(struct virtio_dev *v, u64 iova, const char *what, enum clear c,
+                    enum take t)
+{
+    u32 seen = io_count;
+    if (c == BOTH)
+        clear_indicators();
+    else
+        aibv[0] = aibv[1] = 0;
+    kick(v, iova);
+    if (t == WAIT)
+        wait_for_io();
+    else
+        await_vector_bit(VEC);
+    print_state(what, seen);
+    consume(v);
+}
+
 int main(void)
 {
     struct virtio_dev v;
     u64 iova = virtio_rng_start(&v, TAG);
-    if (v.platform) {
-        dma_map(iova, buf, 0);
-        zpci_refresh(&v, iova, 0x1000);
-    }
+    virtio_buffer_map(&v, iova, buf);
 
     /* I/O new PSW: 64-bit, every interruption disabled */
     io_new_psw[0] = 0x0000000180000000UL;
@@ -216,79 +236,43 @@ int main(void)
     putc_('\n');
 
     set_cr6((0x80UL >> ISC) << 24);
-    clear_indicators();
-    u32 seen = io_count;
 
-    /* 1: a used-buffer notification raises the adapter interruption */
-    kick(&v, iova);
-    wait_for_io();
+    /* a used-buffer notification raises the adapter interruption */
+    request(&v, iova, "first", BOTH, WAIT);
     print_interruption("first");
-    print_state("first", seen);
-    consume(&v);
+    /* vector bit cleared, summary byte still set: no interruption */
+    request(&v, iova, "summary-set", VECTOR_ONLY, POLL);
 
-    /* 2: vector bit cleared, summary byte still set: no interruption */
-    seen = io_count;
-    aibv[0] = aibv[1] = 0;
-    kick(&v, iova);
-    await_vector_bit(VEC);
-    print_state("summary-set", seen);
-    consume(&v);
-
-    /* 3: SIC single mode: the first interruption is presented ... */
-    cc = sic(1, (u64)ISC << 27, iib, 2);
-    report("SIC_SINGLE", cc, 0, 0);
-    seen = io_count;
-    clear_indicators();
-    kick(&v, iova);
-    wait_for_io();
-    print_state("single-first", seen);
-    consume(&v);
-
-    /* ... and the next one suppressed, summary clear or not */
-    seen = io_count;
-    clear_indicators();
-    kick(&v, iova);
-    await_vector_bit(VEC);
-    print_state("single-suppressed", seen);
-    consume(&v);
-
-    /* SIC single again re-arms but raises nothing by itself */
-    cc = sic(1, (u64)ISC << 27, iib, 2);
-    report("SIC_SINGLE", cc, 0, 0);
+    /* SIC single mode: the first interruption is presented, the next one
+     * suppressed (summary clear or not), and SIC again re-arms without
+     * raising anything by itself */
+    report("SIC_SINGLE", sic(1, (u64)ISC << 27, iib, 2), 0, 0);
+    request(&v, iova, "single-first", BOTH, WAIT);
+    request(&v, iova, "single-suppressed", BOTH, POLL);
+    u32 seen = io_count;
+    report("SIC_SINGLE", sic(1, (u64)ISC << 27, iib, 2), 0, 0);
     io_window();
     print_state("rearmed", seen);
+    report("SIC_ALL", sic(0, (u64)ISC << 27, iib, 1), 0, 0);
 
-    /* SIC all: every interruption again */
-    cc = sic(0, (u64)ISC << 27, iib, 1);
-    report("SIC_ALL", cc, 0, 0);
-
-    /* 4: CR6 without the ISC: pending, not presented, until CR6 enables it */
+    /* CR6 without the ISC: pending, not presented, until CR6 enables it */
     set_cr6(0);
     seen = io_count;
-    clear_indicators();
-    kick(&v, iova);
-    await_vector_bit(VEC);
-    print_state("cr6-masked", seen);
+    request(&v, iova, "cr6-masked", BOTH, POLL);
     set_cr6((0x80UL >> ISC) << 24);
     io_window();
     print_state("cr6-enabled", seen);
     print_interruption("cr6-enabled");
-    consume(&v);
 
-    /* 5: registered with noi 1, vector 1 is beyond it */
+    /* registered with noi 1, vector 1 is beyond it */
     mpcifc_int(&v, MPCIFC_DEREG_INT, 2);
     mpcifc_int(&v, MPCIFC_REG_INT, 1);
-    seen = io_count;
-    clear_indicators();
-    kick(&v, iova);
-    await_vector_bit(VEC);
-    print_state("beyond-noi", seen);
-    consume(&v);
+    request(&v, iova, "beyond-noi", BOTH, POLL);
     mpcifc_int(&v, MPCIFC_DEREG_INT, 1);
     mpcifc_int(&v, MPCIFC_REG_INT, 2);
 
     /* the workload: every completion through its interruption, Linux style */
-    cc = sic(1, (u64)ISC << 27, iib, 2);
+    sic(1, (u64)ISC << 27, iib, 2);
     seen = io_count;
     u32 handled = 0, vectors = 0;
     clear_indicators();
@@ -314,10 +298,7 @@ int main(void)
 
     mpcifc_int(&v, MPCIFC_DEREG_INT, 2);
     set_cr6(0);
-    if (v.platform) {
-        dma_unmap(iova);
-        zpci_refresh(&v, iova, 0x1000);
-    }
+    virtio_buffer_unmap(&v, iova);
     virtio_close(&v);
     done(TAG);
     return 0;
