@@ -263,16 +263,18 @@ def test_enabled_wait_without_anything_pending_still_stops(tmp_path):
     # an I/O-enabled wait with CR6 = 0 and nothing pending: QEMU would wait forever
     from emulator.cpu.machine import Halt, UcMachine
     from emulator.cpu import lowcore as lc
-    m = UcMachine(1 << 20, lambda d, g: None, lambda b: None, flic=Flic())
+    flic = Flic()
+    m = UcMachine(1 << 20, lambda d, g: None, lambda b: None, flic=flic)
+    assert m.irq.flic is flic                              # the bus's FLIC is the CPU's
     psw = lc.psw_bytes(lc.PSW_MASK_IO | lc.PSW_MASK_WAIT | lc.IPL_PSW_MASK, 0x2000)
     m.uc.mem_write(0xF00, psw)
     m.uc.mem_write(0x800, bytes.fromhex("b2b20f00"))      # LPSWE 0xf00
     halt = m.run(0x800)
     assert isinstance(halt, Halt) and halt.exit_code == 1 and "enabled wait" in halt.message
     # with an interruption pending for an ISC CR6 does not enable, the same
-    m.flic.inject_io(IoInterruption.adapter(3))
+    flic.inject_io(IoInterruption.adapter(3))
     halt = m.run(0x800)
-    assert "enabled wait" in halt.message and m.flic.pending
+    assert "enabled wait" in halt.message and flic.pending
 
 
 # --- the report column ----------------------------------------------------------------
@@ -309,3 +311,25 @@ def test_note_kind_is_what_boot_writes(tmp_path):
     with TraceReader(ROOT / "traces/wl_irq.zpt") as rd:
         kinds = [rec.kind for rec in rd if isinstance(rec, Note)]
     assert kinds == [IRQ_NOTE]
+
+
+def test_lpswe_enabling_io_takes_the_pending_interruption_at_once():
+    from emulator.cpu.machine import UcMachine
+    from emulator.cpu import lowcore as lc
+    from emulator.cpu.native import REG_CR0
+    flic = Flic()
+    m = UcMachine(1 << 20, lambda d, g: None, lambda b: None, flic=flic)
+    m.uc.mem_write(0xF00, lc.psw_bytes(lc.PSW_MASK_IO | lc.IPL_PSW_MASK, 0x3000))
+    m.uc.mem_write(0xF10, lc.psw_bytes(lc.PSW_MASK_WAIT | lc.IPL_PSW_MASK, 0xFFF))
+    m.uc.mem_write(lc.IO_NEW_PSW, lc.psw_bytes(lc.IPL_PSW_MASK, 0x4000))
+    m.uc.mem_write(0x4000, bytes.fromhex("b2b20f10"))         # handler: quiesce
+    m.uc.mem_write(0x800, bytes.fromhex("b2b20f00"))          # LPSWE to an I/O-enabled PSW
+    flic.inject_io(IoInterruption.adapter(3))
+    flic.inject_io(IoInterruption.adapter(5))
+    m.uc.reg_write(REG_CR0 + 6, (0x80 >> 5) << 24)            # only ISC 5 enabled
+    halt = m.run(0x800)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(0xB8, 12) == bytes(8) + (0x80000000 | 5 << 27).to_bytes(4, "big")
+    old = m.read(lc.IO_OLD_PSW, 16)
+    assert int.from_bytes(old[8:], "big") == 0x3000 and old[0] & 0x02     # nothing ran at 0x3000
+    assert flic.pending == 0x80 >> 3 and flic.delivered == 1
