@@ -19,10 +19,10 @@ from firmware_model.firmware import Firmware
 from firmware_model.function import ZpciBus
 from firmware_model.host import Errno, Host, ZpciOp
 from firmware_model.insns import BY_MNEMONIC, TABLE, StatusReg
-from firmware_model.irq import InterruptAccounting
 from firmware_model.intercept import (
     DECLINED as EXIT_DECLINED, EXIT_INSTRUCTION, EXIT_USERSPACE, FIRMWARE as EXIT_FIRMWARE, Router,
 )
+from firmware_model.irq_routes import InterruptAccounting
 from firmware_model.kvm import KvmZpci
 from firmware_model.outcome import Decision, Outcome, Route
 from firmware_model.policy import (

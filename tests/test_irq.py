@@ -12,9 +12,8 @@ import test_props_world as w
 from _helpers import ROOT, emulate
 
 from firmware_model.arch import FnState
-from firmware_model.irq import (
-    FORWARDING, IRQ_NOTE, AenView, Flic, IoInterruption, IrqReason, IrqRoute, irq_route,
-)
+from firmware_model.irq import IRQ_NOTE, Flic, IoInterruption
+from firmware_model.irq_routes import FORWARDING, AenView, IrqReason, IrqRoute, irq_route
 from firmware_model.policy import POLICY_NAMES
 
 AIBV, AISB = 0x50000, 0x50400
@@ -161,6 +160,12 @@ def world(policy="linux-6.0", assume="passthrough"):
     return m, g, fn
 
 
+def host_function(m, fn):
+    """The host's record of a passed-through function (same fid)."""
+    (hf,) = [hf for hf in m.host.functions if hf.fid == fn.fid]
+    return hf
+
+
 def fire(fn, vec=1):
     fn.device.dma.msi(fn.group.msia, vec)
 
@@ -171,7 +176,7 @@ def routes(m, policy):
 
 def test_passthrough_forwarded_under_linux_6_0_injected_by_kvm_before():
     m, g, fn = world()
-    hf = m._hf[fn.idx][0]
+    hf = host_function(m, fn)
     assert hf.aen is not None and hf.aen.assist            # QEMU's REG_AEN, forwarding assist on
     fire(fn)
     st_ = m.stats()["interrupts"]
@@ -185,7 +190,7 @@ def test_passthrough_forwarded_under_linux_6_0_injected_by_kvm_before():
 
 def test_host_flag_idle_vcpu_no_gisa_and_no_aen_need_the_host():
     m, g, fn = world()
-    hf = m._hf[fn.idx][0]
+    hf = host_function(m, fn)
     hf.aen = dataclasses.replace(hf.aen, assist=False)       # KVM_S390_ZPCIOP_REGAEN_HOST
     fire(fn)
     assert routes(m, "linux-6.0") == {"kvm": 1}
@@ -210,7 +215,7 @@ def test_emulated_devices_are_injected_by_qemu():
 def test_deregistered_function_has_no_route_and_reset_stats_clears():
     m, g, fn = world()
     w.perform(m, g, ("mpcifc", "enabled", 0, 3, 0, "good"))
-    assert not fn.irq_registered and m._hf[fn.idx][0].aen is None
+    assert not fn.irq_registered and host_function(m, fn).aen is None
     fire(fn)
     assert routes(m, "linux-6.0") == {"none": 1}
     m.reset_stats()
