@@ -110,6 +110,13 @@ def test_flic_lowest_enabled_isc_first_newest_first():
     assert f.dequeue_io(0xFF << 24) is None
 
 
+def test_flic_lower_isc_goes_first_whatever_the_queueing_order():
+    f = Flic()
+    for isc in (6, 2, 7, 0):
+        f.inject_io(IoInterruption.adapter(isc))
+    assert [f.dequeue_io(0xFF << 24).isc for _ in range(4)] == [0, 2, 6, 7]
+
+
 def test_flic_ignores_cr6_bits_outside_the_isc_mask_and_resets():
     f = Flic()
     f.inject_io(IoInterruption.adapter(0))
