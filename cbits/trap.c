@@ -38,10 +38,28 @@ enum {
     UCH_BLOCK = 1 << 3,
     UCH_MEM_UNMAPPED = (1 << 4) | (1 << 5) | (1 << 6),
 };
-enum { REG_R0 = 1, REG_PC = 65, REG_PSWM = 66 };
+enum { REG_R0 = 1, REG_PC = 65, REG_PSWM = 66, REG_CR0 = 100 };
 enum { EXCP_PGM = 3 };
+enum { PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4 };
+/* uc_ctl(UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2), begin, end) */
+#define CTL_TB_REMOVE_CACHE (9 | (2 << 26) | (1u << 30))
+/* uc_ctl(UC_CTL_WRITE(UC_CTL_TLB_FLUSH, 0)) */
+#define CTL_TLB_FLUSH (11 | (1u << 30))
 
 #define PSW_MASK_CC 0x0000300000000000ULL
+#define PSW_MASK_IO (1ULL << 57)
+#define PSW_MASK_EXT (1ULL << 56)
+#define PSW_MASK_WAIT (1ULL << 49)
+#define PSW_MASK_PSTATE (1ULL << 48)
+#define PSW_MASK_64 (1ULL << 32)
+#define PSW_MASK_32 (1ULL << 31)
+#define CR0_CKC_SC (1ULL << 11)          /* CR0 bit 52: clock-comparator subclass */
+
+/* Offsets in unicorn 2.1's saved CPU state (uc_context data: QEMU's
+ * CPUS390XState): the prefix (psa), the program-interruption code and
+ * length of the exception being raised.  Measured by causing known
+ * exceptions; tests/test_linux_cpu.py checks them on every run. */
+enum { CTX_DATA = 40, CTX_PSA = 840, CTX_PGM_CODE = 848, CTX_PGM_ILEN = 852 };
 
 typedef int (*uc_reg_read_fn)(void *, int, void *);
 typedef int (*uc_reg_write_fn)(void *, int, const void *);
@@ -51,6 +69,12 @@ typedef int (*uc_mem_write_fn)(void *, uint64_t, const void *, uint64_t);
 typedef int (*uc_emu_start_fn)(void *, uint64_t, uint64_t, uint64_t, size_t);
 typedef int (*uc_emu_stop_fn)(void *);
 typedef int (*uc_hook_add_fn)(void *, size_t *, int, void *, void *, uint64_t, uint64_t, ...);
+typedef int (*uc_vmem_read_fn)(void *, uint64_t, int, void *, size_t);
+typedef int (*uc_vmem_write_fn)(void *, uint64_t, int, const void *, size_t);
+typedef int (*uc_ctl_fn)(void *, int, ...);
+typedef int (*uc_context_alloc_fn)(void *, void **);
+typedef int (*uc_context_save_fn)(void *, void *);
+typedef size_t (*uc_context_size_fn)(void *);
 
 static struct {
     uc_reg_read_fn reg_read;
@@ -61,6 +85,12 @@ static struct {
     uc_emu_start_fn emu_start;
     uc_emu_stop_fn emu_stop;
     uc_hook_add_fn hook_add;
+    uc_vmem_read_fn vmem_read;
+    uc_vmem_write_fn vmem_write;
+    uc_ctl_fn ctl;
+    uc_context_alloc_fn context_alloc;
+    uc_context_save_fn context_save;
+    uc_context_size_fn context_size;
     bool bound;
 } U;
 
@@ -91,6 +121,12 @@ int trap_bind(const char *libpath)
         { "uc_emu_start", (void **)&U.emu_start },
         { "uc_emu_stop", (void **)&U.emu_stop },
         { "uc_hook_add", (void **)&U.hook_add },
+        { "uc_vmem_read", (void **)&U.vmem_read },
+        { "uc_vmem_write", (void **)&U.vmem_write },
+        { "uc_ctl", (void **)&U.ctl },
+        { "uc_context_alloc", (void **)&U.context_alloc },
+        { "uc_context_save", (void **)&U.context_save },
+        { "uc_context_size", (void **)&U.context_size },
     };
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
         void *p = dlsym(h, syms[i].name);
@@ -108,20 +144,32 @@ int trap_bind(const char *libpath)
 
 #define BLOCK_CACHE (sizeof ((trap_state *)0)->block_cache / sizeof (trap_block_slot))
 
-static uint32_t insns_in(void *uc, uint64_t addr, uint32_t size)
+/* Guest code at addr: virtual (DAT as the CPU runs) for a supervisor-state
+ * guest, absolute otherwise (DAT is never on in problem-state guests). */
+static int read_code(trap_state *t, void *uc, uint64_t addr, uint8_t *buf, uint32_t n)
+{
+    if (t->supervisor)
+        return U.vmem_read(uc, addr, PROT_EXEC, buf, n);
+    return U.mem_read(uc, addr, buf, n);
+}
+
+static uint32_t insns_in(trap_state *t, void *uc, uint64_t addr, uint32_t size)
 {
     uint8_t buf[4096];
     if (size == 0)
         return 0;
     if (size > sizeof buf)
         size = sizeof buf;
-    if (U.mem_read(uc, addr, buf, size) != 0)
+    if (read_code(t, uc, addr, buf, size) != 0)
         return 1;
     uint64_t stop;
     return (uint32_t)zpci_count_insns(buf, size, 0, size, NULL, &stop);
 }
 
 static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno);
+static void read_cpu_state(trap_state *t, void *uc);
+static bool event_due(trap_state *t, void *uc);
+static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size);
 
 static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
 {
@@ -136,6 +184,14 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
         dispatch(t, uc, addr, TRAP_INTNO_ODD_FETCH);
         return;
     }
+    if (t->supervisor && (t->insns >= t->ckc_at || t->pending_ext_sc || t->pending_io_isc) &&
+        event_due(t, uc)) {
+        /* an interruption before the block: Python swaps the PSW, whose
+         * new address ends the block before any of it runs */
+        t->cur_block_size = 0;
+        dispatch(t, uc, addr, TRAP_INTNO_EVENT);
+        return;
+    }
     if (!t->counting)
         return;
     trap_block_slot *slot = &t->block_cache[(addr >> 1) & (BLOCK_CACHE - 1)];
@@ -143,7 +199,12 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
     if (slot->addr == addr && slot->size == size && size) {
         n = slot->insns;
     } else {
-        n = insns_in(uc, addr, size);
+        if (t->supervisor && scan_block(t, uc, addr, size)) {
+            /* new hooks: the block runs again, translated with them */
+            t->cur_block_size = 0;
+            return;
+        }
+        n = insns_in(t, uc, addr, size);
         slot->addr = addr;
         slot->size = size;
         slot->insns = n;
@@ -173,7 +234,7 @@ static void uncount_rest_of_block(trap_state *t)
 {
     if (t->pc < t->cur_block || t->pc >= t->cur_block + t->cur_block_size)
         return;
-    uint32_t before = insns_in(t->uc, t->cur_block, (uint32_t)(t->pc - t->cur_block));
+    uint32_t before = insns_in(t, t->uc, t->cur_block, (uint32_t)(t->pc - t->cur_block));
     t->insns -= t->cur_block_insns;
     t->insns += before;
     t->cur_block_size = 0;   /* counted once */
@@ -296,6 +357,26 @@ static const int gpr_ids[16] = {
     REG_R0 + 8, REG_R0 + 9, REG_R0 + 10, REG_R0 + 11, REG_R0 + 12, REG_R0 + 13, REG_R0 + 14, REG_R0 + 15,
 };
 
+/* The prefix and, for a program exception, unicorn's code and length: from
+ * the saved CPU state (no register id reaches them). */
+static void read_cpu_state(trap_state *t, void *uc)
+{
+    t->pgm_code = t->pgm_ilen = 0;
+    if (!t->uc_ctx || U.context_save(uc, t->uc_ctx) != 0)
+        return;
+    const uint8_t *d = (const uint8_t *)t->uc_ctx + CTX_DATA;
+    uint64_t psa;
+    uint32_t code, ilen;
+    memcpy(&psa, d + CTX_PSA, sizeof psa);
+    memcpy(&code, d + CTX_PGM_CODE, sizeof code);
+    memcpy(&ilen, d + CTX_PGM_ILEN, sizeof ilen);
+    t->prefix = psa;
+    if (t->intno == EXCP_PGM) {
+        t->pgm_code = (int32_t)code;
+        t->pgm_ilen = (int32_t)ilen;
+    }
+}
+
 /* Fills t for the instruction at pc, calls Python once and applies the result. */
 static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
 {
@@ -310,7 +391,7 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
     /* Up to 6 bytes; near the end of memory fewer are readable. */
     t->nbytes = 0;
     for (uint32_t n = 6; n >= 2; n -= 2) {
-        if (U.mem_read(uc, t->pc, t->bytes, n) == 0) {
+        if (read_code(t, uc, t->pc, t->bytes, n) == 0) {
             t->nbytes = n;
             break;
         }
@@ -326,8 +407,11 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
     /* Only a program exception on a complete instruction is a zPCI trap: a
      * hooked EPSW, an SVC or the bytes at an odd address are not, and a cut
      * instruction is none to the model. */
-    if (intno != EXCP_PGM || (t->d.flags & ZPCI_DEC_TRUNCATED))
+    if ((intno != EXCP_PGM && !(intno == TRAP_INTNO_HOOKED && t->supervisor)) ||
+        (t->d.flags & ZPCI_DEC_TRUNCATED))
         t->d.index = ZPCI_INDEX_NONE;
+    if (t->supervisor)
+        read_cpu_state(t, uc);
 
     for (int i = 0; i < 16; i++)
         ptrs[i] = &t->gpr[i];
@@ -372,9 +456,13 @@ static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno)
     /* The PSW mask must be in place before the PC write ends the block. */
     if (mask != t->pswm)
         U.reg_write(uc, REG_PSWM, &mask);
-    if (rc == 0 && t->counting && intno != TRAP_INTNO_ODD_FETCH)   /* nothing ran there */
-        t->insns++;
-    /* On a stop too: PC then tells a driver where to resume. */
+    if (rc == 0 && t->counting && intno != TRAP_INTNO_ODD_FETCH && intno != TRAP_INTNO_EVENT)
+        t->insns++;                     /* (nothing ran at those) */
+    /* On a stop too: PC then tells a driver where to resume.  A hooked
+     * instruction that stops the run is stepped over, since writing its own
+     * address back would let unicorn run it (SCK would crash the process). */
+    if (rc != 0 && intno == TRAP_INTNO_HOOKED && t->next_pc == t->pc && t->d.ilen)
+        t->next_pc = t->pc + t->d.ilen;
     U.reg_write(uc, REG_PC, &t->next_pc);
     if (rc != 0) {
         if (t->stop == TRAP_STOP_NONE)
@@ -393,11 +481,18 @@ static void hook_intr(void *uc, uint32_t intno, void *ud)
 /* Unprivileged instructions whose result would show that the guest runs in
  * problem state (EPSW) or unicorn's own CPU model (STFLE) are hooked at their
  * addresses; writing PC from a code hook skips unicorn's execution. */
+static bool supervisor_site(trap_state *t, void *uc, uint64_t addr);
+
 static void hook_code_at(void *uc, uint64_t addr, uint32_t size, void *ud)
 {
     (void)size;
-    dispatch(ud, uc, addr, TRAP_INTNO_HOOKED);
+    trap_state *t = ud;
+    if (t->supervisor && !supervisor_site(t, uc, addr))
+        return;
+    dispatch(t, uc, addr, TRAP_INTNO_HOOKED);
 }
+
+#include "trap_super.h"
 
 int trap_hook_at(trap_state *t, uint64_t addr)
 {

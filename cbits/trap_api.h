@@ -14,7 +14,7 @@
  * 0.19 us per call.  The rare callbacks (other privileged instructions, the
  * block hook, the poll) stay cffi `extern "Python+C"` functions, declared in
  * trap_cdef.h (cdef only: that syntax is not C) and defined with
- * @ffi.def_extern by emulator/machine_uc.py, which attaches the running
+ * @ffi.def_extern by emulator/cpu/native.py, which attaches the running
  * machine's handlers for the length of each trap_run.  No callback takes a
  * trap_state argument: the machine already holds its own, and an argument
  * would cost a cdata object per call.  Needs decode_api.h (zpci_decoded)
@@ -88,6 +88,31 @@ typedef struct trap_state {
      * non-zero, every zPCI trap takes this as the zPCI callable's result
      * without calling Python.  0 in every real run. */
     int32_t fixed_zpci_result;
+
+    /* Supervisor-state guests (a Linux kernel image; see trap_supervise).
+     * The instructions unicorn runs as silent no-ops or wrongly are found
+     * when their block first runs and hooked at their addresses: the clock
+     * instructions are answered here in C, an LPSWE/LPSW goes to Python only
+     * when it loads a wait PSW, the rest go to Python as TRAP_INTNO_HOOKED
+     * (zPCI to the zPCI callable).  The TOD clock is instruction time:
+     * tod_base + insns * 4096 / 1000 (1 ns per instruction); an enabled wait
+     * moves tod_base forward to the clock comparator. */
+    int32_t supervisor;
+    int32_t pgm_code;         /* a program exception: unicorn's interruption code ... */
+    int32_t pgm_ilen;         /* ... and instruction length (read from its CPU state) */
+    int32_t pad0;
+    uint64_t prefix;          /* the CPU's prefix, read at each supervisor trap to Python */
+    uint64_t tod_base;
+    uint64_t tod_last;        /* last TOD value stored: each store is unique */
+    uint64_t ckc;             /* clock comparator */
+    uint64_t ckc_at;          /* insns from which the clock comparator may be due */
+    uint64_t pending_ext_sc;  /* CR0 subclass bits of pending external interruptions */
+    uint64_t pending_io_isc;  /* CR6 ISC bits of pending I/O interruptions */
+    uint64_t clock_insns;     /* clock instructions answered in C */
+    uint64_t hooked_sites;    /* addresses hooked */
+    uint64_t scanned_blocks;  /* blocks scanned for sensitive instructions */
+    void *uc_ctx;             /* uc_context for reading the CPU state */
+    uint64_t site_set[16384]; /* hooked addresses, open addressing (0 = empty) */
 } trap_state;
 
 #define TRAP_SITES 1024
@@ -111,6 +136,10 @@ typedef struct trap_state {
 /* intno reported for a block that starts at an odd address: nothing ran
  * there, and trap_state.pc is that address (the block hook's trap) */
 #define TRAP_INTNO_ODD_FETCH 257
+/* intno reported before a block when an interruption may be deliverable
+ * (supervisor state): nothing of the block ran, trap_state.pc is its start */
+#define TRAP_INTNO_EVENT 258
+#define TRAP_SITE_SET 16384
 
 /* Binds the libunicorn the Python binding already loaded (dlopen RTLD_NOLOAD).
  * Returns 0, or -1 with the reason in trap_last_error(). */
@@ -142,6 +171,24 @@ int trap_hook_at(trap_state *t, uint64_t addr);
  * when either is not callable (NULL is allowed: zPCI traps then stop the run
  * with TRAP_STOP_ERROR) or trap_install has not hooked an engine into t. */
 int trap_run(trap_state *t, uint64_t begin, void *zpci_fn, void *error_fn);
+
+/* Makes t a supervisor-state machine (before its first run): no problem
+ * state, sensitive instructions hooked as their blocks first run, program
+ * exceptions reported with unicorn's own code and length.  0, or -1. */
+int trap_supervise(trap_state *t);
+
+/* The TOD clock now, and the instruction count from which it exceeds ckc
+ * (call after changing ckc or tod_base). */
+uint64_t trap_tod_now(trap_state *t);
+void trap_set_ckc(trap_state *t, uint64_t ckc);
+
+/* Drops unicorn's TLB (after a control-register change it must see). */
+void trap_tlb_flush(trap_state *t);
+
+/* Virtual (DAT) access with the current translation, as an instruction
+ * operand would be: 0 on success. */
+int trap_vmem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n);
+int trap_vmem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n);
 
 /* Cheap guest access for the Python side: 0 on success. */
 int trap_mem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n);

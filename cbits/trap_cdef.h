@@ -1,7 +1,7 @@
 /*
  * cdef-only part of the trap path (build_native.py gives it to cffi, never to
  * the C compiler): the Python functions cbits/trap.c calls, defined in
- * emulator/machine_uc.py with @ffi.def_extern.  "Python+C" makes them
+ * emulator/cpu/native.py with @ffi.def_extern.  "Python+C" makes them
  * visible to trap.c, which declares the same prototypes.
  *
  * trap_py_other returns 0 to resume at trap_state.next_pc, 1 to stop the

@@ -385,6 +385,7 @@ class BootArgs:
     kernel: str | None = None
     config: MachineConfig = field(default_factory=MachineConfig)
     append: str = ""
+    initrd: str | None = None        # -initrd FILE, loaded as QEMU's s390x IPL does
     console: bool = True             # an SCLP ASCII console is attached
     smp: int = 1
     policy: str | None = None
@@ -649,7 +650,9 @@ OWN_WITH_VALUE = {"--policy": "policy", "--max-insns": "max_insns", "--stats": "
 # The QEMU options that mean here what they mean to qemu-system-s390x:
 # option -> (its value, what it does here); the --help text lists them.
 QEMU_OPTIONS = {
-    "-kernel": ("PROG.elf", "the guest, an s390x ELF loaded as QEMU loads it"),
+    "-kernel": ("IMAGE", "the guest: an s390x ELF, or a raw kernel image (vmlinuz), "
+                         "loaded as QEMU loads it"),
+    "-initrd": ("FILE", "initial ramdisk, loaded where QEMU's s390x IPL puts it"),
     "-append": ("TEXT", "kernel command line, stored where QEMU stores it"),
     "-m": ("SIZE", f"guest RAM, [size=]N[KMGT] (default {DEFAULT_MEMORY >> 20} MiB)"),
     "-smp": ("1", "one CPU (more is refused)"),
@@ -751,6 +754,8 @@ def parse(argv: list[str]) -> BootArgs:
             parse_machine(value(arg))
         elif arg == "-append":
             out.append = value(arg)
+        elif arg == "-initrd":
+            out.initrd = value(arg)
         elif arg == "-smp":
             text = value(arg)
             first = text.split(",")[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 from emulator.errors import UserError
 from emulator.io_safe import check_input, output_folder
 from emulator.replay import BASELINE, ROUTES, WorkloadResult, replay
+from emulator.report_irq import add_interrupt_columns, cell as irq_cell
 
 REPORT_FILES = ("report.json", "report.csv", "report.png")
 # A cost per exit above this (1000 s) is no cost model; below it every sum stays finite.
@@ -117,7 +118,7 @@ def summarise(results: list[WorkloadResult], cost: CostModel) -> dict:
 def format_table(rep: dict) -> str:
     lines = []
     hdr = (f"{'workload':18} {'policy':15} {'events':>8} {'firmware':>9} {'kvm':>7} {'userspace':>9} "
-           f"{'exits':>8} {'saved':>8} {'saved%':>7} {'host us saved':>14}")
+           f"{'exits':>8} {'saved':>8} {'saved%':>7} {'host us saved':>14} {'irq skip host':>13}")
     lines.append(hdr)
     lines.append("-" * len(hdr))
     last = None
@@ -129,7 +130,8 @@ def format_table(rep: dict) -> str:
             f"{wl[:18]:18} {r['policy']:15} {r['events']:>8} {r['firmware']:>9} {r['kvm']:>7} "
             f"{r['userspace']:>9} {r['exits']:>8} "
             + (f"{saved:>8} {r['exits_saved_pct']:>6.1f}% {r['host_us_saved']:>14.1f}"
-               if saved is not None else f"{'-':>8} {'-':>7} {'-':>14}"))
+               if saved is not None else f"{'-':>8} {'-':>7} {'-':>14}")
+            + f" {irq_cell(r):>13}")
     lines.append("")
     mnems = sorted({m for w in rep["workloads"] for m in w["by_mnemonic"]})
     lines.append(f"{'workload':18} " + " ".join(f"{m:>8}" for m in mnems) + f" {'guest insns':>12}")
@@ -146,6 +148,8 @@ def format_table(rep: dict) -> str:
                      "layout; routes do not depend on it")
     cm = rep["cost_model"]
     lines.append("")
+    lines.append("irq skip host: adapter interrupts delivered with no host code running / all, "
+                 "from the recording run ('-': the trace has no interrupt record)")
     lines.append(f"cost model: kvm exit {cm['kvm_us']} us, userspace exit {cm['userspace_us']} us "
                  f"-- {cm['basis']}")
     return "\n".join(lines)
@@ -156,7 +160,10 @@ CSV_COLUMNS = ("workload", "trace", "policy", "mnemonic", "events", "firmware", 
                # the per-exit costs behind these are assumptions (COST_BASIS): say so where
                # the numbers go, a CSV carries no note
                "host_us_at_assumed_cost", "host_us_saved_at_assumed_cost",
-               "assumed_kvm_exit_us", "assumed_userspace_exit_us")
+               "assumed_kvm_exit_us", "assumed_userspace_exit_us",
+               # per workload and policy (the recording's interrupts are not per mnemonic);
+               # "-" where the trace holds no interrupt record
+               "interrupts", "interrupts_skip_host")
 
 
 def csv_rows(rep: dict) -> list[dict]:
@@ -168,6 +175,7 @@ def csv_rows(rep: dict) -> list[dict]:
     """
     cm = rep["cost_model"]
     cost = CostModel(cm["kvm_us"], cm["userspace_us"])
+    irqs = {(r["trace"], r["policy"]): r for r in rep["summary"]}
     rows = []
     for wl in rep["workloads"]:
         by_policy = wl["routes"]
@@ -189,7 +197,10 @@ def csv_rows(rep: dict) -> list[dict]:
                     "host_us_at_assumed_cost": f"{host:.3f}",
                     "host_us_saved_at_assumed_cost": f"{cost.host_us(b) - host:.3f}",
                     "assumed_kvm_exit_us": cost.kvm_us,
-                    "assumed_userspace_exit_us": cost.userspace_us})
+                    "assumed_userspace_exit_us": cost.userspace_us,
+                    **{k: "-" if irqs.get((wl["path"], policy), {}).get(k) is None
+                       else irqs[(wl["path"], policy)][k]
+                       for k in ("interrupts", "interrupts_skip_host")}})
     return rows
 
 
@@ -301,6 +312,7 @@ def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
         for res, p in zip(results, paths):
             res.path = str(p)                       # the recording, not its temporary import
         rep = summarise(results, cost)
+        add_interrupt_columns(rep, assume)
         printer(format_table(rep))
         if files:
             json_out, csv_out, png_out = files

@@ -24,12 +24,13 @@ from functools import partial
 
 from .arch import (
     FnState, MASK64, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Pec, ZPCI_INDEX_MASK, ZPCI_IOTA_RTTO_FLAG,
-    ZPCI_MSI_VEC_MASK, ZPCI_PT_MASK, ZPCI_PTE_ADDR_MASK, ZPCI_PTE_INVALID,
+    ZPCI_PT_MASK, ZPCI_PTE_ADDR_MASK, ZPCI_PTE_INVALID,
     ZPCI_RT_SHIFT, ZPCI_RTE_ADDR_MASK, ZPCI_SFAA_MASK, ZPCI_ST_SHIFT, ZPCI_STE_ADDR_MASK,
     ZPCI_TABLE_FC, ZPCI_TABLE_INVALID, ZPCI_TABLE_LEN_RTX, ZPCI_TABLE_OFFSET_MASK,
     ZPCI_TABLE_PROTECTED, ZPCI_TABLE_TYPE_MASK, ZPCI_TABLE_TYPE_RTX, ZPCI_TABLE_TYPE_SX,
 )
 from .device import DmaError, DmaErrorKind, DmaPort
+from .irq import msi_deliver
 
 
 class Perm(enum.IntFlag):
@@ -259,38 +260,6 @@ def shadow_pass(memory, fn, domain, ioat, start: int, end: int) -> tuple[int, in
 
 
 # -- device side -----------------------------------------------------------
-
-def _set_indicator(bus, addr: int, bits: int) -> int:
-    """set_ind_atomic: OR bits into a guest byte; the previous value, 0xff on failure."""
-    mem = bus.memory
-    old = mem.read(addr & MASK64, 1) if mem is not None else None
-    if old is None:
-        bus.error_event(Pec.AIRERR, None)
-        return 0xFF
-    mem.write(addr & MASK64, bytes([old[0] | bits]))
-    return old[0]
-
-
-def raise_adapter_interrupt(bus, isc: int) -> None:
-    """css_adapter_interrupt via the FLIC, with SIC's single-interruption suppression."""
-    if isc in bus.ais_single:
-        if isc in bus.ais_pending:
-            return
-        bus.ais_pending.add(isc)
-    bus.adapter_interrupts.append(isc)
-
-
-def msi_deliver(fn, data: int) -> None:
-    """s390_msi_ctrl_write: vector -> AIBV bit, summary bit, maybe an adapter interrupt."""
-    if fn.state is not FnState.ENABLED:
-        return
-    bus = fn.bus
-    vec = data & ZPCI_MSI_VEC_MASK
-    bit = fn.aibvo + vec
-    _set_indicator(bus, fn.aibv + bit // 8, 0x80 >> (bit % 8))
-    if _set_indicator(bus, fn.aisb + fn.aisbo // 8, 0x80 >> (fn.aisbo % 8)) == 0:
-        raise_adapter_interrupt(bus, fn.isc)
-
 
 class TranslatedDma(DmaPort):
     """Device DMA as a QEMU zPCI function's bus-master address space sees it."""

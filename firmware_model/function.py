@@ -18,6 +18,7 @@ from .arch import (
 )
 from .device import PciDevice
 from .dma import DirectDma, TranslatedDma
+from .irq import Flic
 
 __all__ = ["ConfigError", "FnState", "FunctionGroup", "DEFAULT_GROUP", "SeiEvent",
            "ZpciFunction", "ZpciBus"]
@@ -181,6 +182,7 @@ class ZpciBus:
         self.adapter_interrupts: list[int] = []      # ISCs raised by MSI delivery, in order
         self.ais_single: set[int] = set()            # ISCs in SIC single-interruption mode
         self.ais_pending: set[int] = set()           # ... whose one interruption was raised
+        self.flic = Flic()                           # pending I/O adapter interruptions (irq.py)
         self.tod = lambda: 0                         # TOD clock for FMB last_update (deterministic)
         # for interpreted functions: the host's current handle (None if it cannot be read);
         # CLP SET PCI FN enable re-reads it as QEMU's s390_pci_get_host_fh does
@@ -371,4 +373,8 @@ class ZpciBus:
         """System reset: every zpci device is reset (and disabled)."""
         for fn in self.functions:
             fn.reset()
+        # the FLIC's reset: nothing pending, SIC back to all-interruptions mode
+        self.flic.reset()
+        self.ais_single.clear()
+        self.ais_pending.clear()
 

@@ -16,6 +16,7 @@ from .arch import MpcifcOc
 from .config import MachineConfig
 from .function import ZpciBus
 from .host import Host
+from .irq_routes import InterruptAccounting
 from .insns import TABLE, InsnClass, StatusReg
 from .kvm import KvmZpci
 from .outcome import Decision, Outcome, Route
@@ -98,6 +99,7 @@ class Machine:
         self._unnamed_memo: dict = {}   # (index, ipa, ipb, host fh) -> Memo
         self._plain: dict = {}          # (index, ipa, ipb) -> Memo, for rows decided without a handle
         self.resync()
+        self.irq = InterruptAccounting(self)     # counts the bus's adapter events per policy
 
     # --- the host in line with the guest --------------------------------------------
 
@@ -257,12 +259,13 @@ class Machine:
         policies, functions = self.counters.by_policy(POLICY_NAMES)
         active = {"policy": self.policy, **self.counters.active()}
         return {"assume": self.assume, "policies": policies, "functions": functions,
-                "active": active, "host": self.host.snapshot_stats(),
+                "active": active, "host": self.host.snapshot_stats(), "interrupts": self.irq.stats(),
                 "vm": {"id": self.vm.id, "gisa": self.vm.gisa, "lsi": self.vm.use_zpci_interp,
                        "instructions": self.counters.instructions()}}
 
     def reset_stats(self) -> None:
         self.counters.reset()
+        self.irq.reset()
 
     # --- platform operations that change the bus outside the instruction path -------
 

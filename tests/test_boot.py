@@ -782,23 +782,23 @@ def test_keyboard_interrupt_in_the_model_reaches_the_caller():
 
 
 def test_trap_run_without_a_zpci_callable_stops_cleanly():
-    from emulator.cpu import machine as machine_uc
+    from emulator.cpu import native
     from emulator._native import ffi, lib
 
     m, _ = machine(lambda d, g: outcome(cc=0))
     m.load(_pcilg_loop(3))
-    m.uc.reg_write(machine_uc.REG_PSWM, m.uc_mask(lc.IPL_PSW_MASK))     # as run() does
-    previous = machine_uc._attach(m._handlers)
+    m.uc.reg_write(native.REG_PSWM, m.irq.uc_mask(lc.IPL_PSW_MASK))     # as run() does
+    previous = native.attach(m._handlers)
     try:
         err = lib.trap_run(m.t, BASE, ffi.NULL, ffi.NULL)
         assert err == 0 and m.t.stop == lib.TRAP_STOP_ERROR
         assert b"no zPCI callable" in ffi.string(m.t.error_text)
         not_callable = 12345
-        err = lib.trap_run(m.t, BASE, machine_uc._object_pointer(not_callable), ffi.NULL)
+        err = lib.trap_run(m.t, BASE, native.object_pointer(not_callable), ffi.NULL)
         assert err == -1 and m.t.stop == lib.TRAP_STOP_ERROR
         assert b"not callable" in ffi.string(m.t.error_text)
     finally:
-        machine_uc._attach(previous)
+        native.attach(previous)
     # a trap_state no engine was installed in: refused, not a crash
     assert lib.trap_run(ffi.new("trap_state *"), BASE, ffi.NULL, ffi.NULL) == -1
     assert b"trap_install" in ffi.string(lib.trap_last_error())
@@ -807,24 +807,24 @@ def test_trap_run_without_a_zpci_callable_stops_cleanly():
 def test_zpci_callable_result_outside_the_contract_stops_the_run():
     """Only 0 and TRAP_RESUME_CC | cc resume (trap_api.h); any other int stops the run
     at the first zPCI instruction, without touching the condition code."""
-    from emulator.cpu import machine as machine_uc
+    from emulator.cpu import native
 
     lib = _lib()
     for bad in (-1, 0x30, lib.TRAP_RESUME_CC | 0x100 | 2, 2, -(1 << 31)):
         m, _ = machine(lambda d, g: outcome(cc=0))
         m.load(_pcilg_loop(3))
-        m.uc.reg_write(machine_uc.REG_PSWM, m.uc_mask(lc.IPL_PSW_MASK))     # as run() does
+        m.uc.reg_write(native.REG_PSWM, m.irq.uc_mask(lc.IPL_PSW_MASK))     # as run() does
         # both referenced here for the whole call: trap_run gets their addresses
         fn, on_error = (lambda v: lambda site: v)(bad), m._on_zpci_error
-        previous = machine_uc._attach(m._handlers)
+        previous = native.attach(m._handlers)
         try:
-            err = lib.trap_run(m.t, BASE, machine_uc._object_pointer(fn),
-                               machine_uc._object_pointer(on_error))
+            err = lib.trap_run(m.t, BASE, native.object_pointer(fn),
+                               native.object_pointer(on_error))
         finally:
-            machine_uc._attach(previous)
+            native.attach(previous)
         assert err == 0 and m._error is None, (bad, m._error)
         assert (m.t.stop, m.t.zpci_traps, m.t.cc) == (lib.TRAP_STOP_PYTHON, 1, -1), bad
-        assert m.uc.reg_read(machine_uc.REG_PSWM) & lc.PSW_MASK_CC == 0, bad
+        assert m.uc.reg_read(native.REG_PSWM) & lc.PSW_MASK_CC == 0, bad
 
 
 def test_nested_machine_failing_inside_the_outer_callback():

@@ -28,12 +28,12 @@ MODEL = Path(__file__).resolve().parent.parent / "firmware_model"
 # Layer of each top-level module of the model: a module imports only from lower layers.
 LAYERS = {
     "arch": 0, "config": 0,
-    "insns": 1, "guest": 1, "device": 1, "fib": 1, "outcome": 1,
+    "insns": 1, "guest": 1, "device": 1, "fib": 1, "outcome": 1, "irq": 1,
     "dma": 2, "host": 2, "clp": 2, "devices": 2,
     "function": 3,
     "semantics": 4,
     "firmware": 5, "kvm": 5, "userspace": 5, "policy": 5,
-    "stats": 6, "passthrough": 6,
+    "stats": 6, "passthrough": 6, "irq_routes": 6,
     "machine": 7,
 }
 PATHS = ("firmware", "kvm", "userspace")

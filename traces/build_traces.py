@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "traces"
 GUESTS = TRACES / "guests"
-WORKLOADS = ("probe", "wl_rng_strict", "wl_rng_lazy", "wl_doorbell", "wl_ism")
+WORKLOADS = ("probe", "wl_rng_strict", "wl_rng_lazy", "wl_doorbell", "wl_ism", "wl_irq")
 
 
 def zpci_emu(*args: str, **kw) -> subprocess.CompletedProcess:

@@ -12,12 +12,13 @@ import json
 import sys
 from dataclasses import dataclass
 
-from emulator.cpu import elf_load
+from emulator.cpu import ipl
 from emulator.errors import UserError
 from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
 from emulator.qemu_args import USAGE_EXIT, BootArgs
 from firmware_model.guest import RecordingGuest
 from firmware_model.insns import TABLE
+from firmware_model.irq import IRQ_NOTE
 
 DEFAULT_POLICY = "linux-6.0"
 BASELINE_POLICY = "intercept-all"
@@ -103,7 +104,7 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
     out = out if out is not None else sys.stdout.buffer
     policy = args.policy or DEFAULT_POLICY
     fw = build_firmware(args, policy)
-    image = elf_load.load(args.kernel, args.config.memory, args.append)
+    image = ipl.load(args.kernel, args.config.memory, args.append, args.initrd)
 
     def console(data: bytes) -> None:
         out.write(data)
@@ -129,7 +130,7 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
                        max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
                        block_hook=recorder,
                        pci_configure=fw.sclp_configure,
-                       pci_deconfigure=fw.sclp_deconfigure)
+                       pci_deconfigure=fw.sclp_deconfigure, flic=fw.bus.flic)
         if recorder is not None:
             recorder.machine = uc
         uc.load(image)
@@ -142,6 +143,7 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
         if halt.exit_code != 0 and recorder.pending is not None:
             recorder.pending = None       # stopped before that block could run
         recorder.close()
+        writer.note(IRQ_NOTE, fw.irq.stats())     # what the replayed events cannot say
         writer.close()
     stats = collect_stats(uc, fw, halt)
     if args.stats:

@@ -51,6 +51,9 @@ class Image:
     entry: int         # PSW address to start at
     segments: tuple[Segment, ...]
     linux: bool = False
+    # a raw Linux image (emulator.cpu.ipl): it runs in supervisor state with
+    # the sensitive instructions hooked, not in problem state
+    supervisor: bool = False
 
 
 def _size_text(n: int) -> str:

@@ -39,6 +39,11 @@ SVC_CODE = 0x8A                 # u16 SVC number
 PGM_ILEN = 0x8C                 # u16 ILC of the program interruption
 PGM_CODE = 0x8E                 # u16 program-interruption code
 DATA_EXC_CODE = 0x90            # u32 DXC
+TRANS_EXC_CODE = 0xA8           # u64 translation-exception identification
+SUBCHANNEL_ID = 0xB8            # u16 I/O interruption: subsystem-identification word
+SUBCHANNEL_NR = 0xBA            # u16   ... subchannel number
+IO_INT_PARM = 0xBC              # u32 I/O-interruption parameter
+IO_INT_WORD = 0xC0              # u32 I/O-interruption-identification word
 STFL_FAC_LIST = 0xC8            # u32 facility bits 0-31 stored by STFL
 BREAKING_EVENT_ADDR = 0x110     # u64 PER breaking-event address
 EXT_OLD_PSW = 0x130
@@ -114,7 +119,12 @@ def fetches_odd(mask: int, addr: int) -> bool:
 
 # External-interruption codes
 EXT_SERVICE = 0x2401
+EXT_CLOCK_COMP = 0x1004
 CR0_SERVICE_SC = 1 << 9         # CR0 bit 54: service-signal subclass mask
+CR0_CKC_SC = 1 << 11
+CR0_LOW_ADDRESS_PROTECTION = 1 << 28   # CR0 bit 35            # CR0 bit 52: clock-comparator subclass mask
+# CR6 bits 32-39: the I/O-interruption subclass mask, ISC 0 the leftmost
+CR6_ISC_BIT0 = 0x80000000
 
 
 def psw_bytes(mask: int, addr: int) -> bytes:

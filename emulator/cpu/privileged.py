@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from emulator.cpu import lowcore as lc
 from emulator._native import lib
-from emulator.cpu.machine import REG_CR0, Halt
+from emulator.cpu.native import REG_CR0
+from emulator.cpu.records import Halt
 from firmware_model.guest import MASK64
 
 # STFLE doublewords of QEMU 7.2.22's "-cpu qemu" model, as its STFLE stored
@@ -48,7 +49,7 @@ def _bd(t, hi: int, lo: int, index: int = 0) -> int:
     return (t.gpr[base] if base else 0) + (t.gpr[index] if index else 0) + ((hi & 0xF) << 8 | lo)
 
 
-def _s_addr(t, b: bytes) -> int:
+def s_addr(t, b: bytes) -> int:
     """Second-operand address of an S/SI/RS-format instruction (12-bit displacement)."""
     return _wrap(t, _bd(t, b[2], b[3]))
 
@@ -93,7 +94,7 @@ class Privileged:
             (0xEB, 0x2F): ("LCTLG", self.lctl),
             (0xEB, 0x25): ("STCTG", self.stctl),
         }
-        # unprivileged, reached through trap_hook_at (machine.SENSITIVE)
+        # unprivileged, reached through trap_hook_at (emulator.cpu.machine.SENSITIVE)
         self.hooked = {
             (0xB9, 0x8D): ("EPSW", self.epsw),
             (0xB2, 0xB0): ("STFLE", self.stfle),
@@ -116,8 +117,7 @@ class Privileged:
                 raise Halt(1, f"hooked instruction at {t.pc:#x} changed to {b.hex()}; "
                               "self-modifying code is not supported")
             name, fn = entry
-            st = m.stats.privileged
-            st[name] = st.get(name, 0) + 1
+            m.stats.count_privileged(name)
             t.next_pc = t.pc + 4
             fn(t, b[:4], 4)
             return
@@ -128,17 +128,16 @@ class Privileged:
         if entry is None:
             code = self.classify(t, b[:ilen], ilen) if len(b) >= ilen else None
             if code is not None:
-                m.program_interrupt(t, code, ilen)
+                m.irq.program_interrupt(t, code, ilen)
                 return
             raise Halt(1, f"stopped at {t.pc:#x}: instruction {b[:ilen].hex()} raised a "
                           "program exception that is not emulated (an unsupported privileged "
                           "instruction, or an exception unicorn does not identify)")
         name, fn = entry
-        if m.pstate:
-            m.program_interrupt(t, lc.PGM_PRIVILEGED, ilen)
+        if m.irq.pstate:
+            m.irq.program_interrupt(t, lc.PGM_PRIVILEGED, ilen)
             return
-        st = m.stats.privileged
-        st[name] = st.get(name, 0) + 1
+        m.stats.count_privileged(name)
         t.next_pc = t.pc + ilen
         fn(t, b[:ilen], ilen)
 
@@ -161,23 +160,23 @@ class Privileged:
             if r1 & 1:
                 return lc.PGM_SPECIFICATION
             return lc.PGM_FIXPT_DIVIDE
-        for addr in self._operand_addresses(t, b, ilen):
+        for addr in self.operand_addresses(t, b, ilen):
             if addr >= self.m.memory_size:
                 return lc.PGM_ADDRESSING
         return None
 
-    def _operand_addresses(self, t, b: bytes, ilen: int):
+    def operand_addresses(self, t, b: bytes, ilen: int):
         op = b[0]
         if 0x40 <= op <= 0x7F and ilen == 4:                    # RX
             yield _wrap(t, _bd(t, b[2], b[3], b[1] & 0xF))
         elif op == 0xE5 and ilen == 6:                          # SIL
-            yield _s_addr(t, b)
+            yield s_addr(t, b)
         elif op in (0xE3, 0xEB) and ilen == 6:                  # RXY, RSY
             yield _rsy_addr(t, b, b[1] & 0xF if op == 0xE3 else 0)
         elif (0x88 <= op <= 0x9F or 0xB6 <= op <= 0xBF) and ilen == 4:   # RS, SI
-            yield _s_addr(t, b)
+            yield s_addr(t, b)
         elif 0xD0 <= op <= 0xDF and ilen == 6:                  # SS
-            yield _s_addr(t, b)
+            yield s_addr(t, b)
             yield _wrap(t, _bd(t, b[4], b[5]))
         elif op in (0xC4, 0xC6) and ilen == 6:                  # RIL, relative long
             rel = int.from_bytes(b[2:6], "big", signed=True)
@@ -185,20 +184,20 @@ class Privileged:
 
     # --- helpers ---------------------------------------------------------------
     def _read(self, t, addr: int, size: int, ilen: int) -> bytes | None:
-        data = self.m.read_real(addr, size)
+        data = self.m.irq.read_operand(t, addr, size)
         if data is None:
-            self.m.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
+            self.m.irq.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
         return data
 
     def _write(self, t, addr: int, data: bytes, ilen: int) -> bool:
-        if not self.m.write_real(addr, data):
-            self.m.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
+        if not self.m.irq.write_operand(t, addr, data):
+            self.m.irq.program_interrupt(t, lc.PGM_ADDRESSING, ilen)
             return False
         return True
 
     def _aligned(self, t, addr: int, n: int, ilen: int) -> bool:
         if addr % n:
-            self.m.program_interrupt(t, lc.PGM_SPECIFICATION, ilen)
+            self.m.irq.program_interrupt(t, lc.PGM_SPECIFICATION, ilen)
             return False
         return True
 
@@ -210,36 +209,36 @@ class Privileged:
 
     # --- PSW -------------------------------------------------------------------
     def lpswe(self, t, b, ilen) -> None:
-        psw = self._read_aligned(t, _s_addr(t, b), 8, 16, ilen)
+        psw = self._read_aligned(t, s_addr(t, b), 8, 16, ilen)
         if psw is None:
             return
-        self.m.load_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
+        self.m.irq.load_psw(t, int.from_bytes(psw[:8], "big"), int.from_bytes(psw[8:], "big"))
 
     def lpsw(self, t, b, ilen) -> None:
-        raw = self._read_aligned(t, _s_addr(t, b), 8, 8, ilen)
+        raw = self._read_aligned(t, s_addr(t, b), 8, 8, ilen)
         if raw is None:
             return
         short = int.from_bytes(raw, "big")
         mask = short & 0xFFFFFFFF00000000
         if not mask & (1 << 51):
             # an ESA/390 PSW must have bit 12 set
-            self.m.program_interrupt(t, lc.PGM_SPECIFICATION, ilen)
+            self.m.irq.program_interrupt(t, lc.PGM_SPECIFICATION, ilen)
             return
         mask &= ~(1 << 51)
         if short & 0x80000000:
             mask |= lc.PSW_MASK_32
-        self.m.load_psw(t, mask, short & 0x7FFFFFFF)
+        self.m.irq.load_psw(t, mask, short & 0x7FFFFFFF)
 
     def ssm(self, t, b, ilen) -> None:
         m = self.m
         if m.uc.reg_read(REG_CR0) & (1 << 30):
             # CR0 bit 33: SSM suppression
-            m.program_interrupt(t, lc.PGM_SPECIAL_OP, ilen)
+            m.irq.program_interrupt(t, lc.PGM_SPECIAL_OP, ilen)
             return
-        data = self._read(t, _s_addr(t, b), 1, ilen)
+        data = self._read(t, s_addr(t, b), 1, ilen)
         if data is None:
             return
-        mask = (self.m.current_mask(t) & ~(0xFF << 56)) | (data[0] << 56)
+        mask = (self.m.irq.current_mask(t) & ~(0xFF << 56)) | (data[0] << 56)
         self._set_mask(t, mask, ilen)
 
     def _set_mask(self, t, mask: int, ilen: int) -> None:
@@ -247,15 +246,15 @@ class Privileged:
         makes the PSW invalid: an early specification exception, ILC 2, the old
         PSW the invalid one (QEMU 7.2 keeps the bit and runs on)."""
         if lc.psw_invalid(mask, t.next_pc):
-            self.m.psw_exception(t, mask, t.next_pc, ilen,
+            self.m.irq.psw_exception(t, mask, t.next_pc, ilen,
                                  f"the invalid system mask {mask >> 56:02x} set")
             return
-        self.m.set_psw(t, mask, t.next_pc)
-        self.m.check_interrupts(t)
+        self.m.irq.set_psw(t, mask, t.next_pc)
+        self.m.irq.check_interrupts(t)
 
     def _stnosm(self, t, b, ilen, op) -> None:
-        addr = _s_addr(t, b)
-        mask = self.m.current_mask(t)
+        addr = s_addr(t, b)
+        mask = self.m.irq.current_mask(t)
         if not self._write(t, addr, bytes([mask >> 56]), ilen):
             return
         i2 = b[1]
@@ -281,7 +280,7 @@ class Privileged:
         """Address and bytes per register: LCTL/STCTL (RS, words) or LCTLG/STCTG (RSY)."""
         if ilen == 6:
             return _rsy_addr(t, b), 8
-        return _s_addr(t, b), 4
+        return s_addr(t, b), 4
 
     def lctl(self, t, b, ilen) -> None:
         """LCTL and LCTLG."""
@@ -296,7 +295,7 @@ class Privileged:
             if size == 4:
                 v |= m.uc.reg_read(REG_CR0 + r) & 0xFFFFFFFF00000000
             m.uc.reg_write(REG_CR0 + r, v)
-        m.check_interrupts(t)
+        m.irq.check_interrupts(t)
 
     def stctl(self, t, b, ilen) -> None:
         """STCTL and STCTG."""
@@ -311,35 +310,35 @@ class Privileged:
     # --- CPU identity and prefix -------------------------------------------------
     def spx(self, t, b, ilen) -> None:
         m = self.m
-        data = self._read_aligned(t, _s_addr(t, b), 4, 4, ilen)
+        data = self._read_aligned(t, s_addr(t, b), 4, 4, ilen)
         if data is None:
             return
         prefix = int.from_bytes(data, "big") & 0x7FFFE000
-        if prefix != m.prefix:
+        if prefix != m.irq.prefix:
             raise Halt(1, f"SPX at {t.pc:#x} sets prefix {prefix:#x}: only prefix 0 is emulated")
 
     def stpx(self, t, b, ilen) -> None:
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if self._aligned(t, addr, 4, ilen):
-            self._write(t, addr, self.m.prefix.to_bytes(4, "big"), ilen)
+            self._write(t, addr, self.m.irq.prefix.to_bytes(4, "big"), ilen)
 
     def stap(self, t, b, ilen) -> None:
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if self._aligned(t, addr, 2, ilen):
             self._write(t, addr, (0).to_bytes(2, "big"), ilen)
 
     def stidp(self, t, b, ilen) -> None:
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if self._aligned(t, addr, 8, ilen):
             self._write(t, addr, CPUID.to_bytes(8, "big"), ilen)
 
     def stfl(self, t, b, ilen) -> None:
         word = FACILITY_DWORDS[0] >> 32
-        self.m.write_real(lc.STFL_FAC_LIST, word.to_bytes(4, "big"))
+        self.m.irq.write_real(lc.STFL_FAC_LIST, word.to_bytes(4, "big"))
 
     def stfle(self, t, b, ilen) -> None:
         """QEMU's HELPER(stfle): as many doublewords as both sides have room for."""
-        addr = _s_addr(t, b)
+        addr = s_addr(t, b)
         if not self._aligned(t, addr, 8, ilen):
             return
         have = len(FACILITY_DWORDS)
@@ -353,7 +352,7 @@ class Privileged:
     def epsw(self, t, b, ilen) -> None:
         """EXTRACT PSW with the guest's PSW, not unicorn's problem-state one."""
         r1, r2 = b[3] >> 4, b[3] & 0xF
-        mask = self.m.current_mask(t)
+        mask = self.m.irq.current_mask(t)
         t.gpr[r1] = (t.gpr[r1] & 0xFFFFFFFF00000000) | (mask >> 32)
         if r2:
             t.gpr[r2] = (t.gpr[r2] & 0xFFFFFFFF00000000) | (mask & 0xFFFFFFFF)
@@ -365,17 +364,17 @@ class Privileged:
     def servc(self, t, b, ilen) -> None:
         m = self.m
         r1, r2 = b[3] >> 4, b[3] & 0xF
-        pgm = m.sclp.service_call(t.gpr[r1] & 0xFFFFFFFF, t.gpr[r2], m.prefix,
+        pgm = m.sclp.service_call(t.gpr[r1] & 0xFFFFFFFF, t.gpr[r2], m.irq.prefix,
                                   m.read, m.write)
         if pgm is not None:
-            m.program_interrupt(t, pgm, ilen)
+            m.irq.program_interrupt(t, pgm, ilen)
             return
         t.cc = 0
-        m.check_interrupts(t)
+        m.irq.check_interrupts(t)
 
     def sigp(self, t, b, ilen) -> None:
         r1, r3 = b[1] >> 4, b[1] & 0xF
-        order = _s_addr(t, b) & 0xFF
+        order = s_addr(t, b) & 0xFF
         cpu_addr = t.gpr[r3] & 0xFFFF
         if cpu_addr != 0:
             t.cc = 3            # not operational: there is one CPU, address 0
@@ -390,6 +389,10 @@ class Privileged:
             t.gpr[r1] = (t.gpr[r1] & 0xFFFFFFFF00000000) | SIGP_STAT_INVALID_PARAMETER
             t.cc = 1
         elif order == SIGP_STOP:
+            if self.m.irq.supervisor:
+                # a kernel powering off stops its CPU: with no CPU left
+                # running QEMU shuts the machine down
+                raise Halt(0, None)
             raise Halt(1, f"guest stopped its only CPU (SIGP STOP at {t.pc:#x}); "
                           "QEMU would wait forever")
         else:

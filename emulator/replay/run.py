@@ -100,6 +100,7 @@ class FileReplay:
             bus = m.bus
             if len(bus.adapter_interrupts) > 4096:
                 del bus.adapter_interrupts[:]
+                bus.flic.reset()        # no CPU takes them: queued no more than were raised
             if len(bus.events) > 4096:
                 del bus.events[:]
         if self.check:

@@ -20,10 +20,7 @@ int main(void)
 {
     struct virtio_dev v;
     u64 iova = virtio_rng_start(&v, TAG);
-    if (v.platform) {                      /* the device writes: no protection bit */
-        dma_map(iova, buf, 0);
-        zpci_refresh(&v, iova, 0x1000);
-    }
+    virtio_buffer_map(&v, iova, buf);
     mset(buf, RNG_FILL, sizeof buf);
 
     u64 total = 0, changed = 0, short_reads = 0, bad_ids = 0;
@@ -51,10 +48,7 @@ int main(void)
     puts_(" doorbells="); dec(v.doorbells);
     putc_('\n');
 
-    if (v.platform) {
-        dma_unmap(iova);
-        zpci_refresh(&v, iova, 0x1000);
-    }
+    virtio_buffer_unmap(&v, iova);
     virtio_close(&v);
     done(TAG);
     return 0;

@@ -63,6 +63,10 @@ void virtio_setup_queue0(struct virtio_dev *v);
  * features), virtio_dma_setup and virtio_setup_queue0.  Returns the IOVA of
  * page VIRTIO_IOVA_FIRST_FREE_PAGE, the first one free for buffers. */
 u64 virtio_rng_start(struct virtio_dev *v, const char *tag);
+/* With ACCESS_PLATFORM: map one device-writable buffer page at iova (and
+ * RPCIT), or unmap it again (and RPCIT); nothing otherwise. */
+void virtio_buffer_map(struct virtio_dev *v, u64 iova, const void *page);
+void virtio_buffer_unmap(struct virtio_dev *v, u64 iova);
 
 /* Device address of a guest buffer given its IOVA (used only if platform). */
 static inline u64 virtio_addr(const struct virtio_dev *v, const void *phys, u64 iova)

@@ -1,0 +1,62 @@
+"""The guest as the firmware model sees it: firmware_model.guest.Guest over a trap."""
+from __future__ import annotations
+
+from emulator._native import ffi, lib
+from firmware_model.guest import MASK64
+
+
+class UcGuest:
+    """firmware_model.guest.Guest over the trap context: GPRs and absolute memory.
+
+    ``gpr`` is the C-level item getter of the trap context's GPR array (the
+    model calls it several times per instruction, so no Python frame is spent
+    on it); ``set_gpr`` writes the same array, which cbits/trap.c writes back
+    to unicorn after the callback.  Memory goes straight to unicorn through
+    trap.c's helpers; reads of up to READ_BUF bytes reuse one buffer.
+    """
+
+    __slots__ = ("gprs", "gpr", "set_gpr", "problem_state", "_t", "_size", "_buf", "_chars",
+                 "_mem_read", "_mem_write", "_unpack")
+
+    READ_BUF = 4096
+
+    def __init__(self, t, size: int):
+        self._t = t
+        self.gprs = gprs = t.gpr
+        self.gpr = gprs.__getitem__
+        self.set_gpr = _gpr_setter(gprs)
+        self._size = size
+        self._buf = ffi.new("uint8_t[]", self.READ_BUF)
+        self._chars = ffi.cast("char *", self._buf)     # ffi.unpack of a char * gives bytes
+        self._mem_read = lib.trap_mem_read
+        self._mem_write = lib.trap_mem_write
+        self._unpack = ffi.unpack
+        self.problem_state = False
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        if addr < 0 or size < 0 or addr + size > self._size:
+            return None
+        if size > self.READ_BUF:
+            buf = ffi.new("uint8_t[]", size)
+            if self._mem_read(self._t, addr, buf, size):
+                return None
+            return ffi.buffer(buf, size)[:]
+        if size and self._mem_read(self._t, addr, self._buf, size):
+            return None
+        return self._unpack(self._chars, size)
+
+    def write(self, addr: int, data: bytes) -> bool:
+        n = len(data)
+        if addr < 0 or addr + n > self._size:
+            return False
+        if data.__class__ is not bytes:
+            data = bytes(data)
+        if n and self._mem_write(self._t, addr, data, n):
+            return False
+        return True
+
+
+def _gpr_setter(gprs):
+    def set_gpr(r: int, value: int) -> None:
+        gprs[r] = value & MASK64
+    return set_gpr
