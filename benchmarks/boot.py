@@ -97,7 +97,7 @@ def run_null_model(elf: Path):
     checks on the way; only the loop's PCILGs skip the model.
     """
     args = qemu_args.parse([*base_args(), "-kernel", str(elf), *DEVICES])
-    full = boot.build_firmware(args, boot.DEFAULT_POLICY).execute
+    full = boot.build_firmware(args, qemu_args.DEFAULT_POLICY).execute
     answer = Outcome("PCILG", Completion(cc=0), Decision(Route.FIRMWARE, "bench"))
     pcilg = BY_MNEMONIC["PCILG"].index
 

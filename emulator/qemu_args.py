@@ -15,6 +15,9 @@ from decimal import Decimal, InvalidOperation
 
 from emulator.errors import UserError
 from emulator.io_safe import open_input
+
+# the policy `zpci-emu boot` runs without --policy: what landed upstream
+DEFAULT_POLICY = "linux-6.0"
 from firmware_model.config import FunctionSpec, MachineConfig
 
 USAGE_EXIT = 2
@@ -833,7 +836,6 @@ def _set_own(out: BootArgs, key: str, val: str) -> None:
 
 def usage() -> str:
     """``zpci-emu boot --help``: built from the tables the parser and the model use."""
-    from emulator.cpu.boot import DEFAULT_POLICY
     from emulator.cpu.machine import DEFAULT_MAX_INSNS
     from firmware_model.devices import DEVICE_KINDS
     from firmware_model.policy import POLICY_NAMES

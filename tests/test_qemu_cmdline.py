@@ -165,7 +165,7 @@ def test_dangling_zpci_takes_a_handle_index_as_in_qemu():
 # ---- boot --help
 
 def test_boot_help_lists_policies_defaults_and_every_accepted_option():
-    from emulator.cpu.boot import DEFAULT_POLICY
+    from emulator.qemu_args import DEFAULT_POLICY
     from emulator.cpu.machine import DEFAULT_MAX_INSNS
     from firmware_model.policy import POLICY_NAMES
     r = run_cli("boot", "--help")

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from emulator.cpu import ipl
 from emulator.errors import UserError
 from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
-from emulator.qemu_args import USAGE_EXIT, BootArgs
+from emulator.qemu_args import DEFAULT_POLICY, USAGE_EXIT, BootArgs
 from firmware_model.guest import RecordingGuest
 from firmware_model.insns import TABLE
 from firmware_model.irq import IRQ_NOTE
 
-DEFAULT_POLICY = "linux-6.0"
 BASELINE_POLICY = "intercept-all"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from emulator.cpu import elf_load
 from emulator.cpu.elf_load import Image, Segment
 from emulator.errors import UserError
+from emulator.io_safe import read_input
 
 KERN_IMAGE_START = 0x10000
 LINUX_MAGIC_ADDR = 0x10008
@@ -38,10 +39,8 @@ ELF_MAGIC = b"\x7fELF"
 
 
 def _read(path: str | Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(exc.strerror or str(exc), where=f"{what} {path}") from None
+    # regular files only: a FIFO or a device named by -kernel/-initrd must not hang the boot
+    return read_input(path, where=f"{what} {path}")
 
 
 def load(kernel: str | Path, memory_size: int, cmdline: str = "",
