@@ -26,10 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..device import DmaError, PciDevice
-from .pci import (
-    BAR_IO, BAR_MEM64, BAR_PREFETCH, CAP_ID_VNDR, CMD_MASTER, COMMAND,
-    AccessRules, BarMap, Container, Msix, PciConfigSpace, Region, MSIX_FLAGS,
-)
+from .bar import AccessRules, BarMap, Container, Region, Subregion
+from .msix import MSIX_FLAGS, Msix
+from .pci import BAR_IO, BAR_MEM64, BAR_PREFETCH, CAP_ID_VNDR, CMD_MASTER, COMMAND, PciConfigSpace
 
 # -- architected constants (virtio 1.x, include/standard-headers/linux/*) ----
 
@@ -218,6 +217,8 @@ class VirtioPciDevice(PciDevice):
         self.dma_errors: list[DmaError] = []
         self.extra_vectors: dict[int, int] = {}
         self._build_config()
+        self.bar_read = self.bars.read
+        self.bar_write = self.bars.write
 
     # -- subclass hooks --------------------------------------------------------
     def _queue_handlers(self) -> list:
@@ -269,7 +270,7 @@ class VirtioPciDevice(PciDevice):
                 (NOTIFY_OFF, Region("virtio-pci-notify", notify_size, _LE_IMPL_1_4,
                                     self._notify_read, self._notify_write), CAP_NOTIFY),
             ]
-            self.modern_regions = [(base, r) for base, r, _ in regions]
+            self.modern_regions = [Subregion(base, r) for base, r, _ in regions]
             for base, region, cfg_type in regions:
                 if cfg_type == CAP_NOTIFY:
                     off = cfg.add_capability(CAP_ID_VNDR, NOTIFY_CAP_LEN)
@@ -285,7 +286,7 @@ class VirtioPciDevice(PciDevice):
             end = NOTIFY_OFF + notify_size
             bar_size = 1 << (end - 1).bit_length()
             cfg.register_bar(MODERN_BAR, bar_size, BAR_MEM64 | BAR_PREFETCH)
-            bars.bars[MODERN_BAR] = Container("virtio-pci", bar_size, list(self.modern_regions))
+            bars.bars[MODERN_BAR] = Container("virtio-pci", bar_size, self.modern_regions)
             # VIRTIO_PCI_CAP_PCI_CFG: bar, offset, length and data are writable
             off = self.pci_cfg_cap = cfg.add_capability(CAP_ID_VNDR, PCI_CFG_CAP_LEN)
             cfg.data[off + 2] = PCI_CFG_CAP_LEN
@@ -315,7 +316,7 @@ class VirtioPciDevice(PciDevice):
         cap = self.pci_cfg_cap
         if cap and offset < cap + 20 and offset + size > cap + 16:
             self._pci_cfg_window(read=True)
-        return self.cfg.get(offset, size)
+        return int.from_bytes(self.cfg.data[offset:offset + size], "little")
 
     def config_write(self, offset: int, size: int, value: int) -> bool:
         if offset + size > 256:
@@ -341,6 +342,8 @@ class VirtioPciDevice(PciDevice):
     def bar_size(self, bar: int) -> int:
         return self.bars.size(bar)
 
+    # bar_read / bar_write are the BarMap's own methods, bound per instance in
+    # __init__: one Python frame less on every PCILG/PCISTG of a BAR
     def bar_read(self, bar: int, offset: int, size: int) -> int | None:
         return self.bars.read(bar, offset, size)
 
