@@ -293,7 +293,7 @@ class VirtioBlkPci(VirtioPciDevice):
             self.virtio_error("virtio-blk request outhdr too short")
             return False
         in_len = elem.in_size()
-        status_addr = elem.in_sg[-1][0] + elem.in_sg[-1][1] - 1
+        status_addr = elem.in_sg[-1].addr + elem.in_sg[-1].len - 1
         data_in = in_len - 1
         rtype = self._field(out, 0, 4)
         sector = self._field(out, 8, 8)
@@ -337,7 +337,7 @@ class VirtioBlkPci(VirtioPciDevice):
         """
         if len(elem.out_sg) < 2 or len(elem.in_sg) < 3:
             return S_IOERR
-        self.dma_write(elem.in_sg[-2][0], (255).to_bytes(4, self._order()))
+        self.dma_write(elem.in_sg[-2].addr, (255).to_bytes(4, self._order()))
         return S_UNSUPP
 
     def _range_ok(self, sector: int, size: int) -> bool:
