@@ -45,6 +45,8 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
             PropSpec("max-bytes", str((1 << 63) - 1), "bytes the guest may take per period"),
             PropSpec("period", "65536", "rate-limit period in ms (checked; no clock here, "
                                         "so the max-bytes quota never refills)"),
+            PropSpec("rng", "", "id of the entropy backend (context['rng_backends']; "
+                                "default: a PRNG seeded per device)"),
         )),
     "virtio-net-pci": DeviceKind(
         "virtio-net-pci", "virtio network device without a peer (TX dropped, RX idle)",
@@ -57,6 +59,8 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
             PropSpec("tx_queue_size", "256", "power of 2, 256..1024"),
             PropSpec("host_mtu", "0", "MTU offered with VIRTIO_NET_F_MTU (0: none)"),
             PropSpec("x-txburst", "256", "frames per transmit pass"),
+            PropSpec("netdev", "", "id of the -netdev peer (context['netdevs']); frames "
+                                   "sent go nowhere and none arrive, as without one"),
         ) + tuple(PropSpec(n, "on", "feature bit") for n in (
             "gso", "mrg_rxbuf", "status", "ctrl_vq", "ctrl_rx", "ctrl_vlan", "ctrl_rx_extra",
             "ctrl_mac_addr", "ctrl_guest_offloads", "guest_announce"))
@@ -159,7 +163,30 @@ def _make_rng(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
     if seed is None:
         seed = context.get("rngs", 0)
     context["rngs"] = context.get("rngs", 0) + 1
-    return VirtioRngPci(opts, max_bytes=max_bytes, seed=seed)
+    backend = None
+    rng = p.get("rng", "")
+    backends = context.get("rng_backends")
+    if rng and backends is not None:
+        backend = backends.get(rng)
+        if backend is None:
+            raise bad_prop(kind, "rng", f"Device '{rng}' not found (property 'rng')")
+    return VirtioRngPci(opts, max_bytes=max_bytes, seed=seed, backend=backend)
+
+
+def _check_netdev(kind: DeviceKind, p: dict[str, str], context: dict) -> None:
+    """netdev=ID: a -netdev the caller listed, at most one NIC each (as QEMU)."""
+    netdev = p.get("netdev", "")
+    known = context.get("netdevs")
+    if not netdev or known is None:
+        return
+    if netdev not in known:
+        raise bad_prop(kind, "netdev", f"Property 'virtio-net-device.netdev' can't find "
+                                       f"value '{netdev}'")
+    used = context.setdefault("netdevs_in_use", set())
+    if netdev in used:
+        raise bad_prop(kind, "netdev", f"Property 'virtio-net-device.netdev' can't take "
+                                       f"value '{netdev}', it's in use")
+    used.add(netdev)
 
 
 def _queue_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
@@ -173,6 +200,7 @@ def _queue_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
 def _make_net(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
     from .virtio_net import FEATURE_PROPS, VirtioNetPci
     opts = _transport(kind, p)
+    _check_netdev(kind, p, context)
     for name in _NET_OFFLOADS:
         flag(kind, p, name)
     features = 0
@@ -320,10 +348,22 @@ def make_device(kind: str, props=(), *, context: dict | None = None,
     """Build the device a ``-device kind,props...`` string describes.
 
     ``context`` is per machine state shared between the devices of one
-    machine (QEMU's default MAC numbering; default PRNG seeds; ``drives``:
-    drive id -> ``virtio_blk.BlockImage``, the block backends a ``drive=``
-    property names); pass the same dict for every device of a machine.  ``seed`` overrides a random device's
-    PRNG seed.
+    machine; pass the same dict for every device of a machine.  Keys:
+
+    * ``rngs``, ``nics``: counters kept here (default PRNG seeds, QEMU's
+      default MAC numbering);
+    * ``drives``: drive id -> ``virtio_blk.BlockImage``, the block backends
+      a ``drive=`` property names;
+    * ``rng_backends``: object id -> entropy backend (a callable ``n ->
+      bytes``, see ``virtio_rng``), what ``rng=`` names; without the key
+      ``rng=`` is not looked up and the default backend serves;
+    * ``netdevs``: the ids of the machine's ``-netdev``s, what ``netdev=``
+      names (each at most once); without the key ``netdev=`` is not looked up.
+
+    ``seed`` overrides a random device's PRNG seed.  Every property is
+    checked here: a bad one raises ``DeviceConfigError`` (a ValueError)
+    with one line naming it and what it accepts; nothing else is raised
+    for any property value.
     """
     spec = DEVICE_KINDS.get(kind)
     if spec is None:

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 class DeviceConfigError(ValueError):
-    """A -device name or property the models cannot honour."""
+    """A -device name or property the models cannot honour; always one printable line."""
+
+    def __init__(self, message: str):
+        # a value echoed in the message may hold a newline or a control byte
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 @dataclass(frozen=True)
