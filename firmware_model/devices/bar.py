@@ -106,62 +106,55 @@ class Region:
             return True
         return r.valid_min <= size <= r.valid_max
 
-    def compile_read(self, addr: int, size: int) -> ReadOp:
-        """The op of a ``size``-byte (a power of 2) big-endian load at ``addr``."""
+    def compile(self, addr: int, size: int, write: bool) -> ReadOp | WriteOp | None:
+        """The op of a ``size``-byte (a power of 2) big-endian access at ``addr``;
+        None when the region refuses it (memory_region_access_valid)."""
         if not self.valid(addr, size):
-            return _refused_read
-        if self.read_op is not None:
-            return self.read_op(addr, size)
+            return None
+        factory = self.write_op if write else self.read_op
+        if factory is not None:
+            return factory(addr, size)
+        # access_with_adjusted_size: the device access size and, per piece,
+        # its address and its shift within the value before the byte swap
         access = max(min(size, self._imax), self._imin)
-        mask = (1 << (8 * access)) - 1
-        read = self.read
         little = self.rules.little_endian
-        if access == size:
-            if little:
-                swap = SWAP[size]
-                return lambda: swap(read(addr, size) & mask)
-            return lambda: read(addr, size) & mask
-        # access_with_adjusted_size: several device accesses make one value
-        shifts = [(addr + i, 8 * i if little else 8 * (size - access - i))
+        pieces = [(addr + i, 8 * i if little else 8 * (size - access - i))
                   for i in range(0, size, access)]
         swap = SWAP[size] if little else int
+        build = self._write_op if write else self._read_op
+        return build(addr, size, access, (1 << (8 * access)) - 1, pieces, swap)
+
+    def _read_op(self, addr, size, access, mask, pieces, swap) -> ReadOp:
+        read = self.read
+        if access == size:
+            return lambda: swap(read(addr, size) & mask)
 
         def op() -> int:
             value = 0
-            for a, shift in shifts:
+            for a, shift in pieces:
                 value |= (read(a, access) & mask) << shift
             return swap(value)
         return op
 
-    def compile_write(self, addr: int, size: int) -> WriteOp | None:
-        """The op of a ``size``-byte big-endian store at ``addr``; None: refused."""
-        if not self.valid(addr, size):
-            return None
-        if self.write_op is not None:
-            return self.write_op(addr, size)
-        access = max(min(size, self._imax), self._imin)
-        mask = (1 << (8 * access)) - 1
+    def _write_op(self, addr, size, access, mask, pieces, swap) -> WriteOp:
         write = self.write
-        little = self.rules.little_endian
-        swap = SWAP[size] if little else int
         size_mask = (1 << (8 * size)) - 1
         if access == size:
             return lambda value: write(addr, size, swap(value & size_mask))
-        shifts = [(addr + i, 8 * i if little else 8 * (size - access - i))
-                  for i in range(0, size, access)]
 
         def op(value: int) -> None:
             value = swap(value & size_mask)
-            for a, shift in shifts:
+            for a, shift in pieces:
                 write(a, access, (value >> shift) & mask)
         return op
 
     def dispatch_read(self, addr: int, size: int) -> int | None:
         """One load, resolved afresh (for accesses that do not come from a BAR)."""
-        return self.compile_read(addr, size)()
+        op = self.compile(addr, size, False)
+        return None if op is None else op()
 
     def dispatch_write(self, addr: int, size: int, value: int) -> bool:
-        op = self.compile_write(addr, size)
+        op = self.compile(addr, size, True)
         if op is None:
             return False
         op(value)
@@ -221,14 +214,10 @@ class BarMap:
 
     def _resolve(self, bar: int, offset: int, length: int, write: bool):
         t = self._target(bar, offset, length)
-        size = size_memop(length)
-        if write:
-            op = None if t is None else t[0].compile_write(t[1], size)
-            op = _refused_write if op is None else op
-            cache = self._writes
-        else:
-            op = _refused_read if t is None else t[0].compile_read(t[1], size)
-            cache = self._reads
+        op = None if t is None else t[0].compile(t[1], size_memop(length), write)
+        if op is None:
+            op = _refused_write if write else _refused_read
+        cache = self._writes if write else self._reads
         if len(cache) >= OP_CACHE_LIMIT:
             cache.clear()
         cache[bar, offset, length] = op
