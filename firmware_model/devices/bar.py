@@ -166,6 +166,12 @@ class Subregion(NamedTuple):
     region: Region
 
 
+class Target(NamedTuple):
+    """Where an access of a BAR lands."""
+    region: Region
+    offset: int                  # within the region
+
+
 class Container:
     """A BAR that is a container of subregions (MSI-X BAR, virtio modern BAR).
 
@@ -201,7 +207,7 @@ class BarMap:
         r = self.bars.get(bar)
         return r.size if r is not None else 0
 
-    def _target(self, bar: int, offset: int, length: int) -> tuple[Region, int] | None:
+    def _target(self, bar: int, offset: int, length: int) -> Target | None:
         r = self.bars.get(bar)
         if r is None:
             return None
@@ -209,12 +215,12 @@ class BarMap:
             hit = r.find(offset, length)
             if hit is None:
                 return None
-            return hit.region, offset - hit.base
-        return r, offset
+            return Target(hit.region, offset - hit.base)
+        return Target(r, offset)
 
     def _resolve(self, bar: int, offset: int, length: int, write: bool):
         t = self._target(bar, offset, length)
-        op = None if t is None else t[0].compile(t[1], size_memop(length), write)
+        op = None if t is None else t.region.compile(t.offset, size_memop(length), write)
         if op is None:
             op = _refused_write if write else _refused_read
         cache = self._writes if write else self._reads
@@ -241,7 +247,7 @@ class BarMap:
     def access_valid(self, bar: int, offset: int, length: int) -> bool:
         """Whether a ``length``-byte access at ``offset`` would be dispatched (no side effect)."""
         t = self._target(bar, offset, length)
-        return t is not None and t[0].valid(t[1], size_memop(length))
+        return t is not None and t.region.valid(t.offset, size_memop(length))
 
     def block_valid(self, bar: int, offset: int, length: int) -> bool:
         """PCISTB's check before it fetches the source (pcistb_service_call).

@@ -8,7 +8,7 @@ word can change its mask, and only such a store runs the mask update.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .bar import AccessRules, Container, ReadOp, Region, Subregion, WriteOp
 from .pci import CAP_ID_MSIX, PciConfigSpace
@@ -20,6 +20,12 @@ MSIX_ENABLE, MSIX_MASKALL = 0x80, 0x40    # high byte of message control
 MSIX_ENTRY_CTRL = 12          # vector control within a table entry
 MSIX_ENTRY_CTRL_MASKBIT = 0x1
 _MSIX_TABLE_RULES = AccessRules(little_endian=True, valid_min=4, valid_max=8, impl_max=4)
+
+
+class MsiMessage(NamedTuple):
+    """A table entry's message: the MSI write the device makes."""
+    address: int
+    data: int
 
 
 class Msix:
@@ -92,10 +98,11 @@ class Msix:
         else:
             self.pba[vector // 8] &= ~(1 << (vector % 8)) & 0xFF
 
-    def _message(self, vector: int) -> tuple[int, int]:
+    def _message(self, vector: int) -> MsiMessage:
         e = vector * MSIX_ENTRY_SIZE
         t = self.table
-        return int.from_bytes(t[e:e + 8], "little"), int.from_bytes(t[e + 8:e + 12], "little")
+        return MsiMessage(int.from_bytes(t[e:e + 8], "little"),
+                          int.from_bytes(t[e + 8:e + 12], "little"))
 
     def _mask_update(self, vector: int, was_masked: bool) -> None:
         # msix_handle_mask_update: a vector unmasked with a message pending delivers it
