@@ -165,6 +165,11 @@ def test_sparse_bytes_behave_as_a_fixed_size_bytearray(size, writes):
     assert sparse[:] == bytes(plain)
     assert sparse[size // 3:size // 2 + 5] == bytes(plain[size // 3:size // 2 + 5])
     assert sparse[size - 1] == plain[size - 1] and sparse[-1] == plain[-1]
+    sparse[0] = plain[0] = 0x42
+    sparse[size // 2:size // 2 + 3] = plain[size // 2:size // 2 + 3] = b"abc"[:len(sparse[size // 2:size // 2 + 3])]
+    assert sparse[:] == bytes(plain)
+    with pytest.raises(ValueError):
+        sparse[0:1] = b"too long"
     sparse.clear()
     assert sparse[:] == base
 

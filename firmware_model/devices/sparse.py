@@ -85,3 +85,18 @@ class SparseBytes:
         if not 0 <= key < self.size:
             raise IndexError("SparseBytes index out of range")
         return self.read(key, 1)[0]
+
+    def __setitem__(self, key: int | slice, value) -> None:
+        """``m[i] = byte`` and ``m[a:b] = data`` of the same length (the size never changes)."""
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.size)
+            data = bytes(value)
+            if step != 1 or len(data) != max(stop - start, 0):
+                raise ValueError("SparseBytes slice assignment keeps the size")
+            self.write(start, data)
+            return
+        if key < 0:
+            key += self.size
+        if not 0 <= key < self.size:
+            raise IndexError("SparseBytes index out of range")
+        self.write(key, bytes((value,)))
