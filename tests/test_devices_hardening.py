@@ -12,7 +12,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from _helpers import emulate, guest_build
 from conftest import needs_cross, needs_qemu
@@ -277,6 +277,7 @@ def _replay_accesses(dev, accesses, fresh: bool):
     return seen, sent, bytes(dev.msix.table), bytes(dev.msix.pba), bytes(dev.cfg.data)
 
 
+@settings(max_examples=100)          # three devices per example
 @given(st.lists(_ACCESS, max_size=40))
 def test_cached_access_ops_do_what_a_fresh_dispatch_through_the_callbacks_does(accesses):
     cached = make_device("virtio-rng-pci", {})
