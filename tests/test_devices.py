@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from firmware_model.device import DmaErrorKind
 from firmware_model.devices import DEVICE_KINDS, DeviceConfigError, make_device
-from firmware_model.devices.pci import size_memop
+from firmware_model.devices.bar import size_memop
 from firmware_model.devices.virtio import (
     F_ACCESS_PLATFORM, F_RING_EVENT_IDX, F_VERSION_1, S_DRIVER_OK, S_FEATURES_OK,
     S_NEEDS_RESET,

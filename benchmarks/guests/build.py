@@ -47,6 +47,10 @@ def bench_zpci(out_dir: Path, loops: int) -> Path:
     return build(out_dir, "bench_zpci", ["bench.c"], {"MODE_ZPCI": 1, "ZPCI_LOOPS": loops})
 
 
+def bench_virtio(out_dir: Path, loops: int) -> Path:
+    return build(out_dir, "bench_virtio", ["bench.c"], {"MODE_VIRTIO": 1, "ZPCI_LOOPS": loops})
+
+
 def bench_plain(out_dir: Path, loops: int) -> Path:
     return build(out_dir, "bench_plain", ["bench.c"], {"MODE_PLAIN": 1, "PLAIN_LOOPS": loops})
 

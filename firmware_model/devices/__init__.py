@@ -9,31 +9,11 @@ what is supported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
-
 from ..device import PciDevice
-
-
-class DeviceConfigError(ValueError):
-    """A -device name or property the models cannot honour."""
-
-
-@dataclass(frozen=True)
-class PropSpec:
-    name: str
-    default: str
-    help: str
-
-
-@dataclass(frozen=True)
-class DeviceKind:
-    name: str
-    help: str
-    props: tuple[PropSpec, ...]
-
-    def prop_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.props)
+from .props import (
+    DeviceConfigError, DeviceKind, PropSpec, as_bool, as_int, as_mac, bad_prop, flag,
+    on_off_auto, prop, props_dict,
+)
 
 
 _VIRTIO_PCI_PROPS = (
@@ -65,6 +45,8 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
             PropSpec("max-bytes", str((1 << 63) - 1), "bytes the guest may take per period"),
             PropSpec("period", "65536", "rate-limit period in ms (checked; no clock here, "
                                         "so the max-bytes quota never refills)"),
+            PropSpec("rng", "", "id of the entropy backend (context['rng_backends']; "
+                                "default: a PRNG seeded per device)"),
         )),
     "virtio-net-pci": DeviceKind(
         "virtio-net-pci", "virtio network device without a peer (TX dropped, RX idle)",
@@ -77,6 +59,8 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
             PropSpec("tx_queue_size", "256", "power of 2, 256..1024"),
             PropSpec("host_mtu", "0", "MTU offered with VIRTIO_NET_F_MTU (0: none)"),
             PropSpec("x-txburst", "256", "frames per transmit pass"),
+            PropSpec("netdev", "", "id of the -netdev peer (context['netdevs']); frames "
+                                   "sent go nowhere and none arrive, as without one"),
         ) + tuple(PropSpec(n, "on", "feature bit") for n in (
             "gso", "mrg_rxbuf", "status", "ctrl_vq", "ctrl_rx", "ctrl_vlan", "ctrl_rx_extra",
             "ctrl_mac_addr", "ctrl_guest_offloads", "guest_announce"))
@@ -124,7 +108,9 @@ DEVICE_KINDS: dict[str, DeviceKind] = {
         (PropSpec("shape", "", "virtio-rng: the virtio-rng-pci layout, no behaviour"),
          PropSpec("vendor", "0x1af4", "vendor id"),
          PropSpec("device", "0x10ff", "device id"))
-        + tuple(PropSpec(f"bar{i}", "", "BAR size (power of 2)") for i in range(6))),
+        + tuple(PropSpec(f"bar{i}", "", "BAR size: a power of 2 up to 2^63, memory made "
+                                        "on first write (0 or none: no BAR)")
+                for i in range(6))),
 }
 
 
@@ -132,136 +118,81 @@ def _supported_kinds() -> str:
     return ", ".join(DEVICE_KINDS)
 
 
-def _bad_prop(kind: DeviceKind, name: str, why: str) -> DeviceConfigError:
-    return DeviceConfigError(f"{kind.name}: {why} (supported properties: "
-                             f"{', '.join(kind.prop_names())})")
-
-
-_ON = ("on", "yes", "true", "y")
-_OFF = ("off", "no", "false", "n")
-
-
-def _bool(kind: DeviceKind, name: str, value: str) -> bool:
-    v = value.lower()
-    if v in _ON:
-        return True
-    if v in _OFF:
-        return False
-    raise _bad_prop(kind, name, f"property '{name}' expects 'on' or 'off', not '{value}'")
-
-
-def _int(kind: DeviceKind, name: str, value: str, lo: int, hi: int) -> int:
-    try:
-        n = int(value, 0)
-    except ValueError:
-        raise _bad_prop(kind, name, f"property '{name}' expects an integer, not '{value}'") from None
-    if not lo <= n <= hi:
-        raise _bad_prop(kind, name, f"property '{name}' = {n} is outside {lo}..{hi}")
-    return n
-
-
-def _mac(kind: DeviceKind, value: str) -> bytes:
-    parts = value.split(":")
-    try:
-        if len(parts) != 6 or any(len(p) != 2 for p in parts):
-            raise ValueError
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise _bad_prop(kind, "mac", f"property 'mac' doesn't take value '{value}'") from None
-
-
-def _props_dict(kind: DeviceKind, props) -> dict[str, str]:
-    items = props.items() if isinstance(props, Mapping) else props
-    out: dict[str, str] = {}
-    names = kind.prop_names()
-    for item in items:
-        try:
-            name, value = item
-        except (TypeError, ValueError):
-            raise DeviceConfigError(f"{kind.name}: property {item!r} is not a (name, value) pair") from None
-        name, value = str(name), str(value)
-        if name not in names:
-            raise _bad_prop(kind, name, f"property '{name}' not supported")
-        out[name] = value          # a repeated property: the last one counts, as in QEMU
-    return out
-
-
 def _transport(kind: DeviceKind, p: dict[str, str]):
     from .pci import rom_bar_size
     from .virtio import TransportOptions
-    dl = _get(kind, p, "disable-legacy").lower()
-    legacy = True if dl == "auto" else not _bool(kind, "disable-legacy", dl)
-    modern = not _flag(kind, p, "disable-modern")
-    iommu = _flag(kind, p, "iommu_platform")
+    dl = prop(kind, p, "disable-legacy").lower()
+    legacy = True if dl == "auto" else not as_bool(kind, "disable-legacy", dl)
+    modern = not flag(kind, p, "disable-modern")
+    iommu = flag(kind, p, "iommu_platform")
     if not legacy and not modern:
-        raise _bad_prop(kind, "disable-modern",
+        raise bad_prop(kind, "disable-modern",
                         "device cannot work as neither modern nor legacy mode is enabled")
     if iommu and legacy:
-        raise _bad_prop(kind, "iommu_platform",
+        raise bad_prop(kind, "iommu_platform",
                         "VIRTIO_F_IOMMU_PLATFORM was supported by neither legacy nor "
                         "transitional device (add disable-legacy=on)")
     if iommu and not modern:
-        raise _bad_prop(kind, "iommu_platform", "iommu_platform=on needs a modern device")
-    vectors = _int(kind, "vectors", _get(kind, p, "vectors"), 0, 0xFFFFFFFF)
+        raise bad_prop(kind, "iommu_platform", "iommu_platform=on needs a modern device")
+    vectors = as_int(kind, "vectors", prop(kind, p, "vectors"), 0, 0xFFFFFFFF)
     if not 1 <= vectors <= 2048:
         # msix_init refuses more than 2048; zPCI refuses a function without MSI-X
-        raise _bad_prop(kind, "vectors", f"vectors={vectors}: MSI-X support is mandatory "
+        raise bad_prop(kind, "vectors", f"vectors={vectors}: MSI-X support is mandatory "
                                          f"in the S390 architecture (1..2048 vectors)")
-    rombar = _int(kind, "rombar", _get(kind, p, "rombar"), 0, 0xFFFFFFFF)
-    rom_size = rom_bar_size(_get(kind, p, "romfile")) if rombar else 0
-    ioeventfd = "ioeventfd" in kind.prop_names() and _flag(kind, p, "ioeventfd")
+    rombar = as_int(kind, "rombar", prop(kind, p, "rombar"), 0, 0xFFFFFFFF)
+    rom_size = rom_bar_size(prop(kind, p, "romfile")) if rombar else 0
+    ioeventfd = "ioeventfd" in kind.prop_names() and flag(kind, p, "ioeventfd")
     return TransportOptions(
         legacy=legacy, modern=modern, iommu_platform=iommu, vectors=vectors,
-        page_per_vq=_flag(kind, p, "page-per-vq"),
+        page_per_vq=flag(kind, p, "page-per-vq"),
         ioeventfd=ioeventfd,
-        queue_reset=_flag(kind, p, "queue_reset"),
-        event_idx=_flag(kind, p, "event_idx"),
-        indirect_desc=_flag(kind, p, "indirect_desc"),
-        notify_on_empty=_flag(kind, p, "notify_on_empty"),
-        any_layout=_flag(kind, p, "any_layout"),
+        queue_reset=flag(kind, p, "queue_reset"),
+        event_idx=flag(kind, p, "event_idx"),
+        indirect_desc=flag(kind, p, "indirect_desc"),
+        notify_on_empty=flag(kind, p, "notify_on_empty"),
+        any_layout=flag(kind, p, "any_layout"),
         rom_size=rom_size)
-
-
-def _default(kind: DeviceKind, name: str) -> str:
-    for p in kind.props:
-        if p.name == name:
-            return p.default
-    raise KeyError(name)
-
-
-def _get(kind: DeviceKind, p: dict[str, str], name: str) -> str:
-    """A property's value as given, else its default."""
-    return p.get(name, _default(kind, name))
-
-
-def _flag(kind: DeviceKind, p: dict[str, str], name: str) -> bool:
-    return _bool(kind, name, _get(kind, p, name))
-
-
-def _on_off_auto(kind: DeviceKind, p: dict[str, str], name: str) -> str:
-    """An OnOffAuto property: "auto", "on" or "off"."""
-    v = _get(kind, p, name)
-    if v.lower() == "auto":
-        return "auto"
-    return "on" if _bool(kind, name, v) else "off"
 
 
 def _make_rng(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
     from .virtio_rng import VirtioRngPci
     opts = _transport(kind, p)
-    max_bytes = _int(kind, "max-bytes", _get(kind, p, "max-bytes"),
+    max_bytes = as_int(kind, "max-bytes", prop(kind, p, "max-bytes"),
                      0, (1 << 63) - 1)
-    _int(kind, "period", _get(kind, p, "period"), 1, 0xFFFFFFFF)
+    as_int(kind, "period", prop(kind, p, "period"), 1, 0xFFFFFFFF)
     if seed is None:
         seed = context.get("rngs", 0)
     context["rngs"] = context.get("rngs", 0) + 1
-    return VirtioRngPci(opts, max_bytes=max_bytes, seed=seed)
+    backend = None
+    rng = p.get("rng", "")
+    backends = context.get("rng_backends")
+    if rng and backends is not None:
+        backend = backends.get(rng)
+        if backend is None:
+            raise bad_prop(kind, "rng", f"Device '{rng}' not found (property 'rng')")
+    return VirtioRngPci(opts, max_bytes=max_bytes, seed=seed, backend=backend)
+
+
+def _check_netdev(kind: DeviceKind, p: dict[str, str], context: dict) -> None:
+    """netdev=ID: a -netdev the caller listed, at most one NIC each (as QEMU)."""
+    netdev = p.get("netdev", "")
+    known = context.get("netdevs")
+    if not netdev or known is None:
+        return
+    if netdev not in known:
+        raise bad_prop(kind, "netdev", f"Property 'virtio-net-device.netdev' can't find "
+                                       f"value '{netdev}'")
+    used = context.setdefault("netdevs_in_use", set())
+    if netdev in used:
+        raise bad_prop(kind, "netdev", f"Property 'virtio-net-device.netdev' can't take "
+                                       f"value '{netdev}', it's in use")
+    used.add(netdev)
 
 
 def _queue_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
-    n = _int(kind, name, _get(kind, p, name), 0, 0xFFFF)
+    n = as_int(kind, name, prop(kind, p, name), 0, 0xFFFF)
     if n < 256 or n > 1024 or n & (n - 1):
-        raise _bad_prop(kind, name, f"Invalid {name} (= {n}), must be a power of 2 "
+        raise bad_prop(kind, name, f"Invalid {name} (= {n}), must be a power of 2 "
                                     f"between 256 and 1024.")
     return n
 
@@ -269,31 +200,32 @@ def _queue_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
 def _make_net(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
     from .virtio_net import FEATURE_PROPS, VirtioNetPci
     opts = _transport(kind, p)
+    _check_netdev(kind, p, context)
     for name in _NET_OFFLOADS:
-        _flag(kind, p, name)
+        flag(kind, p, name)
     features = 0
     for name, bit in FEATURE_PROPS:
-        if _flag(kind, p, name):
+        if flag(kind, p, name):
             features |= 1 << bit
     if "mac" in p:
-        mac = _mac(kind, p["mac"])
+        mac = as_mac(kind, p["mac"])
     else:
         # qemu_macaddr_default_if_unset: 52:54:00:12:34:56 + the next free index
         index = context.get("nics", 0)
         context["nics"] = index + 1
         mac = bytes((0x52, 0x54, 0x00, 0x12, 0x34, (0x56 + index) & 0xFF))
-    mtu = _int(kind, "host_mtu", _get(kind, p, "host_mtu"), 0, 0xFFFF)
+    mtu = as_int(kind, "host_mtu", prop(kind, p, "host_mtu"), 0, 0xFFFF)
     return VirtioNetPci(opts, mac, features,
                         rx_queue_size=_queue_size(kind, p, "rx_queue_size"),
                         tx_queue_size=_queue_size(kind, p, "tx_queue_size"),
                         host_mtu=mtu or None,
-                        tx_burst=_int(kind, "x-txburst", _get(kind, p, "x-txburst"), 1, 0x7FFFFFFF))
+                        tx_burst=as_int(kind, "x-txburst", prop(kind, p, "x-txburst"), 1, 0x7FFFFFFF))
 
 
 def _block_size(kind: DeviceKind, p: dict[str, str], name: str) -> int:
-    n = _int(kind, name, _get(kind, p, name), 0, 0xFFFFFFFF)
+    n = as_int(kind, name, prop(kind, p, name), 0, 0xFFFFFFFF)
     if n & (n - 1) or not 512 <= n <= 2 << 20:
-        raise _bad_prop(kind, name, f"property '{name}' doesn't take value {n} "
+        raise bad_prop(kind, name, f"property '{name}' doesn't take value {n} "
                                     f"(a power of 2 from 512 to 2097152)")
     return n
 
@@ -302,60 +234,60 @@ def _make_blk(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
     from .virtio_blk import REQUEST_MAX_SECTORS, BlkConf, BlockImage, VirtioBlkPci
     drive = p.get("drive", "")
     if not drive:
-        raise _bad_prop(kind, "drive", "drive property not set")
-    nq_text = _get(kind, p, "num-queues")
+        raise bad_prop(kind, "drive", "drive property not set")
+    nq_text = prop(kind, p, "num-queues")
     # virtio_pci_optimal_num_queues: one queue per vCPU, and one vCPU is emulated
-    nq = 1 if nq_text == "auto" else _int(kind, "num-queues", nq_text, 0, 0xFFFF)
+    nq = 1 if nq_text == "auto" else as_int(kind, "num-queues", nq_text, 0, 0xFFFF)
     if nq < 1 or nq > 1024:
-        raise _bad_prop(kind, "num-queues", f"num-queues property must be between 1 and 1024, "
+        raise bad_prop(kind, "num-queues", f"num-queues property must be between 1 and 1024, "
                                             f"not {nq}")
-    qs = _int(kind, "queue-size", _get(kind, p, "queue-size"), 0, 0xFFFF)
+    qs = as_int(kind, "queue-size", prop(kind, p, "queue-size"), 0, 0xFFFF)
     if qs <= 2:
-        raise _bad_prop(kind, "queue-size", f"invalid queue-size property ({qs}), must be > 2")
+        raise bad_prop(kind, "queue-size", f"invalid queue-size property ({qs}), must be > 2")
     if qs & (qs - 1) or qs > 1024:
-        raise _bad_prop(kind, "queue-size", f"invalid queue-size property ({qs}), "
+        raise bad_prop(kind, "queue-size", f"invalid queue-size property ({qs}), "
                                             f"must be a power of 2 (max 1024)")
-    if _get(kind, p, "vectors") == "auto":
+    if prop(kind, p, "vectors") == "auto":
         p = dict(p, vectors=str(nq + 1))
     opts = _transport(kind, p)
     lbs = _block_size(kind, p, "logical_block_size")
     pbs = _block_size(kind, p, "physical_block_size")
     if lbs > pbs:
-        raise _bad_prop(kind, "logical_block_size",
+        raise bad_prop(kind, "logical_block_size",
                         "logical_block_size > physical_block_size not supported")
     sizes = {}
     for name in ("min_io_size", "opt_io_size"):
-        sizes[name] = _int(kind, name, _get(kind, p, name), 0, 0xFFFFFFFF)
+        sizes[name] = as_int(kind, name, prop(kind, p, name), 0, 0xFFFFFFFF)
         if sizes[name] % lbs:
-            raise _bad_prop(kind, name, f"{name} must be a multiple of logical_block_size")
+            raise bad_prop(kind, name, f"{name} must be a multiple of logical_block_size")
     if sizes["min_io_size"] // lbs > 0xFFFF:
-        raise _bad_prop(kind, "min_io_size", "min_io_size must not exceed 65535 logical blocks")
-    gran = _int(kind, "discard_granularity", _get(kind, p, "discard_granularity"), -1, 0xFFFFFFFF)
+        raise bad_prop(kind, "min_io_size", "min_io_size must not exceed 65535 logical blocks")
+    gran = as_int(kind, "discard_granularity", prop(kind, p, "discard_granularity"), -1, 0xFFFFFFFF)
     if gran == 0xFFFFFFFF:
         gran = -1
     if gran != -1 and gran % lbs:
-        raise _bad_prop(kind, "discard_granularity",
+        raise bad_prop(kind, "discard_granularity",
                         "discard_granularity must be a multiple of logical_block_size")
-    chs = [_int(kind, n, _get(kind, p, n), 0, 0xFFFFFFFF) for n in ("cyls", "heads", "secs")]
+    chs = [as_int(kind, n, prop(kind, p, n), 0, 0xFFFFFFFF) for n in ("cyls", "heads", "secs")]
     if any(chs):
         for name, value, top in zip(("cyls", "heads", "secs"), chs, (65535, 255, 255)):
             if not 1 <= value <= top:
-                raise _bad_prop(kind, name, f"{name} must be between 1 and {top}")
-    flags = {n: _flag(kind, p, n) for n in (
+                raise bad_prop(kind, name, f"{name} must be between 1 and {top}")
+    flags = {n: flag(kind, p, n) for n in (
         "config-wce", "discard", "write-zeroes", "report-discard-granularity", "seg-max-adjust",
         "x-enable-wce-if-config-wce", "request-merging", "share-rw")}
     for name in ("account-invalid", "account-failed"):
-        _on_off_auto(kind, p, name)
-    write_cache = _on_off_auto(kind, p, "write-cache")
+        on_off_auto(kind, p, name)
+    write_cache = on_off_auto(kind, p, "write-cache")
     limits = {}
     for name, feature in (("max-discard-sectors", "discard"),
                           ("max-write-zeroes-sectors", "write-zeroes")):
-        limits[name] = _int(kind, name, _get(kind, p, name), 0, 0xFFFFFFFF)
+        limits[name] = as_int(kind, name, prop(kind, p, name), 0, 0xFFFFFFFF)
         if flags[feature] and not 1 <= limits[name] <= REQUEST_MAX_SECTORS:
-            raise _bad_prop(kind, name, f"invalid {name} property ({limits[name]}), must be "
+            raise bad_prop(kind, name, f"invalid {name} property ({limits[name]}), must be "
                                         f"between 1 and {REQUEST_MAX_SECTORS}")
     conf = BlkConf(
-        num_queues=nq, queue_size=qs, serial=_get(kind, p, "serial"),
+        num_queues=nq, queue_size=qs, serial=prop(kind, p, "serial"),
         logical_block_size=lbs, physical_block_size=pbs,
         min_io_size=sizes["min_io_size"], opt_io_size=sizes["opt_io_size"],
         discard_granularity=gran, cyls=chs[0], heads=chs[1], secs=chs[2],
@@ -368,31 +300,43 @@ def _make_blk(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | No
         write_cache=write_cache)
     image = context.get("drives", {}).get(drive)
     if image is None:
-        path = _get(kind, p, "x-drive-file")
+        path = prop(kind, p, "x-drive-file")
         if not path:
-            raise _bad_prop(kind, "drive", f"Property 'virtio-blk-device.drive' can't find "
+            raise bad_prop(kind, "drive", f"Property 'virtio-blk-device.drive' can't find "
                                            f"value '{drive}'")
-        readonly = _flag(kind, p, "x-drive-readonly")
-        wce = _flag(kind, p, "x-drive-wce")
+        readonly = flag(kind, p, "x-drive-readonly")
+        wce = flag(kind, p, "x-drive-wce")
         try:
-            if _flag(kind, p, "x-drive-snapshot"):
-                with open(path, "rb") as f:
-                    image = BlockImage(f.read(), write_cache=wce)
-                image.readonly = readonly
+            if flag(kind, p, "x-drive-snapshot"):
+                image = BlockImage.snapshot(path, readonly=readonly, write_cache=wce)
             else:
                 image = BlockImage(path=path, readonly=readonly, write_cache=wce)
         except OSError as e:
-            raise _bad_prop(kind, "drive", f"drive '{drive}': could not open '{path}': "
+            raise bad_prop(kind, "drive", f"drive '{drive}': could not open '{path}': "
                                            f"{e.strerror or e}") from None
     return VirtioBlkPci(opts, image, conf)
 
 
 def _make_memdev(kind: DeviceKind, p: dict[str, str], context: dict, seed: int | None):
-    from .memdev import MemDevice
-    try:
-        return MemDevice.from_props(tuple(p.items()))
-    except ValueError as e:
-        raise DeviceConfigError(f"memdev: {e}") from None
+    from .memdev import MAX_BAR_SIZE, BarSpec, MemDevice
+    shape = p.get("shape", "")
+    if shape == "virtio-rng":
+        return MemDevice.virtio_rng_shaped()
+    if shape:
+        raise bad_prop(kind, "shape", f"property 'shape' expects 'virtio-rng' or nothing, "
+                                      f"not '{shape}'")
+    ids = [as_int(kind, name, prop(kind, p, name), 0, 0xFFFF) for name in ("vendor", "device")]
+    bars = {}
+    for i in range(6):
+        name = f"bar{i}"
+        if p.get(name, ""):
+            size = as_int(kind, name, p[name], 0, (1 << 64) - 1)
+            if size and (size & (size - 1) or size > MAX_BAR_SIZE):
+                raise bad_prop(kind, name, f"property '{name}' expects a power of 2 "
+                                           f"up to 2^63 (0: no BAR), not {size}")
+            if size:
+                bars[i] = BarSpec(size)
+    return MemDevice(*ids, bars or None)
 
 
 _FACTORIES = {"virtio-rng-pci": _make_rng, "virtio-net-pci": _make_net,
@@ -404,16 +348,28 @@ def make_device(kind: str, props=(), *, context: dict | None = None,
     """Build the device a ``-device kind,props...`` string describes.
 
     ``context`` is per machine state shared between the devices of one
-    machine (QEMU's default MAC numbering; default PRNG seeds; ``drives``:
-    drive id -> ``virtio_blk.BlockImage``, the block backends a ``drive=``
-    property names); pass the same dict for every device of a machine.  ``seed`` overrides a random device's
-    PRNG seed.
+    machine; pass the same dict for every device of a machine.  Keys:
+
+    * ``rngs``, ``nics``: counters kept here (default PRNG seeds, QEMU's
+      default MAC numbering);
+    * ``drives``: drive id -> ``virtio_blk.BlockImage``, the block backends
+      a ``drive=`` property names;
+    * ``rng_backends``: object id -> entropy backend (a callable ``n ->
+      bytes``, see ``virtio_rng``), what ``rng=`` names; without the key
+      ``rng=`` is not looked up and the default backend serves;
+    * ``netdevs``: the ids of the machine's ``-netdev``s, what ``netdev=``
+      names (each at most once); without the key ``netdev=`` is not looked up.
+
+    ``seed`` overrides a random device's PRNG seed.  Every property is
+    checked here: a bad one raises ``DeviceConfigError`` (a ValueError)
+    with one line naming it and what it accepts; nothing else is raised
+    for any property value.
     """
     spec = DEVICE_KINDS.get(kind)
     if spec is None:
         raise DeviceConfigError(f"'{kind}' is not a supported device model name "
                                 f"(supported: {_supported_kinds()})")
-    p = _props_dict(spec, props)
+    p = props_dict(spec, props)
     return _FACTORIES[kind](spec, p, context if context is not None else {}, seed)
 
 

@@ -8,6 +8,9 @@ access) so tests can exercise the zPCI layer's operand-exception paths.
 (vendor 1af4, device 1005, interrupt pin A, BAR0 32-byte I/O, BAR1 4 KiB with
 a 2-vector MSI-X table at 0 and its PBA at 0x800, BAR4 16 KiB 64-bit
 prefetchable) without any virtio behaviour.
+
+A BAR may be as large as a 64-bit BAR can be (2^63 bytes): its memory is
+``sparse.SparseBytes``, so only the pages a guest writes cost anything.
 """
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ from dataclasses import dataclass
 
 from ..device import PciDevice
 from .pci import CONFIG_SIZE
+from .sparse import SparseBytes
+
+MAX_BAR_SIZE = 1 << 63          # the largest a 64-bit BAR's size bits can describe
+MAX_VECTORS_SHAPED = 128        # what fits the 4 KiB MSI-X BAR of the virtio-rng shape
 
 _CMD_WMASK = 0x0547      # I/O, memory, bus master, parity, SERR, INTx disable
 
@@ -44,25 +51,33 @@ class MemDevice(PciDevice):
                  bars: dict[int, BarSpec] | None = None, class_code: int = 0xFF0000,
                  interrupt_pin: int = 0):
         super().__init__()
+        for what, value, top in (("vendor", vendor_id, 0xFFFF), ("device", device_id, 0xFFFF),
+                                 ("class code", class_code, 0xFFFFFF),
+                                 ("interrupt pin", interrupt_pin, 4)):
+            if not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"{what} {value!r} is outside 0..{top:#x}")
         self.vendor_id = vendor_id
         self.device_id = device_id
         self.class_code = class_code
         self.interrupt_pin = interrupt_pin
         self.bars = dict(bars if bars is not None else {0: BarSpec(4096)})
         for bar, spec in self.bars.items():
-            if not 0 <= bar <= 5:
+            if not isinstance(bar, int) or not 0 <= bar <= 5:
                 raise ValueError(f"BAR{bar}: a function has BARs 0 to 5")
-            if spec.size & (spec.size - 1):
-                raise ValueError(f"BAR{bar}: size {spec.size:#x} is not a power of two")
-        self.mem = {bar: bytearray(spec.size) for bar, spec in self.bars.items()}
+            size = spec.size
+            if not isinstance(size, int) or not 1 <= size <= MAX_BAR_SIZE or size & (size - 1):
+                raise ValueError(f"BAR{bar}: size {size!r} is not a power of 2 from 1 "
+                                 f"to 2^63")
+        self.mem = {bar: SparseBytes(spec.size) for bar, spec in self.bars.items()}
         self.config = bytearray(CONFIG_SIZE)
         self.wmask = bytearray(CONFIG_SIZE)
         self._init_config()
 
     @classmethod
     def virtio_rng_shaped(cls, vectors: int = 2) -> "MemDevice":
-        if not 1 <= vectors <= 128:
-            raise ValueError("vectors: 1..128 fit the 4 KiB MSI-X BAR of this shape")
+        if not 1 <= vectors <= MAX_VECTORS_SHAPED:
+            raise ValueError(f"vectors: 1..{MAX_VECTORS_SHAPED} fit the 4 KiB MSI-X BAR "
+                             f"of this shape")
         pba = ((vectors + 63) // 64) * 8
         return cls(0x1AF4, 0x1005, {
             0: BarSpec(32, io=True),
@@ -72,14 +87,10 @@ class MemDevice(PciDevice):
         }, class_code=0x00FF00, interrupt_pin=1)
 
     @classmethod
-    def from_props(cls, props: tuple[tuple[str, str], ...] = ()) -> "MemDevice":
-        """Properties: shape=virtio-rng [vectors=N], vendor=0x..., device=0x..., barN=<size>."""
-        p = dict(props)
-        if p.get("shape") == "virtio-rng":
-            return cls.virtio_rng_shaped(int(p.get("vectors", "2"), 0))
-        bars = {int(k[3:]): BarSpec(int(v, 0)) for k, v in p.items() if k.startswith("bar")}
-        return cls(int(p.get("vendor", "0x1af4"), 0), int(p.get("device", "0x10ff"), 0),
-                   bars or None)
+    def from_props(cls, props=()) -> "MemDevice":
+        """``make_device("memdev", props)``: shape=virtio-rng, vendor, device, barN=<size>."""
+        from . import make_device
+        return make_device("memdev", props)
 
     def _init_config(self) -> None:
         c = self.config
@@ -139,15 +150,15 @@ class MemDevice(PciDevice):
     def bar_read(self, bar, offset, size):
         if not self.bar_access_valid(bar, offset, size):
             return None
-        return int.from_bytes(self.mem[bar][offset:offset + size], "big")
+        return int.from_bytes(self.mem[bar].read(offset, size), "big")
 
     def bar_write(self, bar, offset, size, value):
         if not self.bar_access_valid(bar, offset, size, True):
             return False
-        self.mem[bar][offset:offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "big")
+        self.mem[bar].write(offset, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "big"))
         return True
 
     def reset(self):
         self._init_config()
         for m in self.mem.values():
-            m[:] = bytes(len(m))
+            m.clear()

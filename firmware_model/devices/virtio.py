@@ -26,61 +26,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..device import DmaError, PciDevice
-from .pci import (
-    BAR_IO, BAR_MEM64, BAR_PREFETCH, CAP_ID_VNDR, CMD_MASTER, COMMAND,
-    AccessRules, BarMap, Container, Msix, PciConfigSpace, Region, MSIX_FLAGS,
+from .bar import AccessRules, BarMap, Container, Region, Subregion
+from .msix import MSIX_FLAGS, Msix
+from .pci import BAR_IO, BAR_MEM64, BAR_PREFETCH, CAP_ID_VNDR, CMD_MASTER, COMMAND, PciConfigSpace
+from .virtio_arch import (  # noqa: F401  (the device models and tests take them from here)
+    CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_LEN, CAP_NOTIFY, CAP_PCI_CFG, F_ACCESS_PLATFORM,
+    F_ANY_LAYOUT, F_BAD_FEATURE, F_NOTIFY_ON_EMPTY, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC,
+    F_RING_RESET, F_VERSION_1, MODERN_DEVICE_BASE, NO_VECTOR, NOTIFY_CAP_LEN, PCI_CFG_CAP_LEN,
+    PCI_SUBDEVICE_ID_QEMU, QUEUE_MAX, S_DRIVER_OK, S_FEATURES_OK, S_NEEDS_RESET, VIRTIO_VENDOR,
 )
-
-# -- architected constants (virtio 1.x, include/standard-headers/linux/*) ----
-
-VIRTIO_VENDOR = 0x1AF4
-LEGACY_DEVICE_BASE = 0x1000      # transitional ids: 0x1000 + (type-specific)
-MODERN_DEVICE_BASE = 0x1040      # modern-only id: 0x1040 + virtio device id
-PCI_SUBDEVICE_ID_QEMU = 0x1100
-
-S_ACKNOWLEDGE, S_DRIVER, S_DRIVER_OK = 1, 2, 4
-S_FEATURES_OK, S_NEEDS_RESET = 8, 0x40
-
-F_NOTIFY_ON_EMPTY = 24
-F_ANY_LAYOUT = 27
-F_RING_INDIRECT_DESC = 28
-F_RING_EVENT_IDX = 29
-F_BAD_FEATURE = 30
-F_VERSION_1 = 32
-F_ACCESS_PLATFORM = 33
-F_RING_RESET = 40
-
-DESC_F_NEXT, DESC_F_WRITE, DESC_F_INDIRECT = 1, 2, 4
-AVAIL_F_NO_INTERRUPT = 1
-USED_F_NO_NOTIFY = 1
-
-QUEUE_MAX = 1024                 # VIRTIO_QUEUE_MAX
-QUEUE_MAX_SIZE = 1024            # VIRTQUEUE_MAX_SIZE
-NO_VECTOR = 0xFFFF
-
-# cfg_type of the vendor capabilities
-CAP_COMMON, CAP_NOTIFY, CAP_ISR, CAP_DEVICE, CAP_PCI_CFG = 1, 2, 3, 4, 5
-CAP_LEN = 16
-NOTIFY_CAP_LEN = 20
-PCI_CFG_CAP_LEN = 20
-
-# legacy I/O registers
-L_HOST_FEATURES, L_GUEST_FEATURES, L_QUEUE_PFN = 0, 4, 8
-L_QUEUE_NUM, L_QUEUE_SEL, L_QUEUE_NOTIFY = 12, 14, 16
-L_STATUS, L_ISR, L_CONFIG_VECTOR, L_QUEUE_VECTOR = 18, 19, 20, 22
-L_QUEUE_ADDR_SHIFT = 12
-L_VRING_ALIGN = 4096
-
-# modern common configuration
-C_DFSELECT, C_DF, C_GFSELECT, C_GF = 0x00, 0x04, 0x08, 0x0C
-C_MSIX, C_NUMQ, C_STATUS, C_CFGGENERATION = 0x10, 0x12, 0x14, 0x15
-C_Q_SELECT, C_Q_SIZE, C_Q_MSIX, C_Q_ENABLE, C_Q_NOFF = 0x16, 0x18, 0x1A, 0x1C, 0x1E
-C_Q_DESCLO, C_Q_DESCHI, C_Q_AVAILLO, C_Q_AVAILHI = 0x20, 0x24, 0x28, 0x2C
-C_Q_USEDLO, C_Q_USEDHI, C_Q_RESET = 0x30, 0x34, 0x3A
-# the 32-bit halves of the queue addresses: register -> (proxy queue field, index)
-_Q_ADDR_HALVES = {C_Q_DESCLO: ("desc", 0), C_Q_DESCHI: ("desc", 1),
-                  C_Q_AVAILLO: ("avail", 0), C_Q_AVAILHI: ("avail", 1),
-                  C_Q_USEDLO: ("used", 0), C_Q_USEDHI: ("used", 1)}
+from .virtio_regs import PciRegisters
+from .virtqueue import RingAccess, VirtQueue
 
 MODERN_REGION_SIZE = 0x1000
 COMMON_OFF, ISR_OFF, DEVICE_OFF, NOTIFY_OFF = 0x0000, 0x1000, 0x2000, 0x3000
@@ -110,45 +66,6 @@ class TransportOptions:
     rom_size: int = 0
 
 
-class VirtQueueElement:
-    __slots__ = ("index", "out_sg", "in_sg")
-
-    def __init__(self, index: int, out_sg: list, in_sg: list):
-        self.index = index
-        self.out_sg = out_sg      # [(addr, len)] the device reads
-        self.in_sg = in_sg        # [(addr, len)] the device writes
-
-    def out_size(self) -> int:
-        return sum(n for _, n in self.out_sg)
-
-    def in_size(self) -> int:
-        return sum(n for _, n in self.in_sg)
-
-
-class VirtQueue:
-    """A split virtqueue's device-side state (QEMU's VirtQueue)."""
-
-    __slots__ = ("index", "num_default", "num", "desc", "avail", "used",
-                 "last_avail_idx", "shadow_avail_idx", "used_idx", "inuse",
-                 "vector", "signalled_used", "signalled_used_valid",
-                 "notification", "handler")
-
-    def __init__(self, index: int, num: int, handler):
-        self.index = index
-        self.num_default = num
-        self.handler = handler
-        self.reset()
-
-    def reset(self) -> None:
-        self.num = self.num_default
-        self.desc = self.avail = self.used = 0
-        self.last_avail_idx = self.shadow_avail_idx = self.used_idx = 0
-        self.inuse = 0
-        self.vector = NO_VECTOR
-        self.signalled_used = 0
-        self.signalled_used_valid = False
-        self.notification = True
-
 
 class _ProxyQueue:
     """VirtIOPCIQueue: what the modern common config holds before queue_enable."""
@@ -166,7 +83,7 @@ class _ProxyQueue:
         self.used = [0, 0]
 
 
-class VirtioPciDevice(PciDevice):
+class VirtioPciDevice(PciRegisters, RingAccess, PciDevice):
     """Transport plus the generic virtio device; subclasses add the device type."""
 
     virtio_id = 0
@@ -218,6 +135,8 @@ class VirtioPciDevice(PciDevice):
         self.dma_errors: list[DmaError] = []
         self.extra_vectors: dict[int, int] = {}
         self._build_config()
+        self.bar_read = self.bars.read
+        self.bar_write = self.bars.write
 
     # -- subclass hooks --------------------------------------------------------
     def _queue_handlers(self) -> list:
@@ -269,7 +188,7 @@ class VirtioPciDevice(PciDevice):
                 (NOTIFY_OFF, Region("virtio-pci-notify", notify_size, _LE_IMPL_1_4,
                                     self._notify_read, self._notify_write), CAP_NOTIFY),
             ]
-            self.modern_regions = [(base, r) for base, r, _ in regions]
+            self.modern_regions = [Subregion(base, r) for base, r, _ in regions]
             for base, region, cfg_type in regions:
                 if cfg_type == CAP_NOTIFY:
                     off = cfg.add_capability(CAP_ID_VNDR, NOTIFY_CAP_LEN)
@@ -285,7 +204,7 @@ class VirtioPciDevice(PciDevice):
             end = NOTIFY_OFF + notify_size
             bar_size = 1 << (end - 1).bit_length()
             cfg.register_bar(MODERN_BAR, bar_size, BAR_MEM64 | BAR_PREFETCH)
-            bars.bars[MODERN_BAR] = Container("virtio-pci", bar_size, list(self.modern_regions))
+            bars.bars[MODERN_BAR] = Container("virtio-pci", bar_size, self.modern_regions)
             # VIRTIO_PCI_CAP_PCI_CFG: bar, offset, length and data are writable
             off = self.pci_cfg_cap = cfg.add_capability(CAP_ID_VNDR, PCI_CFG_CAP_LEN)
             cfg.data[off + 2] = PCI_CFG_CAP_LEN
@@ -315,7 +234,7 @@ class VirtioPciDevice(PciDevice):
         cap = self.pci_cfg_cap
         if cap and offset < cap + 20 and offset + size > cap + 16:
             self._pci_cfg_window(read=True)
-        return self.cfg.get(offset, size)
+        return int.from_bytes(self.cfg.data[offset:offset + size], "little")
 
     def config_write(self, offset: int, size: int, value: int) -> bool:
         if offset + size > 256:
@@ -341,6 +260,8 @@ class VirtioPciDevice(PciDevice):
     def bar_size(self, bar: int) -> int:
         return self.bars.size(bar)
 
+    # bar_read / bar_write are the BarMap's own methods, bound per instance in
+    # __init__: one Python frame less on every PCILG/PCISTG of a BAR
     def bar_read(self, bar: int, offset: int, size: int) -> int | None:
         return self.bars.read(bar, offset, size)
 
@@ -524,443 +445,3 @@ class VirtioPciDevice(PciDevice):
         msix.vector_unuse(old)
         return value & 0xFFFF if msix.vector_use(value) else NO_VECTOR
 
-    # -- legacy I/O BAR ---------------------------------------------------------
-    def _legacy_config_offset(self) -> int:
-        return 24 if self.msix is not None and self.msix.enabled() else 20
-
-    def _legacy_config_order(self) -> str:
-        # ld*_p is target (big-endian) order, bswapped for a big-endian device;
-        # the memory core swaps again for the MO_BE access
-        return "big" if self._order() == "little" else "little"
-
-    def _legacy_read(self, addr: int, size: int) -> int:
-        base = self._legacy_config_offset()
-        if addr < base:
-            return self._ioport_read(addr)
-        return self._config_load(addr - base, size, self._legacy_config_order())
-
-    def _legacy_write(self, addr: int, size: int, value: int) -> None:
-        base = self._legacy_config_offset()
-        if addr < base:
-            self._ioport_write(addr, value)
-            return
-        self._config_store(addr - base, size, value, self._legacy_config_order())
-
-    def _ioport_read(self, addr: int) -> int:
-        vq = self.vqs[self.queue_sel] if self.queue_sel < len(self.vqs) else None
-        if addr == L_HOST_FEATURES:
-            return self.host_features & 0xFFFFFFFF
-        if addr == L_GUEST_FEATURES:
-            return self.guest_features & 0xFFFFFFFF
-        if addr == L_QUEUE_PFN:
-            return (vq.desc >> L_QUEUE_ADDR_SHIFT) & 0xFFFFFFFF if vq else 0
-        if addr == L_QUEUE_NUM:
-            return vq.num if vq else 0
-        if addr == L_QUEUE_SEL:
-            return self.queue_sel
-        if addr == L_STATUS:
-            return self.status
-        if addr == L_ISR:
-            return self._isr_read(0, 1)
-        if addr == L_CONFIG_VECTOR:
-            return self.config_vector
-        if addr == L_QUEUE_VECTOR:
-            return vq.vector if vq else NO_VECTOR
-        return 0xFFFFFFFF
-
-    def _ioport_write(self, addr: int, value: int) -> None:
-        value &= 0xFFFFFFFF
-        vq = self.vqs[self.queue_sel] if self.queue_sel < len(self.vqs) else None
-        if addr == L_GUEST_FEATURES:
-            if value & _bit(F_BAD_FEATURE):
-                value = self.bad_features()
-            self.set_features(value)
-        elif addr == L_QUEUE_PFN:
-            pa = value << L_QUEUE_ADDR_SHIFT
-            if pa == 0:
-                self._transport_reset()
-            elif vq is not None and vq.num:
-                vq.desc = pa
-                vq.avail = pa + vq.num * 16
-                vq.used = _align(vq.avail + 4 + 2 * vq.num, L_VRING_ALIGN)
-        elif addr == L_QUEUE_SEL:
-            if value < QUEUE_MAX:
-                self.queue_sel = value
-        elif addr == L_QUEUE_NOTIFY:
-            if value < QUEUE_MAX:
-                self.queue_notify(value)
-        elif addr == L_STATUS:
-            self._write_status(value)
-            # Linux before 2.6.34 drives the device with bus master off: QEMU sets
-            # it with pci_default_write_config, so the virtio "disabled" flag stays
-            if value == S_ACKNOWLEDGE | S_DRIVER:
-                self.cfg.write(COMMAND, 1, self.cfg.data[COMMAND] | CMD_MASTER)
-        elif addr == L_CONFIG_VECTOR:
-            self.config_vector = self._rebind_vector(self.config_vector, value)
-        elif addr == L_QUEUE_VECTOR:
-            if vq is not None:
-                vq.vector = self._rebind_vector(vq.vector, value)
-
-    # -- modern regions ---------------------------------------------------------
-    def _common_read(self, addr: int, size: int) -> int:
-        sel = self.queue_sel
-        pq = self.proxy_vqs[sel]
-        if addr == C_DFSELECT:
-            return self.dfselect
-        if addr == C_DF:
-            if self.dfselect <= 1:
-                return ((self.host_features & ~self.legacy_features)
-                        >> (32 * self.dfselect)) & 0xFFFFFFFF
-            return 0
-        if addr == C_GFSELECT:
-            return self.gfselect
-        if addr == C_GF:
-            return self.proxy_guest_features[self.gfselect] if self.gfselect < 2 else 0
-        if addr == C_MSIX:
-            return self.config_vector
-        if addr == C_NUMQ:
-            n = 0
-            for vq in self.vqs:
-                if vq.num:
-                    n = vq.index + 1
-            return n
-        if addr == C_STATUS:
-            return self.status
-        if addr == C_CFGGENERATION:
-            return self.generation
-        if addr == C_Q_SELECT:
-            return sel
-        if addr == C_Q_SIZE:
-            return self.vqs[sel].num if sel < len(self.vqs) else 0
-        if addr == C_Q_MSIX:
-            return self.vqs[sel].vector if sel < len(self.vqs) else self.extra_vectors.get(sel, NO_VECTOR)
-        if addr == C_Q_ENABLE:
-            return pq.enabled
-        if addr == C_Q_NOFF:
-            return sel
-        half = _Q_ADDR_HALVES.get(addr)
-        if half is not None:
-            return getattr(pq, half[0])[half[1]]
-        if addr == C_Q_RESET:
-            return pq.reset
-        return 0
-
-    def _common_write(self, addr: int, size: int, value: int) -> None:
-        sel = self.queue_sel
-        pq = self.proxy_vqs[sel]
-        vq = self.vqs[sel] if sel < len(self.vqs) else None
-        if addr == C_DFSELECT:
-            self.dfselect = value
-        elif addr == C_GFSELECT:
-            self.gfselect = value
-        elif addr == C_GF:
-            if self.gfselect < 2:
-                self.proxy_guest_features[self.gfselect] = value
-                g = self.proxy_guest_features
-                self.set_features((g[1] << 32) | g[0])
-        elif addr == C_MSIX:
-            self.config_vector = self._rebind_vector(self.config_vector, value)
-        elif addr == C_STATUS:
-            self._write_status(value)
-        elif addr == C_Q_SELECT:
-            if value < QUEUE_MAX:
-                self.queue_sel = value
-        elif addr == C_Q_SIZE:
-            pq.num = value
-            if vq is not None:
-                _set_num(vq, value)
-        elif addr == C_Q_MSIX:
-            if vq is not None:
-                vq.vector = self._rebind_vector(vq.vector, value)
-            else:
-                self.extra_vectors[sel] = self._rebind_vector(
-                    self.extra_vectors.get(sel, NO_VECTOR), value)
-        elif addr == C_Q_ENABLE:
-            if value == 1:
-                if vq is not None:
-                    _set_num(vq, pq.num)
-                    if vq.num:
-                        vq.desc = (pq.desc[1] << 32) | pq.desc[0]
-                        vq.avail = (pq.avail[1] << 32) | pq.avail[0]
-                        vq.used = (pq.used[1] << 32) | pq.used[0]
-                pq.enabled = 1
-                pq.reset = 0
-            else:
-                self.virtio_error(f"wrong value for queue_enable {value:x}")
-        elif addr in _Q_ADDR_HALVES:
-            field, i = _Q_ADDR_HALVES[addr]
-            getattr(pq, field)[i] = value
-        elif addr == C_Q_RESET:
-            if value == 1 and vq is not None:
-                vq.reset()
-                pq.reset = 0
-                pq.enabled = 0
-
-    def _isr_read(self, addr: int, size: int) -> int:
-        value, self.isr = self.isr, 0
-        return value
-
-    def _isr_write(self, addr: int, size: int, value: int) -> None:
-        pass
-
-    def _device_read(self, addr: int, size: int) -> int:
-        return self._config_load(addr, size, "little")
-
-    def _device_write(self, addr: int, size: int, value: int) -> None:
-        self._config_store(addr, size, value, "little")
-
-    def _config_load(self, addr: int, size: int, order: str) -> int:
-        """virtio_config_read*: all ones past the device's config."""
-        cfg = self.get_config()
-        if addr + size > len(cfg):
-            return 0xFFFFFFFF
-        return int.from_bytes(cfg[addr:addr + size], order)
-
-    def _config_store(self, addr: int, size: int, value: int, order: str) -> None:
-        cfg = bytearray(self.get_config())
-        if addr + size > len(cfg):
-            return
-        cfg[addr:addr + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, order)
-        self.set_config(bytes(cfg))
-
-    def _notify_read(self, addr: int, size: int) -> int:
-        return 0
-
-    def _notify_write(self, addr: int, size: int, value: int) -> None:
-        queue = addr // self.notify_mult
-        if queue < QUEUE_MAX:
-            self.queue_notify(queue)
-
-    # -- split ring access ------------------------------------------------------
-    def _ld(self, addr: int, size: int) -> int:
-        return int.from_bytes(self.dma_read(addr, size), self._order())
-
-    def _st(self, addr: int, size: int, value: int) -> None:
-        self.dma_write(addr, value.to_bytes(size, self._order()))
-
-    def _avail_idx(self, vq: VirtQueue) -> int:
-        vq.shadow_avail_idx = self._ld(vq.avail + 2, 2)
-        return vq.shadow_avail_idx
-
-    def _desc(self, table: int, i: int) -> tuple[int, int, int, int]:
-        raw = self.dma_read(table + 16 * i, 16)
-        order = self._order()
-        return (int.from_bytes(raw[0:8], order), int.from_bytes(raw[8:12], order),
-                int.from_bytes(raw[12:14], order), int.from_bytes(raw[14:16], order))
-
-    def queue_empty(self, vq: VirtQueue) -> bool:
-        if self.disabled or self.broken:
-            return True
-        if not vq.avail:
-            return True
-        if vq.shadow_avail_idx != vq.last_avail_idx:
-            return False
-        return self._avail_idx(vq) == vq.last_avail_idx
-
-    def _num_heads(self, vq: VirtQueue, idx: int) -> int:
-        n = (self._avail_idx(vq) - idx) & 0xFFFF
-        if n > vq.num:
-            self.virtio_error(f"Guest moved used index from {idx} to {vq.shadow_avail_idx}")
-            return -1
-        return n
-
-    def _get_head(self, vq: VirtQueue, idx: int) -> int | None:
-        head = self._ld(vq.avail + 4 + 2 * (idx % vq.num), 2)
-        if head >= vq.num:
-            self.virtio_error(f"Guest says index {head} is available")
-            return None
-        return head
-
-    def get_avail_bytes(self, vq: VirtQueue, max_in: int, max_out: int) -> tuple[int, int]:
-        """virtqueue_get_avail_bytes (split): device-writable and -readable bytes."""
-        if not vq.desc:
-            return 0, 0
-        idx = vq.last_avail_idx
-        total_bufs = in_total = out_total = 0
-        while True:
-            rc = self._num_heads(vq, idx)
-            if rc <= 0:
-                break
-            table, max_ = vq.desc, vq.num
-            num_bufs = total_bufs
-            i = self._get_head(vq, idx)
-            idx = (idx + 1) & 0xFFFF
-            if i is None:
-                return 0, 0
-            addr, length, flags, nxt = self._desc(table, i)
-            indirect = bool(flags & DESC_F_INDIRECT)
-            if indirect:
-                if not length or length % 16:
-                    self.virtio_error("Invalid size for indirect buffer table")
-                    return 0, 0
-                if num_bufs >= max_:
-                    self.virtio_error("Looped descriptor")
-                    return 0, 0
-                table, max_ = addr, length // 16
-                num_bufs = i = 0
-                addr, length, flags, nxt = self._desc(table, 0)
-            while True:
-                num_bufs += 1
-                if num_bufs > max_:
-                    self.virtio_error("Looped descriptor")
-                    return 0, 0
-                if flags & DESC_F_WRITE:
-                    in_total += length
-                else:
-                    out_total += length
-                if in_total >= max_in and out_total >= max_out:
-                    return in_total, out_total
-                if not flags & DESC_F_NEXT:
-                    break
-                if nxt >= max_:
-                    self.virtio_error(f"Desc next is {nxt}")
-                    return 0, 0
-                addr, length, flags, nxt = self._desc(table, nxt)
-            total_bufs = total_bufs + 1 if indirect else num_bufs
-        if rc < 0:
-            return 0, 0
-        return in_total, out_total
-
-    def pop(self, vq: VirtQueue) -> VirtQueueElement | None:
-        """virtqueue_pop (split)."""
-        if self.disabled or self.broken:
-            return None
-        if self.queue_empty(vq):
-            return None
-        if vq.inuse >= vq.num:
-            self.virtio_error("Virtqueue size exceeded")
-            return None
-        idx = vq.last_avail_idx
-        vq.last_avail_idx = (idx + 1) & 0xFFFF
-        head = self._get_head(vq, idx)
-        if head is None:
-            return None
-        if self.has_feature(F_RING_EVENT_IDX) and vq.notification:
-            self._st(vq.used + 4 + 8 * vq.num, 2, vq.last_avail_idx)
-        table, max_ = vq.desc, vq.num
-        addr, length, flags, nxt = self._desc(table, head)
-        if flags & DESC_F_INDIRECT:
-            if not length or length % 16:
-                self.virtio_error("Invalid size for indirect buffer table")
-                return None
-            table, max_ = addr, length // 16
-            addr, length, flags, nxt = self._desc(table, 0)
-        out_sg: list[tuple[int, int]] = []
-        in_sg: list[tuple[int, int]] = []
-        while True:
-            if not length:
-                self.virtio_error("virtio: zero sized buffers are not allowed")
-                return None
-            if flags & DESC_F_WRITE:
-                in_sg.append((addr, length))
-            else:
-                if in_sg:
-                    self.virtio_error("Incorrect order for descriptors")
-                    return None
-                out_sg.append((addr, length))
-            if len(out_sg) + len(in_sg) > max_:
-                self.virtio_error("Looped descriptor")
-                return None
-            if not flags & DESC_F_NEXT:
-                break
-            if nxt >= max_:
-                self.virtio_error(f"Desc next is {nxt}")
-                return None
-            addr, length, flags, nxt = self._desc(table, nxt)
-        vq.inuse += 1
-        return VirtQueueElement(head, out_sg, in_sg)
-
-    def read_out(self, elem: VirtQueueElement) -> bytes:
-        """The device-readable bytes of an element (failed pieces read as zeros)."""
-        return b"".join(self.dma_read(addr, length) for addr, length in elem.out_sg)
-
-    def write_in(self, elem: VirtQueueElement, source, size: int) -> int:
-        """iov_from_buf into the device-writable buffers; returns the bytes placed.
-
-        ``source(n)`` supplies the next n bytes.  A piece whose DMA fails ends
-        that buffer: QEMU's mapping of it would have been short or a bounce
-        buffer whose contents go nowhere; the bytes count as placed either way.
-        """
-        pos = 0
-        for addr, length in elem.in_sg:
-            if pos >= size:
-                break
-            n = min(length, size - pos)
-            done = 0
-            while done < n:
-                chunk = min(n - done, _CHUNK)
-                errors = len(self.dma_errors)
-                self.dma_write(addr + done, source(chunk))
-                done += chunk
-                if len(self.dma_errors) != errors:
-                    break
-            pos += n
-        return pos
-
-    def push(self, vq: VirtQueue, elem: VirtQueueElement, length: int) -> None:
-        """virtqueue_push: fill one used element and flush it."""
-        if self.disabled or self.broken:
-            vq.inuse -= 1
-            return
-        slot = vq.used_idx % vq.num
-        self._st(vq.used + 4 + 8 * slot, 4, elem.index)
-        self._st(vq.used + 8 + 8 * slot, 4, length)
-        old = vq.used_idx
-        new = vq.used_idx = (old + 1) & 0xFFFF
-        self._st(vq.used + 2, 2, new)
-        vq.inuse -= 1
-        if _s16(new - vq.signalled_used) < ((new - old) & 0xFFFF):
-            vq.signalled_used_valid = False
-
-    def detach(self, vq: VirtQueue, elem: VirtQueueElement) -> None:
-        vq.inuse -= 1
-
-    def set_notification(self, vq: VirtQueue, enable: bool) -> None:
-        vq.notification = enable
-        if not vq.desc:
-            return
-        if self.has_feature(F_RING_EVENT_IDX):
-            self._st(vq.used + 4 + 8 * vq.num, 2, self._avail_idx(vq))
-        else:
-            flags = self._ld(vq.used, 2)
-            flags = flags & ~USED_F_NO_NOTIFY if enable else flags | USED_F_NO_NOTIFY
-            self._st(vq.used, 2, flags)
-
-    def _should_notify(self, vq: VirtQueue) -> bool:
-        if (self.has_feature(F_NOTIFY_ON_EMPTY) and not vq.inuse
-                and self.queue_empty(vq)):
-            return True
-        if not self.has_feature(F_RING_EVENT_IDX):
-            return not self._ld(vq.avail, 2) & AVAIL_F_NO_INTERRUPT
-        valid = vq.signalled_used_valid
-        vq.signalled_used_valid = True
-        old = vq.signalled_used
-        new = vq.signalled_used = vq.used_idx
-        used_event = self._ld(vq.avail + 4 + 2 * vq.num, 2)
-        return not valid or ((new - used_event - 1) & 0xFFFF) < ((new - old) & 0xFFFF)
-
-    def notify(self, vq: VirtQueue) -> None:
-        """virtio_notify: ISR bit 0 and the queue's vector, unless suppressed."""
-        if not self._should_notify(vq):
-            return
-        self.set_isr(1)
-        self.notify_vector(vq.vector)
-
-
-_CHUNK = 1 << 16            # DMA granule of the model for long buffers (a multiple of 4)
-
-
-def _set_num(vq: VirtQueue, num: int) -> None:
-    """virtio_queue_set_num: no flipping between existent and absent, bounded size."""
-    if bool(num) != bool(vq.num) or num > QUEUE_MAX_SIZE or num < 0:
-        return
-    vq.num = num
-
-
-def _align(value: int, align: int) -> int:
-    return (value + align - 1) & ~(align - 1)
-
-
-def _s16(value: int) -> int:
-    value &= 0xFFFF
-    return value - 0x10000 if value & 0x8000 else value

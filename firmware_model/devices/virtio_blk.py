@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .sparse import SparseBytes
 from .virtio import F_ANY_LAYOUT, S_DRIVER_OK, TransportOptions, VirtioPciDevice
 
 # feature bits (include/standard-headers/linux/virtio_blk.h)
@@ -52,14 +53,17 @@ _CHUNK = 1 << 20                 # image bytes moved per DMA piece for long tran
 class BlockImage:
     """A raw image: the BlockBackend behind a drive.
 
-    ``data`` keeps the image in memory (tests; snapshot=on); ``path`` reads
-    and writes a file in place, as QEMU's raw driver does.  ``write_cache`` is
-    blk_enable_write_cache: the cache mode of the drive, changed by the guest
-    through the wce byte or feature negotiation.
+    ``path`` reads and writes a file in place, as QEMU's raw driver does.
+    In memory (tests, a replay's blank drive, snapshot=on) the image is
+    ``sparse.SparseBytes``: a written page costs memory, the rest reads
+    from the data given, the file (snapshot) or zeros (blank), so a drive
+    of any size costs what the guest writes to it.  ``write_cache`` is
+    blk_enable_write_cache: the cache mode of the drive, changed by the
+    guest through the wce byte or feature negotiation.
     """
 
-    def __init__(self, data: bytes | bytearray | None = None, *, path: str | None = None,
-                 readonly: bool = False, write_cache: bool = True):
+    def __init__(self, data: bytes | bytearray | SparseBytes | None = None, *,
+                 path: str | None = None, readonly: bool = False, write_cache: bool = True):
         if (data is None) == (path is None):
             raise ValueError("a BlockImage is either in memory or a file")
         self.path = path
@@ -72,16 +76,33 @@ class BlockImage:
             self.size = os.fstat(self._fd).st_size
             self.mem = None
         else:
-            self.mem = bytearray(data)
-            self.size = len(self.mem)
+            if not isinstance(data, SparseBytes):
+                data = bytes(data)
+                data = SparseBytes(len(data), base=lambda off, n, src=data: src[off:off + n])
+            self.mem = data
+            self.size = len(data)
 
     @classmethod
     def blank(cls, size: int, readonly: bool = False) -> "BlockImage":
-        return cls(bytearray(size), readonly=readonly)
+        return cls(SparseBytes(size), readonly=readonly)
+
+    @classmethod
+    def snapshot(cls, path: str, readonly: bool = False, write_cache: bool = True) -> "BlockImage":
+        """snapshot=on: reads see the file, writes stay in memory."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        image = cls(SparseBytes(size, base=lambda off, n: os.pread(fd, n, off)),
+                    readonly=readonly, write_cache=write_cache)
+        image._fd = fd                    # the file under the snapshot, closed with the image
+        return image
 
     def read(self, offset: int, length: int) -> bytes:
         if self.mem is not None:
-            return bytes(self.mem[offset:offset + length])
+            return self.mem.read(offset, length)
         return os.pread(self._fd, length, offset).ljust(length, b"\0")
 
     def write(self, offset: int, data: bytes) -> bool:
@@ -89,14 +110,14 @@ class BlockImage:
         if self.readonly:
             return False
         if self.mem is not None:
-            self.mem[offset:offset + len(data)] = data
+            self.mem.write(offset, data)
         else:
             os.pwrite(self._fd, data, offset)
         return True
 
     def flush(self) -> bool:
         self.flushes += 1
-        if self._fd is not None and not self.readonly:
+        if self.mem is None and not self.readonly:
             os.fsync(self._fd)
         return True
 
@@ -293,7 +314,7 @@ class VirtioBlkPci(VirtioPciDevice):
             self.virtio_error("virtio-blk request outhdr too short")
             return False
         in_len = elem.in_size()
-        status_addr = elem.in_sg[-1][0] + elem.in_sg[-1][1] - 1
+        status_addr = elem.in_sg[-1].addr + elem.in_sg[-1].len - 1
         data_in = in_len - 1
         rtype = self._field(out, 0, 4)
         sector = self._field(out, 8, 8)
@@ -337,7 +358,7 @@ class VirtioBlkPci(VirtioPciDevice):
         """
         if len(elem.out_sg) < 2 or len(elem.in_sg) < 3:
             return S_IOERR
-        self.dma_write(elem.in_sg[-2][0], (255).to_bytes(4, self._order()))
+        self.dma_write(elem.in_sg[-2].addr, (255).to_bytes(4, self._order()))
         return S_UNSUPP
 
     def _range_ok(self, sector: int, size: int) -> bool:
