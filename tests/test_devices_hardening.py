@@ -330,7 +330,7 @@ def test_a_trace_header_with_huge_device_properties_replays_or_is_refused(
 
     import test_replay_scenario
     from emulator.errors import UserError
-    from emulator.trace.replay import replay
+    from emulator.replay import replay
     recorded = test_replay_scenario.header
 
     def header(kind):
