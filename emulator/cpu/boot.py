@@ -20,6 +20,10 @@ from firmware_model.guest import RecordingGuest
 from firmware_model.insns import TABLE
 
 DEFAULT_POLICY = "linux-6.0"
+# a Linux kernel's decompressor alone runs ~2 G instructions, its boot ~1 G
+KERNEL_MAX_INSNS = 1_000_000_000_000
+# TOD clock epoch (1900-01-01) to the Unix epoch, seconds
+TOD_UNIX_OFFSET = 2208988800
 BASELINE_POLICY = "intercept-all"
 
 
@@ -119,11 +123,13 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
     try:
         # SCLP (de)configure changes the bus outside the instruction path: through the
         # Machine, so the host's records (handles, registrations, mappings) follow.
+        default_max = KERNEL_MAX_INSNS if image.supervisor else DEFAULT_MAX_INSNS
         uc = UcMachine(args.config.memory, handler, console, console=args.console,
-                       max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
+                       max_insns=args.max_insns or default_max, count=True,
                        block_hook=recorder,
                        pci_configure=fw.sclp_configure,
-                       pci_deconfigure=fw.sclp_deconfigure)
+                       pci_deconfigure=fw.sclp_deconfigure,
+                       supervisor=image.supervisor, tod=host_tod())
         if recorder is not None:
             recorder.machine = uc
         uc.load(image)
@@ -137,6 +143,11 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
             recorder.pending = None       # stopped before that block could run
         recorder.close()
         writer.close()
+    if image.supervisor and halt.exit_code != 0 and halt.addr is not None:
+        from emulator.cpu.symbols import function_at
+        fn = function_at(args.kernel, halt.addr)
+        if fn:
+            halt.message = f"{halt.message} in {fn}"
     stats = collect_stats(uc, fw, halt)
     if args.stats:
         try:
@@ -146,6 +157,12 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
         except OSError as exc:
             raise UserError(exc.strerror or str(exc), where=args.stats) from None
     return BootResult(halt.exit_code, halt.message, stats)
+
+
+def host_tod() -> int:
+    """The TOD clock QEMU starts a guest with: the host's time of day."""
+    import time
+    return (time.time_ns() // 1000 + TOD_UNIX_OFFSET * 1_000_000) << 12
 
 
 class _block_recorder:

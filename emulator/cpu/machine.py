@@ -20,7 +20,7 @@ import os
 from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc, UcError
 
 from emulator.cpu import lowcore as lc, native
-from emulator.cpu.guest import UcGuest
+from emulator.cpu.guest import DatGuest, UcGuest
 from emulator.cpu.interrupts import Interrupts
 from emulator.cpu.kernel_insns import KernelInsns
 from emulator.cpu.native import EXCP_PGM, EXCP_SVC, REG_CR0, REG_PC, REG_PSWM
@@ -59,13 +59,15 @@ class UcMachine:
         self.t = ffi.new("trap_state *")
         self.t.insn_limit = max_insns
         self.max_insns = max_insns
-        self.guest = UcGuest(self.t, memory_size)
+        # absolute storage (the lowcore, SCCBs), and the model's view of the guest
+        self.memory = UcGuest(self.t, memory_size)
+        self.guest = DatGuest(self.t, memory_size) if supervisor else self.memory
         self.zpci_handler = zpci_handler
         self.sclp = Sclp(console_out, memory_size, console=console,
                          pci_configure=pci_configure, pci_deconfigure=pci_deconfigure)
         self.stats = RunStats()
         self.supervisor = supervisor
-        self.irq = Interrupts(self.uc, self.guest, self.guest, self.stats, self.sclp,
+        self.irq = Interrupts(self.uc, self.memory, self.guest, self.stats, self.sclp,
                               t=self.t, supervisor=supervisor)
         self.privileged = Privileged(self)
         self.kernel_insns = KernelInsns(self, self.privileged) if supervisor else None
@@ -121,10 +123,10 @@ class UcMachine:
         return n
 
     def read(self, addr: int, size: int) -> bytes | None:
-        return self.guest.read(addr, size)
+        return self.memory.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> bool:
-        return self.guest.write(addr, data)
+        return self.memory.write(addr, data)
 
     # --- callbacks from cbits/trap.c --------------------------------------------
     def _on_error(self, exc_type, exc, tb):
