@@ -231,6 +231,16 @@ def _traced(fw, writer, trap_state):
     return handler
 
 
+def _kernel_cpu_stats(uc: UcMachine) -> dict | None:
+    """How a supervisor-state kernel's sensitive instructions were met (trap_super.h)."""
+    if not uc.supervisor:
+        return None
+    t = uc.t
+    return {"clock_instructions_in_c": t.clock_insns, "hooked_sites": t.hooked_sites,
+            "blocks_scanned": t.scanned_blocks, "python_traps": t.other_traps,
+            "zpci_traps": t.zpci_traps}
+
+
 def collect_stats(uc: UcMachine, fw, halt: Halt) -> dict:
     """The --stats document: counts from this run for every policy at once."""
     zpci = {TABLE[i].mnemonic: n for i, n in enumerate(uc.stats.zpci) if n}
@@ -252,6 +262,7 @@ def collect_stats(uc: UcMachine, fw, halt: Halt) -> dict:
         "program_interruptions": {f"{k:#04x}": v for k, v in
                                   sorted(uc.stats.program_interruptions.items())},
         "sclp_commands": {f"{k:#010x}": v for k, v in sorted(uc.sclp.commands.items())},
+        "kernel_cpu": _kernel_cpu_stats(uc),
         "policy": fw.policy,
         "outcomes": outcomes,
         "intercepts": intercepts,
