@@ -38,28 +38,12 @@ def llilh(r: int, imm: int) -> bytes:          # r = imm << 16
     return bytes([0xA5, (r << 4) | 0xE]) + imm.to_bytes(2, "big")
 
 
-def stck(b2, d2):
-    return s_insn(0xB205, b2, d2)
+def _s_op(op: int):
+    return lambda b2, d2: s_insn(op, b2, d2)
 
 
-def stckf(b2, d2):
-    return s_insn(0xB27C, b2, d2)
-
-
-def stcke(b2, d2):
-    return s_insn(0xB278, b2, d2)
-
-
-def sckc(b2, d2):
-    return s_insn(0xB206, b2, d2)
-
-
-def stckc(b2, d2):
-    return s_insn(0xB207, b2, d2)
-
-
-def lpswe(b2, d2):
-    return s_insn(0xB2B2, b2, d2)
+stck, stckf, stcke = _s_op(0xB205), _s_op(0xB27C), _s_op(0xB278)
+sckc, stckc, lpswe = _s_op(0xB206), _s_op(0xB207), _s_op(0xB2B2)
 
 
 QUIESCE = lc.psw_bytes(lc.PSW_MASK_WAIT | lc.IPL_PSW_MASK, 0xFFF)
