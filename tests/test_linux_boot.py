@@ -58,3 +58,17 @@ def test_the_clock_and_interruptions_ran_in_the_boot(booted):
     assert s["privileged"]["SERVC"] > 0 and s["privileged"]["LPSWE"] > 0
     # user space came up: page faults (0x10/0x11) were delivered
     assert int(s["program_interruptions"].get("0x11", 0)) > 0
+
+
+def test_a_stop_names_the_kernel_function(booted):
+    """The one line a stopped kernel boot ends with names the kallsyms function."""
+    from emulator.capture import kernel as K
+    from emulator.cpu.symbols import function_at
+    files, _, _ = booted
+    syms = {s.name: s.addr for s in K.kallsyms(K.extract_image(files.vmlinuz.read_bytes()))}
+    assert function_at(files.vmlinuz, syms["start_kernel"] + 0x10) == "start_kernel+0x10"
+    args = qemu_args.parse(["-kernel", str(files.vmlinuz), "-append", native.APPEND,
+                            "-m", MEMORY, "-nographic", "--max-insns", "2100000000"])
+    result = boot.run(args, out=io.BytesIO())
+    assert result.exit_code == 1 and "\n" not in result.message
+    assert "--max-insns" in result.message and "+0x" in result.message.rsplit(" in ", 1)[1]

@@ -176,7 +176,8 @@ class Interrupts:
         if not mask & lc.PSW_MASK_INTERRUPTS:
             if addr & 0xFFF == 0xFFF:
                 raise Halt(0, None)
-            raise Halt(1, f"guest entered a disabled wait: PSW {mask:016x} {addr:016x}")
+            raise Halt(1, f"guest entered a disabled wait: PSW {mask:016x} {addr:016x}",
+                       addr=t.pc)
         if self.deliver_pending(t):
             return
         if self.supervisor and self._ckc_enabled(t) and t.ckc != MASK64:

@@ -283,9 +283,9 @@ class UcMachine:
             if self.halted is not None:
                 return self.halted
             if t.stop == lib.TRAP_STOP_LIMIT:
+                pc = self.uc.reg_read(REG_PC)
                 return Halt(1, f"guest ran more than {self.max_insns} instructions "
-                               f"(--max-insns) without quiescing; stopped at "
-                               f"{self.uc.reg_read(REG_PC):#x}")
+                               f"(--max-insns) without quiescing; stopped at {pc:#x}", addr=pc)
             if t.stop == lib.TRAP_STOP_UNMAPPED:
                 return Halt(1, f"guest accessed {t.fault_addr:#x}, beyond its "
                                f"{self.memory_size >> 20} MiB of memory (instruction near "
