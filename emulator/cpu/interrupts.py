@@ -252,8 +252,11 @@ class Interrupts:
 
     # --- external and I/O interruptions ----------------------------------------------
     def make_io_pending(self, io: IoInterruption) -> None:
-        """Queues an I/O interruption; delivered once the guest enables its ISC."""
+        """Queues an I/O interruption; delivered once the guest enables its ISC
+        (callable from any trap, the zPCI callable's included)."""
         self.io_pending.append(io)
+        if self.supervisor:
+            self.sync_pending(self.t)
 
     def check_interrupts(self, t) -> None:
         """After an instruction that may enable one: deliver what is pending."""
@@ -317,6 +320,8 @@ class Interrupts:
 
     def deliver_io(self, t, io: IoInterruption) -> None:
         self.io_pending.remove(io)
+        if self.supervisor:
+            self.sync_pending(t)
         self._store(((lc.SUBCHANNEL_ID, 2, io.subchannel_id), (lc.SUBCHANNEL_NR, 2, io.subchannel_nr),
                      (lc.IO_INT_PARM, 4, io.parm), (lc.IO_INT_WORD, 4, io.word)))
         self._swap(t, lc.IO_OLD_PSW, lc.IO_NEW_PSW, self.current_mask(t), t.next_pc)
