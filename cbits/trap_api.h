@@ -82,7 +82,7 @@ typedef struct trap_state {
     void *py_zpci;
     void *py_error;
     char error_text[160];     /* TRAP_STOP_ERROR: why, one line */
-    trap_block_slot block_cache[4096];
+    trap_block_slot block_cache[65536];
     trap_site_slot site_cache[1024];
     /* Measurement only (benchmarks/boot.py's floor of the trap path): when
      * non-zero, every zPCI trap takes this as the zPCI callable's result

@@ -38,28 +38,12 @@ def llilh(r: int, imm: int) -> bytes:          # r = imm << 16
     return bytes([0xA5, (r << 4) | 0xE]) + imm.to_bytes(2, "big")
 
 
-def stck(b2, d2):
-    return s_insn(0xB205, b2, d2)
+def _s_op(op: int):
+    return lambda b2, d2: s_insn(op, b2, d2)
 
 
-def stckf(b2, d2):
-    return s_insn(0xB27C, b2, d2)
-
-
-def stcke(b2, d2):
-    return s_insn(0xB278, b2, d2)
-
-
-def sckc(b2, d2):
-    return s_insn(0xB206, b2, d2)
-
-
-def stckc(b2, d2):
-    return s_insn(0xB207, b2, d2)
-
-
-def lpswe(b2, d2):
-    return s_insn(0xB2B2, b2, d2)
+stck, stckf, stcke = _s_op(0xB205), _s_op(0xB27C), _s_op(0xB278)
+sckc, stckc, lpswe = _s_op(0xB206), _s_op(0xB207), _s_op(0xB2B2)
 
 
 QUIESCE = lc.psw_bytes(lc.PSW_MASK_WAIT | lc.IPL_PSW_MASK, 0xFFF)
@@ -194,3 +178,24 @@ def test_cpu_state_offsets_match_this_unicorn():
     assert m.run(CODE).exit_code == 0
     assert m.read(lc.PGM_ILEN, 4) == bytes([0, 4, 0, lc.PGM_SPECIFICATION])
     assert struct.unpack(">Q", m.read(lc.PROGRAM_OLD_PSW + 8, 8))[0] == CODE + 8
+
+
+def test_io_interruption_made_pending_is_delivered_when_its_isc_is_enabled():
+    """make_io_pending queues it; the enabled wait (I/O mask on, ISC 3 on in CR6)
+    delivers it through the I/O new PSW with the lowcore words QEMU stores."""
+    from emulator.cpu.interrupts import IoInterruption
+    handler = 0x11000
+    wait_psw = lc.psw_bytes(lc.PSW_MASK_IO | lc.PSW_MASK_WAIT | lc.IPL_PSW_MASK, 0x10800)
+    m = machine(llilh(1, DATA >> 16) + lpswe(1, 0), wait_psw + bytes(48) + QUIESCE)
+    m.uc.mem_write(handler, llilh(1, DATA >> 16) + lpswe(1, 64))
+    m.uc.mem_write(lc.IO_NEW_PSW, lc.psw_bytes(lc.IPL_PSW_MASK, handler))
+    m.uc.reg_write(100 + 6, lc.CR6_ISC_BIT0 >> 3)
+    io = IoInterruption(subchannel_id=0, subchannel_nr=0, parm=0x12345678,
+                        word=0x80000000 | (3 << 27))
+    m.irq.make_io_pending(io)
+    assert m.t.pending_io_isc == lc.CR6_ISC_BIT0 >> 3
+    halt = m.run(CODE)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(lc.IO_INT_PARM, 8) == bytes.fromhex("12345678") + io.word.to_bytes(4, "big")
+    assert m.read(lc.IO_OLD_PSW, 16) == wait_psw
+    assert not m.irq.flic.pending and m.t.pending_io_isc == 0

@@ -20,6 +20,12 @@ from firmware_model.guest import RecordingGuest
 from firmware_model.insns import TABLE
 from firmware_model.irq import IRQ_NOTE
 
+# a Linux kernel's decompressor alone runs ~2 G instructions, its boot to
+# /init ~1 G more; a guest left waiting for an interruption that never comes
+# still runs its timers, so a limit (~10 minutes) ends such a run
+KERNEL_MAX_INSNS = 100_000_000_000
+# TOD clock epoch (1900-01-01) to the Unix epoch, seconds
+TOD_UNIX_OFFSET = 2208988800
 BASELINE_POLICY = "intercept-all"
 
 
@@ -125,11 +131,13 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
     try:
         # SCLP (de)configure changes the bus outside the instruction path: through the
         # Machine, so the host's records (handles, registrations, mappings) follow.
+        default_max = KERNEL_MAX_INSNS if image.supervisor else DEFAULT_MAX_INSNS
         uc = UcMachine(args.config.memory, handler, console, console=args.console,
-                       max_insns=args.max_insns or DEFAULT_MAX_INSNS, count=True,
+                       max_insns=args.max_insns or default_max, count=True,
                        block_hook=recorder,
                        pci_configure=fw.sclp_configure,
-                       pci_deconfigure=fw.sclp_deconfigure, flic=fw.bus.flic)
+                       pci_deconfigure=fw.sclp_deconfigure, flic=fw.bus.flic,
+                       supervisor=image.supervisor, tod=host_tod())
         if recorder is not None:
             recorder.machine = uc
         uc.load(image)
@@ -144,6 +152,11 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
         recorder.close()
         writer.note(IRQ_NOTE, fw.irq.stats())     # what the replayed events cannot say
         writer.close()
+    if image.supervisor and halt.exit_code != 0 and halt.addr is not None:
+        from emulator.cpu.symbols import function_at
+        fn = function_at(args.kernel, halt.addr)
+        if fn:
+            halt.message = f"{halt.message} in {fn}"
     stats = collect_stats(uc, fw, halt)
     if args.stats:
         try:
@@ -153,6 +166,12 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
         except OSError as exc:
             raise UserError(exc.strerror or str(exc), where=args.stats) from None
     return BootResult(halt.exit_code, halt.message, stats)
+
+
+def host_tod() -> int:
+    """The TOD clock QEMU starts a guest with: the host's time of day."""
+    import time
+    return (time.time_ns() // 1000 + TOD_UNIX_OFFSET * 1_000_000) << 12
 
 
 class _block_recorder:
@@ -221,6 +240,16 @@ def _traced(fw, writer, trap_state):
     return handler
 
 
+def _kernel_cpu_stats(uc: UcMachine) -> dict | None:
+    """How a supervisor-state kernel's sensitive instructions were met (trap_super.h)."""
+    if not uc.supervisor:
+        return None
+    t = uc.t
+    return {"clock_instructions_in_c": t.clock_insns, "hooked_sites": t.hooked_sites,
+            "blocks_scanned": t.scanned_blocks, "python_traps": t.other_traps,
+            "zpci_traps": t.zpci_traps}
+
+
 def collect_stats(uc: UcMachine, fw, halt: Halt) -> dict:
     """The --stats document: counts from this run for every policy at once."""
     zpci = {TABLE[i].mnemonic: n for i, n in enumerate(uc.stats.zpci) if n}
@@ -242,6 +271,7 @@ def collect_stats(uc: UcMachine, fw, halt: Halt) -> dict:
         "program_interruptions": {f"{k:#04x}": v for k, v in
                                   sorted(uc.stats.program_interruptions.items())},
         "sclp_commands": {f"{k:#010x}": v for k, v in sorted(uc.sclp.commands.items())},
+        "kernel_cpu": _kernel_cpu_stats(uc),
         "policy": fw.policy,
         "outcomes": outcomes,
         "intercepts": intercepts,

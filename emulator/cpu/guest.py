@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from emulator._native import ffi, lib
+from emulator.cpu.lowcore import PSW_MASK_DAT
 from firmware_model.guest import MASK64
 
 
@@ -60,3 +61,44 @@ def _gpr_setter(gprs):
     def set_gpr(r: int, value: int) -> None:
         gprs[r] = value & MASK64
     return set_gpr
+
+
+class DatGuest(UcGuest):
+    """The model's Guest for a supervisor-state kernel: translated while DAT is on.
+
+    Linux keeps zPCI operand blocks (FIB, PCISTB source, CLP blocks) where
+    its instructions address them virtually, on vmapped stacks; the model's
+    other addresses (DMA, IOTA, FMB) are absolute.  A 6.1 kernel maps all
+    of memory at virtual = absolute, so translating every access with the
+    CPU's current translation serves both (docs/deviations.md: an absolute
+    address the kernel does not map would read as unmapped).
+    """
+
+    __slots__ = ("_dat_t", "_vread", "_vwrite")
+
+    def __init__(self, t, size: int):
+        super().__init__(t, size)
+        self._dat_t = t
+        self._vread = lib.trap_vmem_read
+        self._vwrite = lib.trap_vmem_write
+
+    def _dat(self) -> bool:
+        return bool(self._dat_t.pswm & PSW_MASK_DAT)
+
+    def read(self, addr: int, size: int) -> bytes | None:
+        if not self._dat():
+            return super().read(addr, size)
+        if addr < 0 or size < 0:
+            return None
+        buf = ffi.new("uint8_t[]", size)
+        if size and self._vread(self._t, addr, buf, size):
+            return None
+        return ffi.buffer(buf, size)[:]
+
+    def write(self, addr: int, data: bytes) -> bool:
+        if not self._dat():
+            return super().write(addr, data)
+        if addr < 0:
+            return False
+        data = bytes(data)
+        return not (data and self._vwrite(self._t, addr, data, len(data)))

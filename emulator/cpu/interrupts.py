@@ -162,7 +162,8 @@ class Interrupts:
         if not mask & lc.PSW_MASK_INTERRUPTS:
             if addr & 0xFFF == 0xFFF:
                 raise Halt(0, None)
-            raise Halt(1, f"guest entered a disabled wait: PSW {mask:016x} {addr:016x}")
+            raise Halt(1, f"guest entered a disabled wait: PSW {mask:016x} {addr:016x}",
+                       addr=t.pc)
         if self.deliver_pending(t):
             return
         if self.supervisor and self._ckc_enabled(t) and t.ckc != MASK64:
@@ -237,8 +238,11 @@ class Interrupts:
 
     # --- external and I/O interruptions ----------------------------------------------
     def make_io_pending(self, io: IoInterruption) -> None:
-        """Queues an I/O interruption; delivered once the guest enables its ISC."""
+        """Queues an I/O interruption; delivered once the guest enables its ISC
+        (callable from any trap, the zPCI callable's included)."""
         self.flic.inject_io(io)
+        if self.supervisor:
+            self.sync_pending(self.t)
 
     def check_interrupts(self, t) -> None:
         """After an instruction that may enable one: deliver what is pending."""
@@ -298,6 +302,8 @@ class Interrupts:
     def deliver_io(self, t) -> None:
         """The I/O interruption deliverable_io() found: its words at 0xb8-0xc3, the PSW swap."""
         io = self.flic.dequeue_io(self.uc.reg_read(REG_CR0 + 6))
+        if self.supervisor:
+            self.sync_pending(t)
         self._store(((lc.SUBCHANNEL_ID, 2, io.subchannel_id), (lc.SUBCHANNEL_NR, 2, io.subchannel_nr),
                      (lc.IO_INT_PARM, 4, io.parm), (lc.IO_INT_WORD, 4, io.word)))
         self._swap(t, lc.IO_OLD_PSW, lc.IO_NEW_PSW, self.current_mask(t), t.next_pc)

@@ -20,7 +20,7 @@ import os
 from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc, UcError
 
 from emulator.cpu import lowcore as lc, native
-from emulator.cpu.guest import UcGuest
+from emulator.cpu.guest import DatGuest, UcGuest
 from emulator.cpu.interrupts import Interrupts
 from emulator.cpu.kernel_insns import KernelInsns
 from emulator.cpu.native import EXCP_PGM, EXCP_SVC, REG_CR0, REG_PC, REG_PSWM
@@ -59,14 +59,16 @@ class UcMachine:
         self.t = ffi.new("trap_state *")
         self.t.insn_limit = max_insns
         self.max_insns = max_insns
-        self.guest = UcGuest(self.t, memory_size)
+        # absolute storage (the lowcore, SCCBs), and the model's view of the guest
+        self.memory = UcGuest(self.t, memory_size)
+        self.guest = DatGuest(self.t, memory_size) if supervisor else self.memory
         self.zpci_handler = zpci_handler
         self.sclp = Sclp(console_out, memory_size, console=console,
                          pci_configure=pci_configure, pci_deconfigure=pci_deconfigure)
         self.stats = RunStats()
         self.supervisor = supervisor
         # flic: the zPCI bus's pending adapter interruptions (firmware_model/irq.py)
-        self.irq = Interrupts(self.uc, self.guest, self.guest, self.stats, self.sclp,
+        self.irq = Interrupts(self.uc, self.memory, self.guest, self.stats, self.sclp,
                               t=self.t, supervisor=supervisor, flic=flic)
         self.privileged = Privileged(self)
         self.kernel_insns = KernelInsns(self, self.privileged) if supervisor else None
@@ -122,10 +124,10 @@ class UcMachine:
         return n
 
     def read(self, addr: int, size: int) -> bytes | None:
-        return self.guest.read(addr, size)
+        return self.memory.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> bool:
-        return self.guest.write(addr, data)
+        return self.memory.write(addr, data)
 
     # --- callbacks from cbits/trap.c --------------------------------------------
     def _on_error(self, exc_type, exc, tb):
@@ -292,9 +294,9 @@ class UcMachine:
             if self.halted is not None:
                 return self.halted
             if t.stop == lib.TRAP_STOP_LIMIT:
+                pc = self.uc.reg_read(REG_PC)
                 return Halt(1, f"guest ran more than {self.max_insns} instructions "
-                               f"(--max-insns) without quiescing; stopped at "
-                               f"{self.uc.reg_read(REG_PC):#x}")
+                               f"(--max-insns) without quiescing; stopped at {pc:#x}", addr=pc)
             if t.stop == lib.TRAP_STOP_UNMAPPED:
                 return Halt(1, f"guest accessed {t.fault_addr:#x}, beyond its "
                                f"{self.memory_size >> 20} MiB of memory (instruction near "
