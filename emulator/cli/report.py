@@ -1,6 +1,9 @@
 """``zpci-emu report [TRACE...]``: exits saved per workload and policy."""
 from __future__ import annotations
 
+import contextlib
+
+from emulator.cli import workers
 from emulator.errors import UserError
 
 
@@ -17,6 +20,7 @@ def register(sub) -> None:
                         "an assumption)")
     p.add_argument("--assume", choices=("passthrough", "as-recorded"), default="passthrough",
                    help="functions as vfio passthrough (default) or as recorded")
+    workers.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -26,6 +30,8 @@ def run(args) -> int:
         v = getattr(args, name)
         if not v >= 0:
             raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {v}")
-    run_report(args.traces, args.out, CostModel(args.cost_kvm_us, args.cost_userspace_us),
-               assume=args.assume)
+    ex = workers.executor(args)
+    with ex if ex is not None else contextlib.nullcontext():
+        run_report(args.traces, args.out, CostModel(args.cost_kvm_us, args.cost_userspace_us),
+                   assume=args.assume, executor=ex)
     return 0
