@@ -107,7 +107,7 @@ def test_index_keeps_every_record_and_old_readers_read_it(corpus, tmp_path):
     assert all(p.events < q.events for p, q in zip(ix.points, ix.points[1:]))
     from emulator.trace.format import insn_of
     mnems = [insn_of(p[32:38]).mnemonic for t, p in recs if t == 4]
-    assert [c[1] for c in ix.configs] == [p for (t, p), m in zip(
+    assert [c[1] for c in ix.configs()] == [p for (t, p), m in zip(
         [r for r in recs if r[0] == 4], mnems) if m in ("CLP", "MPCIFC")]
 
 
@@ -298,3 +298,17 @@ def test_cli_on_the_cluster_prints_what_serial_prints(ex, corpus, tmp_path):
                   many[0], big)
     assert par.returncode == 0, par.stderr
     assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(want))
+
+
+def test_cli_trace_index_writes_a_copy_that_splits(corpus, tmp_path):
+    many, _ = corpus
+    src = max(many, key=lambda p: p.stat().st_size)
+    out = tmp_path / "ix.zpt"
+    res = run_cli("trace", "index", src, "-o", out, "--frame-mib", "0.01")
+    assert res.returncode == 0, res.stderr
+    ix = read_index(out)
+    assert ix is not None and len(ix.points) >= 2 and f"{len(ix.points)} seek points" in res.stdout
+    assert _records(out) == _records(src)
+    for bad in (["--frame-mib", "0"], ["-o", src]):
+        res = run_cli("trace", "index", src, *(["-o", out] if "-o" not in bad else []), *bad)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1

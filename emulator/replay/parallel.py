@@ -24,7 +24,6 @@ counts are never reported.
 """
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -72,8 +71,7 @@ def split_points(index: SeekIndex, parts: int, weight: int) -> list[int]:
     pts = index.points
     if parts < 2 or not pts:
         return []
-    offs = [c[0] for c in index.configs]
-    cuts = [(p.events, bisect.bisect_left(offs, p.stream_offset)) for p in pts]
+    cuts = [(p.events, p.configs) for p in pts]
     total = index.events
 
     def greedy(limit: float) -> list[int] | None:
@@ -87,7 +85,7 @@ def split_points(index: SeekIndex, parts: int, weight: int) -> list[int]:
                     return None
         return starts if (total - es) + weight * cs <= limit else None
 
-    lo, hi = total / parts, total + weight * len(offs) + 1.0
+    lo, hi = total / parts, total + weight * index.nconfigs + 1.0
     best = greedy(hi) or []
     for _ in range(40):
         mid = (lo + hi) / 2
@@ -145,7 +143,7 @@ class ChunkReplay(FileReplay):
                     or task.start >= len(index.points):
                 raise UserError("the seek index changed during the run", where=self.path)
             pt = index.points[task.start]
-            epoch0 = self._rebuild(index.configs_before(pt.stream_offset))
+            epoch0 = self._rebuild(index.configs(pt.stream_offset))
             stop = None if task.stop is None else index.points[task.stop].stream_offset
             self.rd.resume_at(pt.file_offset, pt.stream_offset, pt.events, pt.last_seq, pt.marks,
                               stop)
