@@ -67,5 +67,5 @@ def run_index(args) -> int:
         raise UserError("write the indexed copy to another file", where=args.output, exit_code=2)
     ix = index_trace(args.trace, args.output, every=int(args.frame_mib * (1 << 20)))
     print(f"{args.output}: {ix.events} events, {len(ix.points)} seek points, "
-          f"{len(ix.configs)} configuration events in the index")
+          f"{ix.nconfigs} configuration events in the index")
     return 0
