@@ -17,8 +17,8 @@ carried") until a CLP leaves every function disabled, which resets all of
 it; a trace whose devices run live (boot, synthetic) stays unchecked to the
 chunk's end.  No event is ever counted as passed on state the chunk guessed.
 
-A worker that dies takes its task to another worker (the scheduler's
-``allowed-failures``, 2 here); when that fails too, the run stops with one
+A task whose worker dies is retried on another worker, twice (the
+scheduler's ``allowed-failures``); a third death stops the run with one
 line.  Results are only merged when every task has finished, so partial
 counts are never reported.
 """
@@ -38,11 +38,12 @@ from emulator.trace.seekindex import SeekIndex, read_index
 
 HELD = "state before a split point not carried"
 CONNECT_TIMEOUT = 3            # seconds to reach a scheduler and see a worker
-ALLOWED_FAILURES = 2           # worker deaths a task survives before the run fails
+ALLOWED_FAILURES = 2           # worker deaths a task survives (retried elsewhere); one more fails the run
 # A configuration event a chunk replays to rebuild its start state costs the
-# full model under every policy, about 100 cached events (benchmarks/replay.py:
-# ~10k full-model against ~1M cached events/s); chunk sizes allow for it.
-CONFIG_WEIGHT = 100
+# full model under every policy: measured 100 us against 1.26 us for a cached
+# event (the large trace of benchmarks/replay.py), so about 80 events; chunk
+# sizes allow for it.
+CONFIG_WEIGHT = 80
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class ChunkReplay(FileReplay):
             stop = None if task.stop is None else index.points[task.stop].stream_offset
             self.rd.resume_at(pt.file_offset, pt.stream_offset, pt.events, pt.last_seq, pt.marks,
                               stop)
-            if check:
+            if check and not self._all_reset():
                 self.held = HELD
         elif task.stop is not None:
             # the first chunk: from the first frame (the header's) to the next chunk's point
@@ -176,10 +177,15 @@ class ChunkReplay(FileReplay):
         self.res.full_model_events = 0       # not this chunk's work: nothing else was counted
         return epochs
 
-    def release(self, ev) -> bool:
-        # a CLP that leaves every function disabled has reset them all (ZpciFunction.reset)
-        return ev.mnemonic == "CLP" and not self.all_writes and not any(
+    def _all_reset(self) -> bool:
+        """Every function disabled, so in its reset state (ZpciFunction.reset: no IOAT,
+        IOTLB, interrupts or measurement), in every machine; devices that run live
+        keep state of their own."""
+        return not self.all_writes and not any(
             fn.enabled for m, _ in self.machines for fn in m.bus.functions)
+
+    def release(self, ev) -> bool:
+        return ev.mnemonic == "CLP" and self._all_reset()
 
     def result(self) -> TaskResult:
         res = self.run()
@@ -292,7 +298,7 @@ class Executor:
             return self.client.gather(futures)
         except KilledWorker:
             failed = [t.path for t, f in zip(tasks, futures) if f.status == "error"]
-            raise UserError(f"workers died {ALLOWED_FAILURES} times running "
+            raise UserError(f"workers died {ALLOWED_FAILURES + 1} times running "
                             f"{failed[0] if failed else 'a task'}; no result reported",
                             where="dask") from None
         finally:
