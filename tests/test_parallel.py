@@ -312,3 +312,11 @@ def test_cli_trace_index_writes_a_copy_that_splits(corpus, tmp_path):
     for bad in (["--frame-mib", "0"], ["-o", src]):
         res = run_cli("trace", "index", src, *(["-o", out] if "-o" not in bad else []), *bad)
         assert res.returncode == 2 and res.stderr.count("\n") == 1
+
+
+def test_cli_workers_start_a_local_cluster(corpus):
+    many, big = corpus
+    ser = run_cli("replay", "--json", *many[:2], big)
+    par = run_cli("replay", "--json", "--workers", "2", *many[:2], big)
+    assert ser.returncode == par.returncode == 0, par.stderr
+    assert json.loads(par.stdout) == json.loads(ser.stdout) and par.stderr == ""
