@@ -256,7 +256,10 @@ class Executor:
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
         self._stack.enter_context(dask.config.set({
             "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-            "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s"}))
+            "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s",
+            # the statistical profiler samples the replay thread 100 times a second: a few
+            # per cent of a worker's CPU for a dashboard nobody looks at here
+            "distributed.worker.profile.enabled": False}))
         try:
             if self.scheduler is not None:
                 try:
