@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 from emulator.errors import UserError
@@ -275,9 +276,12 @@ class Executor:
                     raise UserError(f"no worker joined the scheduler within {CONNECT_TIMEOUT} s",
                                     where=f"--scheduler {self.scheduler}") from None
             else:
-                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                            processes=True, dashboard_address=None,
-                                            silence_logs=logging.CRITICAL)
+                with warnings.catch_warnings():
+                    # "Port 8787 is already in use": the scheduler's HTTP end point moves, fine
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                                processes=True, dashboard_address=None,
+                                                silence_logs=logging.CRITICAL)
                 self._stack.callback(self.cluster.close)
                 self.client = Client(self.cluster, set_as_default=False)
                 self._stack.callback(self.client.close)
