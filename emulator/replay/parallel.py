@@ -279,9 +279,13 @@ class Executor:
                 with warnings.catch_warnings():
                     # "Port 8787 is already in use": the scheduler's HTTP end point moves, fine
                     warnings.simplefilter("ignore", UserWarning)
-                    self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                                processes=True, dashboard_address=None,
-                                                silence_logs=logging.CRITICAL)
+                    try:
+                        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                                    processes=True, dashboard_address=None,
+                                                    silence_logs=logging.CRITICAL)
+                    except (OSError, RuntimeError, TimeoutError) as exc:
+                        raise UserError(f"cannot start {self.workers} local Dask workers: {exc}",
+                                        where="--workers") from None
                 self._stack.callback(self.cluster.close)
                 self.client = Client(self.cluster, set_as_default=False)
                 self._stack.callback(self.client.close)
