@@ -8,8 +8,10 @@ traces/linux/*.zpt: the guest workloads and the Linux captures) with fresh
 sequence numbers, as a zpci-only trace of that workload's header.  The seed
 picks each trace's workload and length (uniform in the --events range), so
 one seed always gives the same corpus.  The large trace repeats the mix of
-the bundled trace with the most events and carries a seek index
-(emulator/trace/seekindex.py), so a replay on several workers splits it.
+the bundled trace with the most events.  Every trace carries a seek index
+(emulator/trace/seekindex.py): a replay on several workers splits the long
+one at its seek points, and takes the counts of events and configuration
+events in the others' indexes to start the costliest first.
 """
 from __future__ import annotations
 
@@ -87,7 +89,9 @@ def sources() -> list[Path]:
 def make_corpus(out: Path, seed: int = 1, traces: int = 24, events: tuple[int, int] = (20000, 80000),
                 large: int = 2_000_000, every: int = DEFAULT_EVERY,
                 large_source: Path | None = None) -> tuple[list[Path], Path | None]:
-    """Write the corpus into ``out``: (the many traces in order, the large one or None)."""
+    """Write the corpus into ``out``: (the many traces in order, the large one or None).
+
+    ``every``: stream bytes per frame of the large trace (the others have the default)."""
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     srcs = sources()
@@ -98,7 +102,7 @@ def make_corpus(out: Path, seed: int = 1, traces: int = 24, events: tuple[int, i
         src = rng.choice(srcs)
         n = rng.randint(*events)
         p = out / f"t{i:03d}-{src.stem}.zpt"
-        build(src, p, n)
+        build_indexed(src, p, n)
         many.append(p)
     big = None
     if large:

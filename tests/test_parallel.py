@@ -168,6 +168,8 @@ def test_corpus_and_split_trace_equal_serial(ex, corpus, policy):
     pol = None if policy is None else [policy]
     plans = parallel.plan(paths, ex.nthreads, False)
     assert [len(t) for t in plans[:-1]] == [1] * len(many) and len(plans[-1]) == 2
+    costs = [t.cost for tasks in plans for t in tasks]
+    assert all(c > 0 for c in costs) and len(set(costs)) > 1      # the longest start first
     (ser, _), (par, _) = _serial(paths, policies=pol), _parallel(paths, ex, policies=pol)
     assert _dicts(par) == _dicts(ser)
 
