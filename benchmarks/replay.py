@@ -168,6 +168,8 @@ def workers_part(a) -> None:
                     wall = time.perf_counter() - t1
                     c1 = ex.client.run(time.process_time)
                     busiest = max(c1[k] - c0[k] for k in c1)
+                    print(f"  {name} on {w} workers: worker CPU s "
+                          + ", ".join(f"{c1[k] - c0[k]:.2f}" for k in sorted(c1)), flush=True)
                     rss = max(ex.client.run(_peak_rss_kb).values())
                     same = [r.to_json() for r in rs] == base[name]["results"]
                     rows.append((name, w, sum(r.events for r in rs), wall, busiest, rss, same, start))
