@@ -79,7 +79,7 @@ def _serial(paths, **kw):
 
 def _parallel(paths, ex, **kw):
     seen = []
-    res = parallel.replay(paths, ex, on_mismatch=seen.append, **kw)
+    res = parallel.replay(paths, ex, on_mismatch=seen.append, min_chunk=1, **kw)
     return res, seen
 
 
@@ -122,7 +122,7 @@ def test_bad_index_is_one_line(corpus, tmp_path):
     data = bytearray(big.read_bytes())
     bad = tmp_path / "bad.zpt"
     ix = read_index(big)
-    split = parallel.plan([big], 2, False)[0][1].start
+    split = parallel.plan([big], 2, False, 1)[0][1].start
     # the split's seek point moved off its frame's first record
     from emulator.trace.seekindex import POINT, SKIPPABLE, INDEX_HEAD, TRAILER
     size = struct.unpack_from("<Q", data, len(data) - TRAILER.size)[0]
@@ -130,7 +130,7 @@ def test_bad_index_is_one_line(corpus, tmp_path):
     struct.pack_into("<Q", data, p0 + 8, ix.points[split].stream_offset + 5)
     bad.write_bytes(bytes(data))
     assert read_index(bad).points[split].stream_offset == ix.points[split].stream_offset + 5
-    tasks = parallel.plan([bad], 2, False)[0]
+    tasks = parallel.plan([bad], 2, False, 1)[0]
     assert [t.start for t in tasks] == [None, split]
     # the first chunk stops inside a record: the run fails in one line
     errors = [parallel.run_task(t, POLICIES, "passthrough", False, True).error for t in tasks]
@@ -157,6 +157,8 @@ def test_split_points_balance_the_rebuild(corpus):
     assert heavy == [] or heavy[0] >= two[0]
     assert len(parallel.split_points(ix, 3, 0)) == 2
     assert parallel.split_points(ix, 1, 0) == []
+    # by default a chunk holds at least MIN_CHUNK_EVENTS: this trace stays whole
+    assert ix.events < parallel.MIN_CHUNK_EVENTS and len(parallel.plan([big], 2, False)[0]) == 1
 
 
 # --------------------------------------------------------------------------- equality with serial
@@ -166,7 +168,7 @@ def test_corpus_and_split_trace_equal_serial(ex, corpus, policy):
     many, big = corpus
     paths = [*many, big]
     pol = None if policy is None else [policy]
-    plans = parallel.plan(paths, ex.nthreads, False)
+    plans = parallel.plan(paths, ex.nthreads, False, 1)
     assert [len(t) for t in plans[:-1]] == [1] * len(many) and len(plans[-1]) == 2
     costs = [t.cost for tasks in plans for t in tasks]
     assert all(c > 0 for c in costs) and len(set(costs)) > 1      # the longest start first
@@ -179,7 +181,7 @@ def test_chunks_in_process_equal_serial_for_any_number(corpus):
     _, big = corpus
     (ser,), _ = _serial([big])
     for parts in range(1, 6):
-        tasks = parallel.plan([big], parts, False)[0]
+        tasks = parallel.plan([big], parts, False, 1)[0]
         assert len(tasks) == min(parts, len(read_index(big).points) + 1)
         done = [parallel.run_task(t, POLICIES, "passthrough", False, True) for t in tasks]
         assert parallel.merge(done).result.to_json() == ser.to_json()
@@ -196,9 +198,9 @@ def test_check_on_whole_traces_equals_serial(ex, corpus):
 def test_check_across_chunks_never_passes_on_guessed_state(ex, sessions):
     (ser,), ms = _serial([sessions], check=True)
     assert ms == [] and ser.passed == ser.events           # every event reproduced serially
-    assert len(parallel.plan([sessions], 3, True)[0]) == 3
+    assert len(parallel.plan([sessions], 3, True, 1)[0]) == 3
     done = [parallel.run_task(t, POLICIES, "passthrough", True, True)
-            for t in parallel.plan([sessions], 3, True)[0]]
+            for t in parallel.plan([sessions], 3, True, 1)[0]]
     chunks = [d.result for d in done]
     assert chunks[0].unchecked == {}                        # the first chunk starts from the header
     for c in chunks[1:]:

@@ -46,6 +46,10 @@ ALLOWED_FAILURES = 2           # worker deaths a task survives (retried elsewher
 # event (the large trace of benchmarks/replay.py), so about 80 events; chunk
 # sizes allow for it.
 CONFIG_WEIGHT = 80
+# A chunk holds at least this many events: a shorter trace is one task, since a
+# split costs the chunk's rebuild and its machines, and the many traces of a
+# corpus keep the workers busy by themselves.
+MIN_CHUNK_EVENTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ def split_points(index: SeekIndex, parts: int, weight: int) -> list[int]:
     return best
 
 
-def plan(paths, parts: int, check: bool) -> list[list[Task]]:
+def plan(paths, parts: int, check: bool, min_chunk: int = MIN_CHUNK_EVENTS) -> list[list[Task]]:
     """The tasks of each trace, in order."""
     out = []
     weight = 1 if check else CONFIG_WEIGHT
@@ -117,7 +121,7 @@ def plan(paths, parts: int, check: bool) -> list[list[Task]]:
             # compressed 3 to 10 times; only the order of tasks depends on it)
             out.append([Task(p, cost=os.path.getsize(p) / 20)])
             continue
-        starts = split_points(index, parts, weight)
+        starts = split_points(index, min(parts, index.events // max(1, min_chunk)), weight)
         cuts = [(0, 0), *((index.points[k].events, index.points[k].configs) for k in starts),
                 (index.events, index.nconfigs)]
         bounds = [None, *starts, None]
@@ -332,10 +336,11 @@ class Executor:
 
 
 def replay(paths, executor: Executor, policies=None, assume: str = "passthrough",
-           check: bool = False, on_mismatch=None, fast: bool = True) -> list[WorkloadResult]:
+           check: bool = False, on_mismatch=None, fast: bool = True,
+           min_chunk: int = MIN_CHUNK_EVENTS) -> list[WorkloadResult]:
     """``emulator.replay.replay`` on the executor's workers: the same results, in order."""
     policies = check_options(policies, assume)
-    plans = plan(paths, executor.nthreads, check)
+    plans = plan(paths, executor.nthreads, check, min_chunk)
     flat = [t for tasks in plans for t in tasks]
     done = executor.run(run_task, flat, policies, assume, check, fast)
     for r in done:
