@@ -1,6 +1,7 @@
-"""Replay speed and memory: zPCI events per second per core, peak RSS, at 1M and 10M events.
+"""Replay speed and memory: events/s per core and peak RSS at 1M and 10M events; speed-up on workers.
 
     .venv/bin/python benchmarks/replay.py [--source TRACE] [--sizes 1000000,10000000]
+        [--workers 1,2] [--seed 1] [--corpus-traces 24] [--large 4000000]
 
 The big traces repeat the event mix of a real recorded trace (default: the
 bundled trace with the most events, e.g. traces/linux/blk-strict.zpt, a
@@ -11,15 +12,24 @@ resident memory; the parent prints rates and ratios.  The same process also
 replays the source trace once with the full model on every event
 (``fast=False``), to show what the decision cache buys and that the counts
 agree.
+
+Then, on one corpus (benchmarks/corpus.py: many traces, and one large trace
+with a seek index), the serial replay (1 worker: a fresh process, as
+``zpci-emu replay`` runs) against ``--workers N`` (a dask.distributed
+LocalCluster of N single-threaded processes, started and warmed up outside
+the timing, whose start-up is printed apart): events/s by wall time, the
+speed-up as the ratio of wall times, the busiest worker's CPU time (its
+ratio to the serial CPU time: the speed-up with a free core per worker) and
+the workers' peak RSS, and whether every result equals the serial one.  Wall-time ratios mean something
+only on an otherwise idle machine: the load average is printed before and
+after.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
-import struct
 import subprocess
 import sys
 import tempfile
@@ -29,72 +39,59 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emulator.report import bundled_traces  # noqa: E402
-from emulator.trace.format import RECORD_HEAD, RecordType, StreamKind  # noqa: E402
-from emulator.trace.reader import TraceReader  # noqa: E402
-from emulator.trace.writer import TraceWriter  # noqa: E402
+from benchmarks.corpus import build, event_count, make_corpus, sources  # noqa: E402
 
 
-def event_mix(path: Path):
-    """The source's header and its EVENT records, framed, with the offsets of their seq fields."""
-    with TraceReader(path) as rd:
-        hdr = rd.header
-        chunks, seq_offs, pos = [], [], 0
-        for rtype, buf, start, n, off in rd.body():
-            if rtype == RecordType.EVENT:
-                rec = bytes(buf[start - RECORD_HEAD.size:start + n])
-                chunks.append(rec)
-                seq_offs.append(pos + RECORD_HEAD.size)
-                pos += len(rec)
-                rd.n_events += 1
-            else:
-                rd.other_record(rtype, buf, start, n, off)
-    return hdr, bytearray(b"".join(chunks)), seq_offs
-
-
-def build(src: Path, dst: Path, events: int) -> None:
-    hdr, mix, offs = event_mix(src)
-    # The source kind stays the recording's: it says which stores the events hold.
-    hdr = dataclasses.replace(hdr, stream=StreamKind.ZPCI_ONLY, workload=f"{hdr.workload}-x{events}",
-                              detail=f"benchmarks/replay.py: {src.name} event mix repeated to {events} events")
-    pack = struct.Struct("<Q").pack_into
-    seq = 0
-    with TraceWriter(dst, hdr, compress=True) as w:
-        while seq < events:
-            k = min(len(offs), events - seq)
-            first = seq
-            for o in offs[:k]:
-                pack(mix, o, seq)
-                seq += 1
-            end = offs[k] - RECORD_HEAD.size if k < len(offs) else len(mix)
-            w.append_event_records(bytes(mix[:end]), k, first, seq - 1)
-
-
-def child(path: str) -> None:
+def child(paths: list[str]) -> None:
+    """Replay ``paths`` in this fresh process under every policy: time, memory, the results."""
     from emulator.replay import replay
     import emulator.decode, firmware_model.devices, firmware_model.machine  # noqa: F401,E401 - imports out of the timing
     t0, c0 = time.perf_counter(), time.process_time()
-    (r,) = replay([path], progress=False)
+    rs = replay(paths, progress=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(json.dumps({"events": r.events, "wall": wall, "cpu": cpu,
-                      "full_model_events": r.full_model_events,
+    print(json.dumps({"events": sum(r.events for r in rs), "wall": wall, "cpu": cpu,
+                      "full_model_events": sum(r.full_model_events for r in rs),
                       "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "exits": {p: r.exits(p) for p in r.policies}}))
+                      "exits": {p: rs[0].exits(p) for p in rs[0].policies},
+                      "results": [r.to_json() for r in rs]}))
+
+
+def serial(paths: list) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *map(str, paths)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", help="trace whose event mix is repeated")
     ap.add_argument("--sizes", default="1000000,10000000")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", default="1,2",
+                    help="worker counts for the corpus and the split trace ('' skips them); 1 is "
+                         "the serial replay in one process, as `zpci-emu replay` runs by default")
+    ap.add_argument("--seed", type=int, default=1, help="corpus seed (benchmarks/corpus.py)")
+    ap.add_argument("--corpus-traces", type=int, default=24)
+    ap.add_argument("--corpus-events", default="20000,80000")
+    ap.add_argument("--large", type=int, default=4_000_000, help="events of the split trace")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         child(a.child)
         return 0
+    if a.sizes:
+        rc = sizes_part(a)
+        if rc:
+            return rc
+    if a.workers:
+        workers_part(a)
+    return 0
+
+
+def sizes_part(a) -> int:
     if a.source:
         src = Path(a.source)
     else:
-        cands = [p for p in bundled_traces() if p.suffix == ".zpt"]
+        cands = sources()
         if not cands:
             print("no bundled traces (traces/*.zpt, traces/linux/*.zpt); pass --source")
             return 1
@@ -120,9 +117,7 @@ def main() -> int:
             t0 = time.perf_counter()
             build(src, p, n)
             gen = time.perf_counter() - t0
-            out = subprocess.run([sys.executable, __file__, "--child", str(p)], capture_output=True,
-                                 text=True, check=True)
-            r = json.loads(out.stdout)
+            r = serial([p])
             rows.append((n, os.path.getsize(p), gen, r))
             p.unlink()
     print(f"{'events':>11} {'file MB':>8} {'cpu s':>7} {'events/s/core':>14} {'peak RSS MB':>12} "
@@ -139,9 +134,74 @@ def main() -> int:
     return 0
 
 
-def event_count(p: Path) -> int:
-    with TraceReader(p) as rd:
-        return sum(1 for rtype, *_ in rd.body() if rtype == RecordType.EVENT)
+def workers_part(a) -> None:
+    """Events/s on 1, 2 and N workers for the same corpus and for one trace split at its
+    seek points; every parallel result must equal the serial one."""
+    from emulator.replay import parallel
+    counts = [int(w) for w in a.workers.split(",")]
+    lo, hi = (int(x) for x in a.corpus_events.split(","))
+    print(f"\nload average before: {os.getloadavg()[0]:.2f} (2 cores shared; wall times need an idle machine)")
+    with tempfile.TemporaryDirectory(prefix="zpci-bench-") as tmp:
+        t0 = time.perf_counter()
+        many, big = make_corpus(Path(tmp), a.seed, a.corpus_traces, (lo, hi), a.large)
+        print(f"corpus: {len(many)} traces, {a.large:,}-event split trace, built in "
+              f"{time.perf_counter() - t0:.1f} s (seed {a.seed})", flush=True)
+        runs = {"corpus": many, "split": [big]}
+        base = {name: serial(paths) for name, paths in runs.items()}
+        rows = []
+        for w in counts:
+            if w == 1:
+                for name in runs:
+                    b = base[name]
+                    rows.append((name, 1, b["events"], b["wall"], b["cpu"], b["maxrss_kb"], True, 0.0))
+                continue
+            t0 = time.perf_counter()
+            with parallel.Executor(workers=w) as ex:
+                # imports on the workers out of the timing, as in the serial child
+                ex.client.run(lambda: __import__("emulator.replay.parallel") and None)
+                start = time.perf_counter() - t0
+                ex.client.run(_reset_peak)
+                for name, paths in runs.items():
+                    c0 = ex.client.run(time.process_time)
+                    t1 = time.perf_counter()
+                    rs = parallel.replay(paths, ex)
+                    wall = time.perf_counter() - t1
+                    c1 = ex.client.run(time.process_time)
+                    busiest = max(c1[k] - c0[k] for k in c1)
+                    print(f"  {name} on {w} workers: worker CPU s "
+                          + ", ".join(f"{c1[k] - c0[k]:.2f}" for k in sorted(c1)), flush=True)
+                    rss = max(ex.client.run(_peak_rss_kb).values())
+                    same = [r.to_json() for r in rs] == base[name]["results"]
+                    rows.append((name, w, sum(r.events for r in rs), wall, busiest, rss, same, start))
+        # cpu s: the busiest worker's CPU time; its ratio to the serial CPU time is the
+        # speed-up the split allows with a core per worker (robust to other load)
+        print(f"{'run':>7} {'workers':>7} {'events':>11} {'wall s':>7} {'events/s':>11} "
+              f"{'speed-up':>8} {'cpu s':>7} {'cpu ratio':>9} {'worker RSS MB':>13} "
+              f"{'identical':>9} {'cluster start s':>15}")
+        for name, w, n, wall, cpu, rss, same, start in rows:
+            b = base[name]
+            print(f"{name:>7} {w:>7} {n:>11,} {wall:>7.2f} {n / wall:>11,.0f} "
+                  f"{b['wall'] / wall:>7.2f}x {cpu:>7.2f} {b['cpu'] / cpu:>8.2f}x {rss / 1024:>13.1f} "
+                  f"{str(same):>9} {start:>15.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def _peak_rss_kb() -> int:
+    """Peak resident memory since the last _reset_peak (Linux VmHWM; else the process's)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _reset_peak() -> None:
+    # Linux: writing 5 to clear_refs resets VmHWM, so a worker's peak is this run's
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -298,7 +298,9 @@ def _bar_label(row: dict, col: int, total: float) -> str:
 
 
 def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
-               assume: str = "passthrough", printer=print) -> dict:
+               assume: str = "passthrough", printer=print, executor=None) -> dict:
+    """Replay the traces (the bundled ones when none are given) and report; ``executor``:
+    an entered emulator.replay.parallel.Executor to replay on, None for this process."""
     paths = [Path(t) for t in traces] if traces else bundled_traces()
     if not paths:
         raise UserError(f"no traces given and none bundled in {repo_traces_dir()}")
@@ -308,7 +310,12 @@ def run_report(traces: list[str] | None, out: str | None, cost: CostModel,
     # when all three are written: a failed report leaves none of them.
     with output_folder(out, REPORT_FILES) if out is not None else nullcontext(()) as files:
         with tempfile.TemporaryDirectory(prefix="zpci-report-") as tmp:
-            results = replay(_prepare(paths, Path(tmp)), assume=assume)
+            prepared = _prepare(paths, Path(tmp))
+            if executor is None:
+                results = replay(prepared, assume=assume)
+            else:
+                from emulator.replay import parallel
+                results = parallel.replay(prepared, executor, assume=assume)
         for res, p in zip(results, paths):
             res.path = str(p)                       # the recording, not its temporary import
         rep = summarise(results, cost)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+from emulator.cli import workers
 from emulator.errors import quote, usage_error
 
 
@@ -19,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--check", action="store_true",
                    help="compare every event's result with the recording; list each mismatch")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    workers.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -42,8 +44,15 @@ def run(args) -> int:
         if not args.json:
             print(f"MISMATCH {m}")
 
-    results = replay(args.traces, policies=policies, assume=args.assume, check=args.check,
-                     on_mismatch=on_mismatch)
+    ex = workers.executor(args)
+    if ex is None:
+        results = replay(args.traces, policies=policies, assume=args.assume, check=args.check,
+                         on_mismatch=on_mismatch)
+    else:
+        from emulator.replay import parallel
+        with ex:
+            results = parallel.replay(args.traces, ex, policies=policies, assume=args.assume,
+                                      check=args.check, on_mismatch=on_mismatch)
     if args.json:
         out = [r.to_json() for r in results]
         if args.check:

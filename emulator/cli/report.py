@@ -1,8 +1,10 @@
 """``zpci-emu report [TRACE...]``: exits saved per workload and policy."""
 from __future__ import annotations
 
+import contextlib
 import math
 
+from emulator.cli import workers
 from emulator.errors import quote, usage_error
 
 
@@ -20,6 +22,7 @@ def register(sub) -> None:
                         "an assumption)")
     p.add_argument("--assume", choices=("passthrough", "as-recorded"), default="passthrough",
                    help="functions as vfio passthrough (default) or as recorded")
+    workers.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -40,6 +43,8 @@ def cost_us(option: str):
 
 def run(args) -> int:
     from emulator.report import CostModel, run_report
-    run_report(args.traces, args.out, CostModel(args.cost_kvm_us, args.cost_userspace_us),
-               assume=args.assume)
+    ex = workers.executor(args)
+    with ex if ex is not None else contextlib.nullcontext():
+        run_report(args.traces, args.out, CostModel(args.cost_kvm_us, args.cost_userspace_us),
+                   assume=args.assume, executor=ex)
     return 0

@@ -1,4 +1,4 @@
-"""``zpci-emu trace show|stats TRACE``: look inside a trace file."""
+"""``zpci-emu trace show|stats|index TRACE``: look inside a trace file, or index it."""
 from __future__ import annotations
 
 import json
@@ -19,6 +19,13 @@ def register(sub) -> None:
     t.add_argument("trace", nargs="+")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=run_stats)
+    x = tsub.add_parser("index", help="write a copy in zstd frames with a seek index, so "
+                                       "replay --workers/--scheduler splits it (traces/FORMAT.md)")
+    x.add_argument("trace")
+    x.add_argument("-o", "--output", required=True, metavar="OUT")
+    x.add_argument("--frame-mib", type=float, default=4.0,
+                   help="record-stream MiB between seek points (default 4)")
+    x.set_defaults(func=run_index)
 
 
 def positive_int(text: str) -> int:
@@ -60,4 +67,18 @@ def run_stats(args) -> int:
         for k in ("incomplete", "pgm-unknown", "program-exceptions"):
             if st.get(k):
                 print(f"  {k}: {st[k]}")
+    return 0
+
+
+def run_index(args) -> int:
+    import os
+    from emulator.errors import UserError
+    from emulator.trace.seekindex import index_trace
+    if not args.frame_mib > 0:
+        raise UserError(f"--frame-mib must be positive, not {args.frame_mib}", exit_code=2)
+    if os.path.abspath(args.output) == os.path.abspath(args.trace):
+        raise UserError("write the indexed copy to another file", where=args.output, exit_code=2)
+    ix = index_trace(args.trace, args.output, every=int(args.frame_mib * (1 << 20)))
+    print(f"{args.output}: {ix.events} events, {len(ix.points)} seek points, "
+          f"{ix.nconfigs} configuration events in the index")
     return 0

@@ -75,6 +75,7 @@ class TraceReader:
         self.last_seq = -1
         self.n_events = self.n_execs = self.n_blocks = self.n_marks = 0
         self.ended = False
+        self._stop = None
         self.eof_offset = self.fill_offset = PREAMBLE.size
         self._gen = self.raw_records()
         first = next(self._gen, None)
@@ -119,11 +120,13 @@ class TraceReader:
             raise TraceError(self.path, self.fill_offset, self.last_seq,
                              f"corrupt zstd stream: {exc}", True) from None
 
-    def raw_records(self):
-        """Yield (type, buffer, payload start, payload length, stream offset); framing checks only."""
+    def raw_records(self, base: int = PREAMBLE.size):
+        """Yield (type, buffer, payload start, payload length, stream offset); framing checks only.
+
+        ``base``: the stream offset of the first byte read (after ``resume_at``).
+        """
         buf = b""
         pos = 0
-        base = PREAMBLE.size
         eof = False
         read = self._read
         unpack = RECORD_HEAD.unpack_from
@@ -174,8 +177,29 @@ class TraceReader:
         return self._gen
 
     def finish(self) -> None:
-        if not self.ended:
-            raise self.error(self.eof_offset, "trace ends without its END record (truncated)")
+        if self.ended or self.eof_offset == self._stop:
+            return
+        if self._stop is not None:
+            raise self.error(self.eof_offset, f"the seek index's point at stream offset "
+                                              f"{self._stop} is not a record boundary")
+        raise self.error(self.eof_offset, "trace ends without its END record (truncated)")
+
+    def resume_at(self, file_offset: int, stream_offset: int, events: int, last_seq: int,
+                  marks: int, stop: int | None = None) -> None:
+        """Continue reading at a zstd frame that starts a record (a seek point,
+        emulator/trace/seekindex.py), with the counts of everything before it;
+        with ``stop``, the records end at that stream offset (the next point).
+
+        Only zpci-only traces: a full stream's RUNS name blocks defined before.
+        """
+        import zstandard
+        self._raw.seek(file_offset)
+        body = zstandard.ZstdDecompressor().stream_reader(self._raw, read_across_frames=True)
+        self._body = body if stop is None else _Bounded(body, stop - stream_offset)
+        self.n_events, self.last_seq, self.n_marks = events, last_seq, marks
+        self._stop = stop
+        self.eof_offset = self.fill_offset = stream_offset
+        self._gen = self.raw_records(stream_offset)
 
     def other_record(self, rtype, buf, start, n, off):
         """Check and parse one non-EVENT record."""
@@ -238,6 +262,20 @@ class TraceReader:
         if rtype == RecordType.EVENT:
             raise self.error(off, "internal: EVENT passed to other_record")
         raise self.error(off, f"unknown record type {rtype:#x}")
+
+
+class _Bounded:
+    """A stream that ends after ``left`` bytes: one chunk of a trace reads to its end only."""
+
+    __slots__ = ("inner", "left")
+
+    def __init__(self, inner, left: int):
+        self.inner, self.left = inner, left
+
+    def read(self, size: int) -> bytes:
+        data = self.inner.read(min(size, self.left)) if self.left > 0 else b""
+        self.left -= len(data)
+        return data
 
 
 def check_event_head(rd: TraceReader, off: int, insn6, ilen: int, flags: int, cc: int):
