@@ -50,25 +50,31 @@ def _os_message(exc: OSError) -> str:
 
 
 class _Bounded(io.RawIOBase):
-    """A file descriptor read up to ``limit`` bytes, then end of file."""
+    """A file descriptor read up to offset ``limit`` (its size when opened), then end
+    of file; seekable, so a reader can resume at a seek point of a trace."""
 
     def __init__(self, fd: int, limit: int):
         self._f = io.FileIO(fd, "rb", closefd=True)
-        self._left = limit
+        self._end = limit
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        return self._f.seek(pos, whence)
 
     def tell(self) -> int:
         return self._f.tell()
 
     def readinto(self, b) -> int:
-        if self._left <= 0:
+        left = self._end - self._f.tell()
+        if left <= 0:
             return 0
         view = memoryview(b).cast("B")
-        n = self._f.readinto(view[:min(len(view), self._left)]) or 0
-        self._left -= n
-        return n
+        return self._f.readinto(view[:min(len(view), left)]) or 0
 
     def close(self) -> None:
         self._f.close()
