@@ -17,13 +17,13 @@ def run_cli(*args, text: bool = True, timeout: float = 600) -> subprocess.Comple
                           capture_output=True, text=text, timeout=timeout, cwd=ROOT)
 
 
-def emulate(elf, extra=(), max_insns: str | None = None):
+def emulate(elf, extra=(), max_insns: str | None = None, memory: str = "256M"):
     """zpci-emu boot of ``elf`` with the QEMU oracle's command line plus ``extra``:
     (boot result, console bytes)."""
     from emulator.cpu import boot
     from emulator import qemu_args
     from emulator.capture.qemu import base_args
-    argv = [*base_args(), "-kernel", str(elf), *extra]
+    argv = [*base_args(memory), "-kernel", str(elf), *extra]
     if max_insns is not None:
         argv += ["--max-insns", max_insns]
     out = io.BytesIO()

@@ -4,6 +4,8 @@
 #include "sclp.h"
 
 static u8 sccb[4096] ALIGNED(4096);
+/* bytes of RESULT_LOG in use; LOG_LIMIT also marks the log closed */
+#define LOG_LIMIT 0xfff0
 static u32 log_len;
 static char line[512];
 static u32 line_len;
@@ -25,7 +27,7 @@ void flush(void)
     if (!line_len)
         return;
     sclp_write(line, line_len);
-    if (log_len + line_len < 0xfff0) {
+    if (log_len + line_len < LOG_LIMIT) {
         mcpy(RESULT_LOG + log_len, line, line_len);
         log_len += line_len;
         RESULT_LOG[log_len] = 0;
@@ -124,6 +126,10 @@ void fail(const char *tag, const char *why)
  * without end, e.g. a nullifying exception retried forever. */
 void pgm_fatal(void)
 {
+    /* The repeating exception may be the log store itself (RESULT_LOG beyond
+     * RAM, e.g. -m 1): with the log open, every flush here would take it
+     * again and re-enter pgm_fatal, printing the pending line forever. */
+    log_len = LOG_LIMIT;
     flush();
     puts_("FATAL program-check loop pgm=");
     hex(pgm_code, 8);
