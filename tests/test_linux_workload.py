@@ -1,4 +1,4 @@
-"""The ``rng`` capture workload runs natively under ``zpci-emu boot``.
+"""The ``rng`` and ``blk-strict`` capture workloads run natively under ``zpci-emu boot``.
 
 Same kernel, initramfs (busybox, the virtio modules, the workload's /init),
 command line and devices as ``capture --workload rng`` gives QEMU.  The
@@ -52,3 +52,21 @@ def test_guest_fmb_counters_match_the_models_instructions(rng):
     # the block's last update carries the guest's clock (QEMU: its virtual clock)
     assert any(l.startswith("Last update TOD:") and l.split(":")[1].strip() not in ("", "0")
                for l in rng.console_lines)
+
+
+@pytest.fixture(scope="module")
+def blk(tmp_path_factory):
+    return native.run_workload("blk-strict", tmp_path_factory.mktemp("blk"))
+
+
+def test_blk_strict_workload_writes_reads_back_and_counters_match(blk):
+    """virtio-blk on an 8 MiB image with s390_iommu=strict: one RPCIT per
+    unmap, thousands in the workload, each counted by the guest's FMB."""
+    assert blk.result.exit_code == 0, blk.result.message
+    assert "blk: 256 KiB written and read back OK" in blk.console_lines
+    [row] = blk.crosscheck
+    assert row["ok"], row
+    work = blk.observer.phase_counts("workload")
+    assert row["counters"]["Refresh operations"]["guest"] >= work["RPCIT"] > 1000
+    irq = blk.result.stats["model"]["interrupts"]
+    assert irq["delivered"] == irq["raised"] >= work["PCISTG"] // 2
