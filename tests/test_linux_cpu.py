@@ -199,3 +199,60 @@ def test_io_interruption_made_pending_is_delivered_when_its_isc_is_enabled():
     assert m.read(lc.IO_INT_PARM, 8) == bytes.fromhex("12345678") + io.word.to_bytes(4, "big")
     assert m.read(lc.IO_OLD_PSW, 16) == wait_psw
     assert not m.irq.flic.pending and m.t.pending_io_isc == 0
+
+
+# One instruction of each facility QEMU 7.2's -cpu qemu lists but unicorn 2.1
+# cannot run (emulator.cpu.privileged.UNICORN_MISSING_FACILITIES).
+MISSING_FACILITY_INSNS = {
+    58: bytes.fromhex("b9fd0012"),          # MSRKC (miscellaneous-instruction-extensions 2)
+    61: bytes.fromhex("b9f50012"),          # NCRK (miscellaneous-instruction-extensions 3)
+    135: bytes.fromhex("e70000000085"),     # VBPERM (vector enhancements 1)
+    146: bytes.fromhex("b9292024"),         # KMA (message-security-assist 8)
+    148: bytes.fromhex("e74020203f8b"),     # VSTRS (vector enhancements 2): glibc's strstr
+}
+CR0_AFP_VECTOR = (1 << 18) | (1 << 17)      # CR0 bits 45 and 46
+
+
+def _program_code_of(insn: bytes) -> int | None:
+    """The program interruption code ``insn`` gets under the supervisor-state CPU
+    (None: it ran), with AFP and vector registers enabled."""
+    from emulator.cpu.native import REG_CR0
+    handler = 0x12000
+    code = insn + llilh(1, DATA >> 16) + lpswe(1, 64)
+    m = machine(code)
+    m.uc.mem_write(DATA + 64, QUIESCE)
+    m.uc.mem_write(lc.PROGRAM_NEW_PSW, lc.psw_bytes(lc.IPL_PSW_MASK, handler))
+    m.uc.mem_write(handler, llilh(1, DATA >> 16) + lpswe(1, 64))
+    m.uc.reg_write(REG_CR0, lc.CR0_RESET | CR0_AFP_VECTOR)
+    m.uc.reg_write(2, DATA + 0x100)
+    halt = m.run(CODE)
+    assert halt.exit_code == 0, halt.message
+    if m.stats.program_interruptions:
+        return m.read(lc.PGM_ILEN + 2, 2)[1]
+    return None
+
+
+@pytest.mark.parametrize("facility", sorted(MISSING_FACILITY_INSNS))
+def test_the_kernel_is_not_told_of_facilities_unicorn_cannot_run(facility):
+    from emulator.cpu.privileged import FACILITY_DWORDS, KERNEL_FACILITY_DWORDS
+
+    def has(dwords, bit):
+        return bool(dwords[bit // 64] >> (63 - bit % 64) & 1)
+
+    assert _program_code_of(MISSING_FACILITY_INSNS[facility]) == lc.PGM_OPERATION
+    assert has(FACILITY_DWORDS, facility) and not has(KERNEL_FACILITY_DWORDS, facility)
+
+
+def test_kernel_stfle_stores_qemus_list_less_the_missing_facilities():
+    from emulator.cpu.privileged import FACILITY_DWORDS, KERNEL_FACILITY_DWORDS
+    # the vector facility itself (129) runs, so it stays: VL
+    assert _program_code_of(bytes.fromhex("e70020000006")) is None
+    # r0 = 2 (three doublewords); STFLE 0(r1); LPSWE quiesce
+    code = lghi(0, 2) + llilh(1, DATA >> 16) + s_insn(0xB2B0, 1, 0) + lpswe(1, 64)
+    m = machine(code, bytes(64) + QUIESCE)
+    assert m.run(CODE).exit_code == 0
+    stored = tuple(u64(m, DATA + 8 * i) for i in range(3))
+    assert stored == KERNEL_FACILITY_DWORDS
+    gone = [i for i in range(192)
+            if FACILITY_DWORDS[i // 64] >> (63 - i % 64) & 1 and not stored[i // 64] >> (63 - i % 64) & 1]
+    assert gone == sorted(MISSING_FACILITY_INSNS)

@@ -12,6 +12,7 @@ import json
 import sys
 from dataclasses import dataclass
 
+from emulator._native import lib
 from emulator.cpu import ipl
 from emulator.errors import UserError
 from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
@@ -104,8 +105,12 @@ def _spec_of(args: BootArgs, target):
     return None
 
 
-def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
-    """Boots ``args.kernel``; console bytes go to ``out`` (a binary stream)."""
+def run(args: BootArgs, out=None, argv_text: str = "", observe=None) -> BootResult:
+    """Boots ``args.kernel``; console bytes go to ``out`` (a binary stream).
+
+    ``observe``, if given, wraps the firmware model's execute (the handler of
+    every zPCI instruction): it gets that function and returns its stand-in.
+    """
     out = out if out is not None else sys.stdout.buffer
     policy = args.policy or DEFAULT_POLICY
     fw = build_firmware(args, policy)
@@ -128,6 +133,8 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
     if writer is not None:
         recorder = _block_recorder(None, writer)
         handler = _traced(fw, writer, lambda: uc.t)
+    if observe is not None:
+        handler = observe(handler)
     try:
         # SCLP (de)configure changes the bus outside the instruction path: through the
         # Machine, so the host's records (handles, registrations, mappings) follow.
@@ -140,6 +147,11 @@ def run(args: BootArgs, out=None, argv_text: str = "") -> BootResult:
                        supervisor=image.supervisor, tod=host_tod())
         if recorder is not None:
             recorder.machine = uc
+        if image.supervisor:
+            # the measurement block's last-update time: the guest's clock since
+            # the start, as QEMU's fmb_update takes its virtual clock
+            tod0 = uc.t.tod_base
+            fw.bus.tod = lambda: lib.trap_tod_now(uc.t) - tod0
         uc.load(image)
         halt = uc.run(image.entry)
     except BaseException:

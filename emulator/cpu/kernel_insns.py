@@ -18,7 +18,7 @@ from __future__ import annotations
 from emulator.cpu import lowcore as lc
 from emulator._native import lib
 from emulator.cpu.native import EXCP_PGM, REG_CR0
-from emulator.cpu.privileged import s_addr
+from emulator.cpu.privileged import KERNEL_FACILITY_DWORDS, s_addr
 from emulator.cpu.records import Halt, insn_hex
 
 DIAG_YIELD = 0x44
@@ -45,7 +45,7 @@ class KernelInsns:
         self.privileged = p = privileged
         # (first byte, second byte or None) -> (mnemonic, privileged, handler)
         self.table = {
-            (0xB2, 0xB0): ("STFLE", False, p.stfle),
+            (0xB2, 0xB0): ("STFLE", False, self.stfle),
             (0xB2, 0xB1): ("STFL", True, p.stfl),
             (0xB2, 0x02): ("STIDP", True, p.stidp),
             (0xB2, 0x20): ("SERVC", True, p.servc),
@@ -115,6 +115,10 @@ class KernelInsns:
         return bool(addrs) and all(a & 0xFFF >= 512 for a in addrs if a < 0x2000)
 
     # --- the kernel-only instructions ------------------------------------------------
+    def stfle(self, t, b, ilen) -> None:
+        """QEMU's facility list less what unicorn cannot run (privileged.py)."""
+        self.privileged.stfle(t, b, ilen, KERNEL_FACILITY_DWORDS)
+
     def diag(self, t, b, ilen) -> None:
         """QEMU 7.2 TCG's helper_diag: yield is a no-op, re-IPL is not modelled,
         every other code is a specification exception."""
