@@ -157,6 +157,7 @@ OUTPUT_USES = {
     "boot-trace": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--trace", "O"],
     "capture": ["capture", "--elf", PROBE_ELF, "-o", "O"],
     "capture-jsonl": ["capture", "--elf", PROBE_ELF, "-o", "o.zpt", "--jsonl", "O"],
+    "trace-index": ["trace", "index", "good.zpt", "-o", "O"],
 }
 
 
@@ -267,6 +268,11 @@ USAGE = {
     "boot-stats-twice": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--stats", "a", "--stats", "b"],
     "boot-max-insns-word": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--max-insns", "lots"],
     "boot-policy-newline": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--policy", "a\nb"],
+    "replay-workers-huge": ["replay", "good.zpt", "--workers", str(10 ** 11)],
+    "report-workers-zero": ["report", "good.zpt", "--workers", "0"],
+    "workers-and-scheduler": ["replay", "good.zpt", "--workers", "2", "--scheduler", "tcp://x:1"],
+    "trace-index-frame-inf": ["trace", "index", "good.zpt", "-o", "i.zpt", "--frame-mib", "inf"],
+    "trace-index-frame-zero": ["trace", "index", "good.zpt", "-o", "i.zpt", "--frame-mib", "0"],
 }
 
 

@@ -70,15 +70,24 @@ def run_stats(args) -> int:
     return 0
 
 
+# a frame larger than this gives a split trace no seek points worth having
+MAX_FRAME_MIB = 4096
+
+
 def run_index(args) -> int:
     import os
     from emulator.errors import UserError
     from emulator.trace.seekindex import index_trace
-    if not args.frame_mib > 0:
-        raise UserError(f"--frame-mib must be positive, not {args.frame_mib}", exit_code=2)
+    from emulator.io_safe import check_input, output_file
+    if not 0 < args.frame_mib <= MAX_FRAME_MIB:
+        raise UserError(f"--frame-mib must be above 0 and at most {MAX_FRAME_MIB}, "
+                        f"not {args.frame_mib}", exit_code=2)
     if os.path.abspath(args.output) == os.path.abspath(args.trace):
         raise UserError("write the indexed copy to another file", where=args.output, exit_code=2)
-    ix = index_trace(args.trace, args.output, every=int(args.frame_mib * (1 << 20)))
+    check_input(args.trace)
+    # the copy is reserved before the work and renamed into place only when whole
+    with output_file(args.output) as out:
+        ix = index_trace(args.trace, out.path, every=int(args.frame_mib * (1 << 20)))
     print(f"{args.output}: {ix.events} events, {len(ix.points)} seek points, "
           f"{ix.nconfigs} configuration events in the index")
     return 0

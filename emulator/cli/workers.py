@@ -13,6 +13,10 @@ def add_options(p) -> None:
                         "(e.g. tcp://host:8786); every worker must read the traces at the same paths")
 
 
+# local worker processes at most (see executor)
+MAX_LOCAL_WORKERS = 256
+
+
 def executor(args):
     """The parallel.Executor the options ask for (enter it to start), or None: in this process."""
     workers, scheduler = args.workers, args.scheduler
@@ -31,6 +35,11 @@ def executor(args):
         n = 0
     if n < 1:
         raise UserError(f"--workers must be a positive whole number, not {workers!r}", exit_code=2)
+    if n > MAX_LOCAL_WORKERS:
+        # each local worker is a process of ~100 MB: more would exhaust the machine
+        # before the first task runs; a cluster goes through --scheduler
+        raise UserError(f"--workers {n}: at most {MAX_LOCAL_WORKERS} local worker processes "
+                        f"(use --scheduler for a cluster)", exit_code=2)
     if n == 1:
         return None
     from emulator.replay.parallel import Executor
