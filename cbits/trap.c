@@ -606,3 +606,82 @@ int trap_mem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n
 {
     return U.mem_write(t->uc, addr, data, n);
 }
+
+/* ------------------------------------------------------------ GPR accessors */
+
+static const char GPR_CAPSULE[] = "zpci-emu trap_state";
+
+/* t->gpr + r for the capsule `self` and register number `r`, or NULL with an
+ * exception set. */
+static uint64_t *gpr_slot(PyObject *self, PyObject *r)
+{
+    trap_state *t = PyCapsule_GetPointer(self, GPR_CAPSULE);
+    if (!t)
+        return NULL;
+    long i = PyLong_AsLong(r);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (i < 0 || i > 15) {
+        PyErr_Format(PyExc_IndexError, "general register %ld does not exist", i);
+        return NULL;
+    }
+    return &t->gpr[i];
+}
+
+static PyObject *gpr_get(PyObject *self, PyObject *r)
+{
+    uint64_t *slot = gpr_slot(self, r);
+    return slot ? PyLong_FromUnsignedLongLong(*slot) : NULL;
+}
+
+static PyObject *gpr_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "set_gpr takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    uint64_t *slot = gpr_slot(self, args[0]);
+    if (!slot)
+        return NULL;
+    /* value & (2**64 - 1), negative values included, as the Guest interface says */
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(args[1]);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    *slot = v;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef gpr_get_def = { "gpr", gpr_get, METH_O, "gpr(r): general register r" };
+static PyMethodDef gpr_set_def = { "set_gpr", (PyCFunction)(void (*)(void))gpr_set, METH_FASTCALL,
+                                   "set_gpr(r, value): general register r = value mod 2**64" };
+
+static void gpr_capsule_free(PyObject *capsule)
+{
+    Py_XDECREF((PyObject *)PyCapsule_GetContext(capsule));
+}
+
+int trap_gpr_accessors(trap_state *t, void *owner, void *out)
+{
+    /* cffi released the GIL for this call */
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *get = NULL, *set = NULL;
+    PyObject *capsule = PyCapsule_New(t, GPR_CAPSULE, gpr_capsule_free);
+    if (capsule && PyCapsule_SetContext(capsule, owner) == 0) {
+        Py_XINCREF((PyObject *)owner);
+        get = PyCFunction_New(&gpr_get_def, capsule);
+        set = PyCFunction_New(&gpr_set_def, capsule);
+        if (get && set && PyList_Check((PyObject *)out) &&
+            PyList_Append(out, get) == 0 && PyList_Append(out, set) == 0)
+            rc = 0;
+    }
+    if (rc != 0) {
+        snprintf(last_error, sizeof last_error, "trap_gpr_accessors failed");
+        PyErr_Clear();
+    }
+    Py_XDECREF(get);
+    Py_XDECREF(set);
+    Py_XDECREF(capsule);
+    PyGILState_Release(gil);
+    return rc;
+}

@@ -193,3 +193,12 @@ int trap_vmem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t 
 /* Cheap guest access for the Python side: 0 on success. */
 int trap_mem_read(trap_state *t, uint64_t addr, uint8_t *out, uint64_t n);
 int trap_mem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n);
+
+/* The model's register accessors for t->gpr, appended to the Python list
+ * `out` (a PyObject *, passed as trap_run's callables are): gpr(r) -> int and
+ * set_gpr(r, value), which stores value modulo 2**64, both for r in 0..15
+ * (IndexError otherwise).  They are builtins, so a model reading or setting a
+ * register spends no Python frame and no cffi conversion on it; each keeps
+ * `owner` (the cdata that owns t) alive.  0, or -1 with a Python error
+ * cleared and trap_last_error set. */
+int trap_gpr_accessors(trap_state *t, void *owner, void *out);

@@ -72,6 +72,8 @@ class ZpciFunction:
         "irq_registered", "isc", "noi", "aibv", "aibvo", "aisb", "aisbo", "sum",
         # measurement
         "fmb_addr", "counters", "fmb_sample", "fmb_last_update",
+        # PCILG/PCISTG accesses resolved once (semantics.load_op / store_op)
+        "load_ops", "store_ops",
     )
 
     def __init__(self, bus: "ZpciBus", device: PciDevice, idx: int, fid: int, uid: int,
@@ -109,6 +111,8 @@ class ZpciFunction:
         self.counters = [0, 0, 0, 0]
         self.fmb_sample = 0
         self.fmb_last_update = 0
+        self.load_ops: dict = {}
+        self.store_ops: dict = {}
 
     # -- state helpers (QEMU's pci_dereg_irqs / pci_dereg_ioat / fmb_timer_free)
     @property

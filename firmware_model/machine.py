@@ -46,15 +46,20 @@ def _intercept(d, guest, req, found):
 
 class Memo:
     """Every policy's decisions for one kind of instruction instance, and what the
-    dispatcher needs to serve it: the active path's handler (None: userspace),
-    the Stats cells it counts into, the last completion and its Outcome."""
+    dispatcher needs to serve it: the preamble's answers, the active path's
+    handler (None: userspace), the Stats cells it counts into, the last
+    completion and its Outcome."""
 
-    __slots__ = ("view", "lsi", "decisions", "decision", "run", "cell", "declined_cell",
-                 "declined", "completion", "outcome")
+    __slots__ = ("view", "lsi", "checked", "checked_problem", "decisions", "decision", "run",
+                 "cell", "declined_cell", "declined", "completion", "outcome")
 
-    def __init__(self, view, lsi, decisions, decision, run, cell, declined_cell):
+    def __init__(self, view, lsi, d, decisions, decision, run, cell, declined_cell):
         self.view = view                    # the host's view it was decided on (None: none)
         self.lsi = lsi
+        # the preamble's answer in the supervisor and in the problem state: the
+        # instance (row, IPA, IPB) fixes every field it reads
+        self.checked = preamble(d.index, d, False)
+        self.checked_problem = preamble(d.index, d, True)
         self.decisions = decisions          # policy.DecisionSet
         self.decision = decision            # the active policy's
         self.run = run
@@ -144,13 +149,11 @@ class Machine:
             if found is not None and found.fn.fh == fh:
                 # decisions stay valid while the host's view of the function (a cached
                 # object, replaced on change) and the vCPU's LSI stay
-                hf = found.hf
-                view = hf._view or hf.view()
                 lsi = self.vm.use_zpci_interp
                 key = (index, d.ipa, d.ipb)
                 memo = found.memos.get(key)
-                if memo is None or memo.view is not view or memo.lsi is not lsi:
-                    memo = self._remember(found, key, view, lsi)
+                if memo is None or memo.view is not found.hf._view or memo.lsi is not lsi:
+                    memo = self._remember(found, key, lsi, d)
             else:
                 memo = self._unnamed(index, fh, d)
         else:
@@ -159,8 +162,8 @@ class Machine:
             key = (index, d.ipa, d.ipb)
             memo = self._plain.get(key)
             if memo is None:
-                memo = self._plain_decisions(key)
-        completion = preamble(index, d, guest)
+                memo = self._plain_decisions(key, d)
+        completion = memo.checked_problem if guest.problem_state else memo.checked
         run = memo.run
         if run is not None:
             # the firmware or the kernel
@@ -200,9 +203,10 @@ class Machine:
 
     # --- memoised decisions -------------------------------------------------------------
 
-    def _memo(self, fid, view, lsi: bool, index: int, fh: int, ipa: int, ipb: int) -> Memo:
+    def _memo(self, fid, view, lsi: bool, d, fh: int) -> Memo:
         vm = self.vm
-        ds = self.decider.decisions(index, fh, lsi, view, vm.id, vm.gisa, ipa, ipb)
+        index = d.index
+        ds = self.decider.decisions(index, fh, lsi, view, vm.id, vm.gisa, d.ipa, d.ipb)
         decision = ds.by_policy[self.policy]
         route = decision.route
         run = None
@@ -210,15 +214,15 @@ class Machine:
             run = self._paths[route][index] or _intercept
         cell = self.counters.cell(fid, ds, Served.of(route, False))
         declined = self.counters.cell(fid, ds, Served.of(route, True))
-        return Memo(view, lsi, ds, decision, run, cell, declined)
+        return Memo(view, lsi, d, ds, decision, run, cell, declined)
 
-    def _remember(self, found, key: tuple, view, lsi: bool) -> Memo:
+    def _remember(self, found, key: tuple, lsi: bool, d) -> Memo:
         """Decide for a handle naming one of the VM's functions, memoised in its entry."""
-        index, ipa, ipb = key
+        view = found.hf.view()
         memos = found.memos
         if len(memos) >= _MEMO_LIMIT:
             memos.clear()
-        memo = memos[key] = self._memo(found.fn.fid, view, lsi, index, found.hf.fh, ipa, ipb)
+        memo = memos[key] = self._memo(found.fn.fid, view, lsi, d, found.hf.fh)
         return memo
 
     def _unnamed(self, index: int, fh: int, d) -> Memo:
@@ -240,16 +244,15 @@ class Machine:
             return memo
         if len(memos) >= _MEMO_LIMIT:
             memos.clear()
-        memo = memos[key] = self._memo(None, view, lsi, index, fh, d.ipa, d.ipb)
+        memo = memos[key] = self._memo(None, view, lsi, d, fh)
         return memo
 
-    def _plain_decisions(self, key: tuple) -> Memo:
+    def _plain_decisions(self, key: tuple, d) -> Memo:
         """Decisions for a row whose decisions ignore the handle: they depend on the
         instruction (index, IPA, IPB) alone."""
         if len(self._plain) >= _MEMO_LIMIT:
             self._plain.clear()
-        index, ipa, ipb = key
-        memo = self._plain[key] = self._memo(None, None, False, index, 0, ipa, ipb)
+        memo = self._plain[key] = self._memo(None, None, False, d, 0)
         return memo
 
     # --- accounting --------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from functools import partial
 
 from .arch import (
     FMB_CNT_LD, FMB_CNT_RPCIT, FMB_CNT_ST, FMB_CNT_STB, FMB_OFF_COUNTERS, FMB_OFF_LAST_UPDATE,
@@ -52,12 +53,14 @@ OPERAND = Fault.OPERAND
 CHECKS: tuple[int, ...] = tuple(i.checks for i in TABLE)
 
 
-def preamble(index: int, d, guest) -> Completion | None:
+def preamble(index: int, d, problem_state: bool) -> Completion | None:
     """The table's checks for row ``index``, in the architected order: the
     privileged-operation exception before the specification exception of an
-    odd register pair.  None: the instruction goes on to its path."""
+    odd register pair.  None: the instruction goes on to its path.  The
+    answer depends on the row, the encoding and the guest's problem state
+    alone, so a dispatcher may keep it with its decisions."""
     checks = CHECKS[index]
-    if checks & CHECK_PRIVILEGED and guest.problem_state:
+    if checks & CHECK_PRIVILEGED and problem_state:
         return PGM_PRIVILEGED
     if checks & CHECK_EVEN_R2 and d.r2 & 1:
         return PGM_SPECIFICATION
@@ -79,63 +82,115 @@ def effective_address(d, guest) -> int:
     return addr & MASK64
 
 
-# 32-bit byte swap for the config-space hot path: pack little, unpack big
-# (no Python frame, no intermediate int.to_bytes call)
-_LE32 = struct.Struct("<I").pack
-_BE32 = struct.Struct(">I").unpack
-
-
 # -- PCI access ---------------------------------------------------------------
+#
+# A driver issues the same few accesses over and over, so each (address space,
+# offset, length) of a function is resolved once into an *access op*: the
+# address-space dispatch and QEMU's length rules applied, the device's own op
+# where it has one (``PciDevice.config_load_op`` / ``bar_read_op`` /
+# ``bar_write_op``).  An op holds no value: each call reads or writes the
+# device as it is then.  ``ZpciFunction.load_ops`` / ``store_ops`` keep them,
+# keyed by (the request's PCIAS and length fields, offset): the device and its
+# BAR sizes never change under a function, so neither does what a key resolves to.
 
-def pci_load(fn, pcias: int, offset: int, length: int) -> int | Fault:
-    """PCILG's address-space dispatch: the loaded register value or why not."""
+_AS_LEN = 0x000F000F            # PCIAS and length fields of a PCILG/PCISTG request
+OP_CACHE_LIMIT = 4096           # resolved accesses per function before the cache starts over
+
+
+def _answer(value):
+    """An op that always gives ``value`` (a fault the resolution already knows)."""
+    return lambda *_: value
+
+
+_INVALID_AS_OP, _OPERAND_OP = _answer(INVALID_AS), _answer(OPERAND)
+
+
+def _config_load(read, offset: int, length: int) -> int:
+    """A configuration-space PCILG through ``config_read``: the PCI value as the
+    big-endian register sees it."""
+    # pci_host_config_read_common takes a 32-bit address and returns ~0 past the limit
+    value = read(offset, length)
+    if value is None:
+        value = 0xFFFFFFFF
+    if length == 1:
+        return value                    # length 1 is not swapped (nor masked) by QEMU
+    return int.from_bytes((value & ((1 << 8 * length) - 1)).to_bytes(length, "little"), "big")
+
+
+def _config_store(write, offset: int, length: int, data: int) -> None:
+    """A configuration-space PCISTG through ``config_write``."""
+    value = data & ((1 << 8 * length) - 1)
+    if length > 1:
+        value = int.from_bytes(value.to_bytes(length, "little"), "big")
+    # a write past the config-space limit is dropped silently, as QEMU does
+    write(offset, length, value)
+
+
+def _bar_store(write, bar: int, offset: int, length: int, data: int) -> Fault | None:
+    return None if write(bar, offset, length, data & ((1 << (8 * length)) - 1)) else OPERAND
+
+
+def load_op(fn, pcias: int, offset: int, length: int):
+    """PCILG's address-space dispatch, resolved: a callable giving the loaded
+    register value, or the Fault (None: OPERAND, a device's refusal)."""
     dev = fn.device
     if pcias <= ZPCI_IO_BAR_MAX:
         if not fn.bar_sizes[pcias]:
-            return INVALID_AS           # QEMU 7.2 dereferences a NULL region here
+            return _INVALID_AS_OP       # QEMU 7.2 dereferences a NULL region here
         if not length or length > 8 - (offset & 7):
-            return OPERAND
-        value = dev.bar_read(pcias, offset, length)
-        return OPERAND if value is None else value
+            return _OPERAND_OP
+        op_of = getattr(dev, "bar_read_op", None)
+        if op_of is not None:
+            return op_of(pcias, offset, length)
+        return partial(dev.bar_read, pcias, offset, length)
     if pcias == 15:
         if not length or length > 4 - (offset & 3) or length == 3:
-            return OPERAND
-        # pci_host_config_read_common takes a 32-bit address and returns ~0 past the limit
-        value = dev.config_read(offset & 0xFFFFFFFF, length)
-        if value is None:
-            value = 0xFFFFFFFF
-        if length == 2:
-            return ((value & 0xFF) << 8) | ((value >> 8) & 0xFF)
-        if length == 4:
-            return _BE32(_LE32(value & 0xFFFFFFFF))[0]
-        return value                    # length 1 is not swapped (nor masked) by QEMU
-    return INVALID_AS
+            return _OPERAND_OP
+        offset &= 0xFFFFFFFF
+        op_of = getattr(dev, "config_load_op", None)
+        op = op_of(offset, length) if op_of is not None else None
+        return op if op is not None else partial(_config_load, dev.config_read, offset, length)
+    return _INVALID_AS_OP
+
+
+def store_op(fn, pcias: int, offset: int, length: int):
+    """PCISTG's address-space dispatch, resolved: a callable taking the register's
+    data, giving None when stored or the Fault."""
+    dev = fn.device
+    if pcias <= ZPCI_IO_BAR_MAX:
+        if not fn.bar_sizes[pcias]:
+            return _INVALID_AS_OP
+        if not length or length > 8 - (offset & 7):
+            return _OPERAND_OP
+        op_of = getattr(dev, "bar_write_op", None)
+        if op_of is None:
+            return partial(_bar_store, dev.bar_write, pcias, offset, length)
+        return op_of(pcias, offset, length) or _OPERAND_OP
+    if pcias == 15:
+        if not length or length > 4 - (offset & 3) or length == 3:
+            return _OPERAND_OP
+        return partial(_config_store, dev.config_write, offset & 0xFFFFFFFF, length)
+    return _INVALID_AS_OP
+
+
+def _resolved(ops: dict, resolve, fn, key: tuple):
+    """``resolve``'s op for ``key`` (the PCIAS and length fields, offset), kept in ``ops``."""
+    if len(ops) >= OP_CACHE_LIMIT:
+        ops.clear()
+    as_len, offset = key
+    op = ops[key] = resolve(fn, as_len >> 16, offset, as_len & 0xF)
+    return op
+
+
+def pci_load(fn, pcias: int, offset: int, length: int) -> int | Fault:
+    """PCILG's address-space dispatch: the loaded register value or why not."""
+    value = load_op(fn, pcias, offset, length)()
+    return OPERAND if value is None else value
 
 
 def pci_store(fn, pcias: int, offset: int, length: int, data: int) -> Fault | None:
     """PCISTG's address-space dispatch: None when stored."""
-    dev = fn.device
-    if pcias <= ZPCI_IO_BAR_MAX:
-        if not fn.bar_sizes[pcias]:
-            return INVALID_AS
-        if not length or length > 8 - (offset & 7):
-            return OPERAND
-        if not dev.bar_write(pcias, offset, length, data & ((1 << (8 * length)) - 1)):
-            return OPERAND
-        return None
-    if pcias == 15:
-        if not length or length > 4 - (offset & 3) or length == 3:
-            return OPERAND
-        if length == 1:
-            value = data & 0xFF
-        elif length == 2:
-            value = ((data & 0xFF) << 8) | ((data >> 8) & 0xFF)
-        else:
-            value = _BE32(_LE32(data & 0xFFFFFFFF))[0]
-        # a write past the config-space limit is dropped silently, as QEMU does
-        dev.config_write(offset & 0xFFFFFFFF, length, value)
-        return None
-    return INVALID_AS
+    return store_op(fn, pcias, offset, length)(data)
 
 
 def _blocked(fn, guest, r: int, req: int) -> Completion | None:
@@ -162,9 +217,13 @@ def load(fn, d, guest, req: int) -> Completion:
     if state is _ERROR or state is _PERM_ERROR:     # _blocked, inline: the hot path
         guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
         return CC1
-    value = pci_load(fn, (req >> 16) & 0xF, guest.gpr(r2 + 1), req & 0xF)
-    if value.__class__ is Fault:
-        return _fault(guest, r2, req, value)
+    key = (req & _AS_LEN, guest.gpr(r2 + 1))
+    op = fn.load_ops.get(key)
+    if op is None:
+        op = _resolved(fn.load_ops, load_op, fn, key)
+    value = op()
+    if value.__class__ is not int:
+        return _fault(guest, r2, req, OPERAND if value is None else value)
     fn.counters[FMB_CNT_LD] += 1
     if fn.fmb_addr:
         fmb_update(fn, guest)
@@ -175,13 +234,20 @@ def load(fn, d, guest, req: int) -> Completion:
 def store(fn, d, guest, req: int) -> Completion:
     """PCISTG once the request (``req``, R2's value) named ``fn``."""
     r2 = d.r2
-    c = _blocked(fn, guest, r2, req)
-    if c is not None:
-        return c
-    fault = pci_store(fn, (req >> 16) & 0xF, guest.gpr(r2 + 1), req & 0xF, guest.gpr(d.r1))
+    state = fn.state
+    if state is _ERROR or state is _PERM_ERROR:
+        guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
+        return CC1
+    key = (req & _AS_LEN, guest.gpr(r2 + 1))
+    op = fn.store_ops.get(key)
+    if op is None:
+        op = _resolved(fn.store_ops, store_op, fn, key)
+    fault = op(guest.gpr(d.r1))
     if fault is not None:
         return _fault(guest, r2, req, fault)
-    count(fn, FMB_CNT_ST, guest)
+    fn.counters[FMB_CNT_ST] += 1                    # count, inline: the hot path
+    if fn.fmb_addr:
+        fmb_update(fn, guest)
     return CC0
 
 

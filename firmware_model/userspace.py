@@ -285,7 +285,7 @@ class UserspaceHandler:
         index = d.index
         if index >= len(self.rows):
             return PGM_OPERATION            # not a zPCI instruction: unknown to QEMU's tables
-        return preamble(index, d, guest) or self.rows[index](d, guest)
+        return preamble(index, d, guest.problem_state) or self.rows[index](d, guest)
 
     def reg_aen(self, fn, fib: Fib) -> bool:
         return False

@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 from emulator._native import ffi, lib
+from emulator.cpu import native
 from emulator.cpu.lowcore import PSW_MASK_DAT
-from firmware_model.guest import MASK64
 
 
 class UcGuest:
     """firmware_model.guest.Guest over the trap context: GPRs and absolute memory.
 
-    ``gpr`` is the C-level item getter of the trap context's GPR array (the
-    model calls it several times per instruction, so no Python frame is spent
-    on it); ``set_gpr`` writes the same array, which cbits/trap.c writes back
-    to unicorn after the callback.  Memory goes straight to unicorn through
-    trap.c's helpers; reads of up to READ_BUF bytes reuse one buffer.
+    ``gpr`` and ``set_gpr`` are cbits/trap.c's builtins over the trap
+    context's GPR array (the model calls them several times per instruction,
+    so neither spends a Python frame or a cffi conversion); trap.c writes the
+    array back to unicorn after the callback.  Memory goes straight to unicorn
+    through trap.c's helpers; reads of up to READ_BUF bytes reuse one buffer.
     """
 
     __slots__ = ("gprs", "gpr", "set_gpr", "problem_state", "_t", "_size", "_buf", "_chars",
@@ -23,9 +23,10 @@ class UcGuest:
 
     def __init__(self, t, size: int):
         self._t = t
-        self.gprs = gprs = t.gpr
-        self.gpr = gprs.__getitem__
-        self.set_gpr = _gpr_setter(gprs)
+        self.gprs = t.gpr
+        accessors: list = []
+        native.check(lib.trap_gpr_accessors(t, native.object_pointer(t), native.object_pointer(accessors)))
+        self.gpr, self.set_gpr = accessors
         self._size = size
         self._buf = ffi.new("uint8_t[]", self.READ_BUF)
         self._chars = ffi.cast("char *", self._buf)     # ffi.unpack of a char * gives bytes
@@ -55,12 +56,6 @@ class UcGuest:
         if n and self._mem_write(self._t, addr, data, n):
             return False
         return True
-
-
-def _gpr_setter(gprs):
-    def set_gpr(r: int, value: int) -> None:
-        gprs[r] = value & MASK64
-    return set_gpr
 
 
 class DatGuest(UcGuest):

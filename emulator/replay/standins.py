@@ -110,6 +110,10 @@ class ReplayDevice:
     here.
     """
 
+    # PciDevice's optional access ops would reach the real model around the
+    # recording: without them the model calls config_read/bar_read/bar_write here
+    config_load_op = bar_read_op = bar_write_op = None
+
     def __init__(self, inner, live: bool = False):
         self.inner = inner
         self.live = live

@@ -229,17 +229,26 @@ class BarMap:
         cache[bar, offset, length] = op
         return op
 
-    def read(self, bar: int, offset: int, length: int) -> int | None:
+    def read_op(self, bar: int, offset: int, length: int) -> ReadOp:
+        """The op of a ``length``-byte load at ``offset``; a refused load's op gives None."""
         op = self._reads.get((bar, offset, length))
         if op is None:
             op = self._resolve(bar, offset, length, False)
-        return op()
+        return op
 
-    def write(self, bar: int, offset: int, length: int, value: int) -> bool:
+    def write_op(self, bar: int, offset: int, length: int) -> WriteOp | None:
+        """The op of a ``length``-byte store at ``offset``; None when it is refused."""
         op = self._writes.get((bar, offset, length))
         if op is None:
             op = self._resolve(bar, offset, length, True)
-        if op is _refused_write:
+        return None if op is _refused_write else op
+
+    def read(self, bar: int, offset: int, length: int) -> int | None:
+        return self.read_op(bar, offset, length)()
+
+    def write(self, bar: int, offset: int, length: int, value: int) -> bool:
+        op = self.write_op(bar, offset, length)
+        if op is None:
             return False
         op(value)
         return True

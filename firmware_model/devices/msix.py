@@ -8,6 +8,7 @@ word can change its mask, and only such a store runs the mask update.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 from .bar import AccessRules, Container, ReadOp, Region, Subregion, WriteOp
@@ -143,9 +144,8 @@ class Msix:
     # 4-byte pieces sees the bytes in address order, whatever its size
     @staticmethod
     def _memory_read_op(mem: bytearray, addr: int, size: int) -> ReadOp:
-        end = addr + size
-        from_bytes = int.from_bytes
-        return lambda: from_bytes(mem[addr:end], "big")
+        # a view of the bytes, read at each call; ``mem`` never changes size
+        return partial(int.from_bytes, memoryview(mem)[addr:addr + size], "big")
 
     def _table_read_op(self, addr: int, size: int) -> ReadOp:
         return self._memory_read_op(self.table, addr, size)

@@ -11,6 +11,9 @@ BARs and their dispatch are in ``bar.py``, MSI-X in ``msix.py``.
 from __future__ import annotations
 
 import os
+from functools import partial
+from typing import Callable
+
 CONFIG_SIZE = 256
 HEADER_SIZE = 0x40
 
@@ -65,6 +68,12 @@ class PciConfigSpace:
 
     def get(self, off: int, size: int) -> int:
         return int.from_bytes(self.data[off:off + size], "little")
+
+    def load_op(self, off: int, size: int) -> Callable[[], int]:
+        """What a big-endian load of ``size`` bytes at ``off`` sees, each time it is
+        called: the PCI (little-endian) value byte-swapped is the bytes read in
+        address order."""
+        return partial(int.from_bytes, memoryview(self.data)[off:off + size], "big")
 
     def set(self, off: int, size: int, value: int) -> None:
         self.data[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")

@@ -257,6 +257,14 @@ class VirtioPciDevice(PciRegisters, RingAccess, PciDevice):
             self._pci_cfg_window(read=False)
         return True
 
+    def config_load_op(self, offset: int, size: int):
+        """The PCILG view of ``size`` config bytes at ``offset`` (PciDevice's optional op);
+        None for the VIRTIO_PCI_CAP_PCI_CFG window, whose reads run a BAR access."""
+        cap = self.pci_cfg_cap
+        if offset + size > 256 or (cap and offset < cap + 20 and offset + size > cap + 16):
+            return None
+        return self.cfg.load_op(offset, size)
+
     def bar_size(self, bar: int) -> int:
         return self.bars.size(bar)
 
@@ -267,6 +275,12 @@ class VirtioPciDevice(PciRegisters, RingAccess, PciDevice):
 
     def bar_write(self, bar: int, offset: int, size: int, value: int) -> bool:
         return self.bars.write(bar, offset, size, value)
+
+    def bar_read_op(self, bar: int, offset: int, size: int):
+        return self.bars.read_op(bar, offset, size)
+
+    def bar_write_op(self, bar: int, offset: int, size: int):
+        return self.bars.write_op(bar, offset, size)
 
     def bar_access_valid(self, bar: int, offset: int, size: int, write: bool = False) -> bool:
         """Whether bar_read/bar_write of ``size`` bytes at ``offset`` would be accepted."""
