@@ -609,13 +609,12 @@ int trap_mem_write(trap_state *t, uint64_t addr, const uint8_t *data, uint64_t n
 
 /* ------------------------------------------------------------ GPR accessors */
 
-static const char GPR_CAPSULE[] = "zpci-emu trap_state";
-
 /* t->gpr + r for the capsule `self` and register number `r`, or NULL with an
  * exception set. */
 static uint64_t *gpr_slot(PyObject *self, PyObject *r)
 {
-    trap_state *t = PyCapsule_GetPointer(self, GPR_CAPSULE);
+    /* unnamed: no name comparison on every call */
+    trap_state *t = PyCapsule_GetPointer(self, NULL);
     if (!t)
         return NULL;
     long i = PyLong_AsLong(r);
@@ -666,7 +665,7 @@ int trap_gpr_accessors(trap_state *t, void *owner, void *out)
     PyGILState_STATE gil = PyGILState_Ensure();
     int rc = -1;
     PyObject *get = NULL, *set = NULL;
-    PyObject *capsule = PyCapsule_New(t, GPR_CAPSULE, gpr_capsule_free);
+    PyObject *capsule = PyCapsule_New(t, NULL, gpr_capsule_free);
     if (capsule && PyCapsule_SetContext(capsule, owner) == 0) {
         Py_XINCREF((PyObject *)owner);
         get = PyCFunction_New(&gpr_get_def, capsule);

@@ -10,7 +10,9 @@ Each handler has the signature ``(d, guest, req, found) -> Completion | None``:
 ``req`` is the value of the row's handle register, ``found`` the
 ``FunctionEntry`` the firmware table holds for ``req >> 32`` (or None).
 None means the firmware does not complete the instruction itself: it
-intercepts, and the dispatcher sends it to userspace.
+intercepts, and the dispatcher sends it to userspace.  A load/store row's
+handler is the table lookup around a body (``BODIES``), which the
+dispatcher runs directly when its own lookup has found the function.
 """
 from __future__ import annotations
 
@@ -55,12 +57,18 @@ def rpcit(d, guest, req, found) -> Completion | None:
     return translate(fn, d, guest, partial(_shadow, guest, fn, hf, ioat))[0]
 
 
-# per class, what the firmware completes itself; every other class intercepts
-HANDLERS = {
-    InsnClass.LOAD: _access(load),
-    InsnClass.STORE: _access(store),
-    InsnClass.STORE_BLOCK: _access(store_block),
-    InsnClass.TRANSLATE: rpcit,
+# per class, what the firmware completes for a function its table names under
+# the request's own handle: the shared semantics, (fn, d, guest, req) -> Completion
+BODIES_BY_CLASS = {
+    InsnClass.LOAD: load,
+    InsnClass.STORE: store,
+    InsnClass.STORE_BLOCK: store_block,
 }
+# per class, what the firmware completes itself; every other class intercepts
+HANDLERS = {cls: _access(body) for cls, body in BODIES_BY_CLASS.items()}
+HANDLERS[InsnClass.TRANSLATE] = rpcit
 # per table row, the firmware's handler or None (always intercepted)
 ROWS = tuple(HANDLERS.get(i.cls) for i in TABLE)
+# per table row, the handler's body or None: the dispatcher, whose lookup found the
+# function under the handle (what ``serve`` checks first), runs it directly
+BODIES = tuple(BODIES_BY_CLASS.get(i.cls) for i in TABLE)

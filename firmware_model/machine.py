@@ -51,9 +51,9 @@ class Memo:
     completion and its Outcome."""
 
     __slots__ = ("view", "lsi", "checked", "checked_problem", "decisions", "decision", "run",
-                 "cell", "declined_cell", "declined", "completion", "outcome")
+                 "body", "cell", "declined_cell", "declined", "completion", "outcome")
 
-    def __init__(self, view, lsi, d, decisions, decision, run, cell, declined_cell):
+    def __init__(self, view, lsi, d, decisions, decision, run, body, cell, declined_cell):
         self.view = view                    # the host's view it was decided on (None: none)
         self.lsi = lsi
         # the preamble's answer in the supervisor and in the problem state: the
@@ -63,6 +63,9 @@ class Memo:
         self.decisions = decisions          # policy.DecisionSet
         self.decision = decision            # the active policy's
         self.run = run
+        # for a function the firmware table names: run's body, (fn, d, guest, req),
+        # which never declines (None: run does the path's own lookup)
+        self.body = body
         self.cell = cell
         self.declined_cell = declined_cell
         self.declined = Decision(Route.USERSPACE, Reason.DECLINED.value, decision.intercept)
@@ -97,6 +100,7 @@ class Machine:
         self._by_fh: dict = self.world.by_fh if self.world else {}
         self._hf: dict = self.world.entries if self.world else {}
         self._paths = {Route.FIRMWARE: firmware.ROWS, Route.KVM: self.kvm.rows}
+        self._bodies = {Route.FIRMWARE: firmware.BODIES}
         self._userspace = self.userspace.rows
         # per row: the handle register decisions read (0: they ignore the handle),
         # and whether userspace serving it changes what the host must know
@@ -163,6 +167,16 @@ class Machine:
                 memo = found.memos.get(key)
                 if memo is None or memo.view is not found.hf._view or memo.lsi is not lsi:
                     memo = self._remember(found, key, lsi, d)
+                body = memo.body
+                if body is not None:
+                    # the path's lookup is the one just made: its body serves
+                    completion = memo.checked_problem if guest.problem_state else memo.checked
+                    if completion is None:
+                        completion = body(found.fn, d, guest, req)
+                    memo.cell.n += 1
+                    if completion is memo.completion:
+                        return memo.outcome
+                    return self._outcome(memo, index, completion)
             else:
                 memo = self._unnamed(index, fh, d)
         else:
@@ -186,10 +200,16 @@ class Machine:
             if self._after[index]:
                 self._after_userspace(index, d, guest, completion, req, found)
         memo.cell.n += 1
-        # Completions are mostly preallocated constants: reuse the Outcome,
-        # the memo's last one first.
         if completion is memo.completion:
             return memo.outcome
+        return self._outcome(memo, index, completion)
+
+    @staticmethod
+    def _outcome(memo: Memo, index: int, completion) -> Outcome:
+        """The Outcome of ``completion`` under the memo's decisions, kept as the memo's last.
+
+        Completions are mostly preallocated constants: their Outcomes are reused,
+        the memo's last one first (execute checks that one itself)."""
         ds = memo.decisions
         out = ds.outcomes.get(id(completion))
         if out is None:
@@ -212,18 +232,21 @@ class Machine:
 
     # --- memoised decisions -------------------------------------------------------------
 
-    def _memo(self, fid, view, lsi: bool, d, fh: int) -> Memo:
+    def _memo(self, fid, view, lsi: bool, d, fh: int, named: bool = False) -> Memo:
+        """``named``: the handle names ``fid`` in the firmware table (the path's bodies apply)."""
         vm = self.vm
         index = d.index
         ds = self.decider.decisions(index, fh, lsi, view, vm.id, vm.gisa, d.ipa, d.ipb)
         decision = ds.by_policy[self.policy]
         route = decision.route
-        run = None
+        run = body = None
         if route is not Route.USERSPACE:
             run = self._paths[route][index] or _intercept
+            if named and route in self._bodies:
+                body = self._bodies[route][index]
         cell = self.counters.cell(fid, ds, Served.of(route, False))
         declined = self.counters.cell(fid, ds, Served.of(route, True))
-        return Memo(view, lsi, d, ds, decision, run, cell, declined)
+        return Memo(view, lsi, d, ds, decision, run, body, cell, declined)
 
     def _remember(self, found, key: tuple, lsi: bool, d) -> Memo:
         """Decide for a handle naming one of the VM's functions, memoised in its entry."""
@@ -231,7 +254,7 @@ class Machine:
         memos = found.memos
         if len(memos) >= _MEMO_LIMIT:
             memos.clear()
-        memo = memos[key] = self._memo(found.fn.fid, view, lsi, d, found.hf.fh)
+        memo = memos[key] = self._memo(found.fn.fid, view, lsi, d, found.hf.fh, named=True)
         return memo
 
     def _unnamed(self, index: int, fh: int, d) -> Memo:

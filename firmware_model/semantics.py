@@ -217,7 +217,10 @@ def load(fn, d, guest, req: int) -> Completion:
     if state is _ERROR or state is _PERM_ERROR:     # _blocked, inline: the hot path
         guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
         return CC1
-    key = (req & _AS_LEN, guest.gpr(r2 + 1))
+    # the accessors called through locals: a guest's per-instance accessor (the
+    # emulator's builtins) called as a method is looked up the slow way each time
+    gpr = guest.gpr
+    key = (req & _AS_LEN, gpr(r2 + 1))
     op = fn.load_ops.get(key)
     if op is None:
         op = _resolved(fn.load_ops, load_op, fn, key)
@@ -227,7 +230,8 @@ def load(fn, d, guest, req: int) -> Completion:
     fn.counters[FMB_CNT_LD] += 1
     if fn.fmb_addr:
         fmb_update(fn, guest)
-    guest.set_gpr(d.r1, value)
+    set_gpr = guest.set_gpr
+    set_gpr(d.r1, value)
     return CC0
 
 
@@ -238,11 +242,12 @@ def store(fn, d, guest, req: int) -> Completion:
     if state is _ERROR or state is _PERM_ERROR:
         guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
         return CC1
-    key = (req & _AS_LEN, guest.gpr(r2 + 1))
+    gpr = guest.gpr
+    key = (req & _AS_LEN, gpr(r2 + 1))
     op = fn.store_ops.get(key)
     if op is None:
         op = _resolved(fn.store_ops, store_op, fn, key)
-    fault = op(guest.gpr(d.r1))
+    fault = op(gpr(d.r1))
     if fault is not None:
         return _fault(guest, r2, req, fault)
     fn.counters[FMB_CNT_ST] += 1                    # count, inline: the hot path

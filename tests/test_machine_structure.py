@@ -148,16 +148,16 @@ def test_the_preamble_runs_before_the_chosen_path():
 
 # --- the path of one PCILG --------------------------------------------------------
 
-# Machine.execute -> firmware's handler -> semantics.load -> semantics.pci_load -> the device
-PCILG_DEPTH = 4
+# Machine.execute -> semantics.load (the firmware's body) -> the resolved access op:
+# the device's own (no Python frame at all) or, for a device without ops, the
+# generic one (semantics._config_load) -> the device
+PCILG_DEPTH = 3
 
 
-def test_one_pcilg_reaches_the_device_within_the_documented_depth():
-    m, g = booted("linux-6.0")
-    d = w.load_store(g, "PCILG", w.handle("enabled", 0), 15, 4, 0, 0)
-    m.execute(d, g)                                 # the decisions memoised
+def _profile_execute(m, d, g):
+    """(Python frames of one execute as call stacks, what execute itself calls, the Outcome)."""
     stack: list = []
-    chains: list = []
+    frames: list = []
     direct: list = []       # what Machine.execute itself calls
 
     def profile(frame, event, arg):
@@ -165,8 +165,7 @@ def test_one_pcilg_reaches_the_device_within_the_documented_depth():
             if len(stack) == 1 and Path(frame.f_code.co_filename).name != "guest.py":
                 direct.append(frame.f_code.co_name)
             stack.append(frame.f_code)
-            if frame.f_code.co_name in ("config_read", "bar_read") and not chains:
-                chains.append(list(stack))
+            frames.append(list(stack))
         elif event == "return" and stack:
             stack.pop()
 
@@ -175,12 +174,48 @@ def test_one_pcilg_reaches_the_device_within_the_documented_depth():
         out = m.execute(d, g)
     finally:
         sys.setprofile(None)
+    return frames, direct, out
+
+
+def _where(code) -> tuple[str, str]:
+    return Path(code.co_filename).name, code.co_name
+
+
+def test_one_pcilg_reaches_the_device_within_the_documented_depth():
+    m, g = booted("linux-6.0")          # memdev: config_read and no access ops
+    d = w.load_store(g, "PCILG", w.handle("enabled", 0), 15, 4, 0, 0)
+    m.execute(d, g)                                 # the decisions memoised, the access resolved
+    frames, direct, out = _profile_execute(m, d, g)
     assert out.completion.cc == 0 and out.decision.route.value == "firmware"
-    chain = chains[0]
-    assert chain[0].co_name == "execute" and Path(chain[0].co_filename).name == "machine.py"
+    chain = next(f for f in frames if f[-1].co_name in ("config_read", "bar_read"))
+    assert _where(chain[0]) == ("machine.py", "execute")
     assert len(chain) - 1 <= PCILG_DEPTH, [c.co_name for c in chain]
-    assert [Path(c.co_filename).name for c in chain[1:-1]] == [
-        "firmware.py", "semantics.py", "semantics.py"]
-    # besides the guest's registers and the path, the dispatcher calls only the
-    # preamble: the decisions are memoised
-    assert direct == ["preamble", chain[1].co_name]
+    assert [_where(c) for c in chain[1:-1]] == [("semantics.py", "load"),
+                                                ("semantics.py", "_config_load")]
+    # besides the guest's registers, the dispatcher calls only the path's body: the
+    # decisions and the preamble's answer are memoised, the table lookup is its own
+    assert direct == ["load"]
+
+
+def test_a_device_with_access_ops_is_read_without_a_python_frame():
+    g = w.new_guest()
+    vm = w.machine("linux-6.0", config=w.CONFIG_VIRTIO)
+    for a in [("clp", "list", 0), ("clp", "enable", 0)]:
+        w.perform(vm, g, a)
+    dev = vm.bus.functions[0].device
+    for pcias, offset in ((15, 0), (1, 8)):        # config space; BAR 1, an MSI-X table word
+        d = w.load_store(g, "PCILG", w.handle("enabled", 0), pcias, 4, offset, 0)
+        vm.execute(d, g)
+        frames, direct, out = _profile_execute(vm, d, g)
+        assert out.completion.cc == 0 and out.decision.route.value == "firmware"
+        model = [[_where(c) for c in f] for f in frames if _where(f[-1])[0] != "guest.py"]
+        assert model == [[("machine.py", "execute")],
+                         [("machine.py", "execute"), ("semantics.py", "load")]]
+        # the op reads the device's state at each call, never a copy
+        want = dev.config_read(0, 4) if pcias == 15 else dev.bar_read(1, 8, 4)
+        assert g.gpr(1) == (int.from_bytes(want.to_bytes(4, "little"), "big") if pcias == 15
+                            else want)
+    dev.cfg.data[0] ^= 0xFF
+    assert vm.execute(w.load_store(g, "PCILG", w.handle("enabled", 0), 15, 4, 0, 0),
+                      g).completion.cc == 0
+    assert g.gpr(1) >> 24 == dev.cfg.data[0]
