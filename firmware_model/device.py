@@ -56,6 +56,16 @@ class PciDevice:
     that one subregion takes the whole PCISTB block as 8-byte stores before
     it reads the source operand; a device that has the method lets the model
     give the operand exception in that order.
+
+    Optional, for speed: access ops, each resolved once per (offset, size)
+    and kept by the model (``semantics.load_op`` / ``store_op``), so an op
+    must read or write the device's state at every call and hold no value.
+    ``config_load_op(offset, size)``: a callable giving what PCILG of those
+    configuration bytes loads (the value big-endian), or None (the model
+    then calls ``config_read``); ``bar_read_op(bar, offset, size)``: a
+    callable giving what ``bar_read`` would; ``bar_write_op(bar, offset,
+    size)``: a callable taking the value, or None for a refused store.  A
+    wrapper that changes what the device answers must set them to None.
     """
 
     kind = "none"

@@ -2,9 +2,10 @@
 
 ``Machine.execute(d, guest)`` runs once per zPCI instruction, always the
 same way: the decoded row -> every policy's decision (policy.Decider,
-memoised per function and instruction encoding) -> the table's preamble
-(semantics.preamble) -> the active policy's path (firmware.py, kvm.py, or
-userspace.py, which also serves what a path declines) -> one count in the
+memoised per function and instruction encoding, with the answer of the
+table's preamble, semantics.preamble) -> the active policy's path
+(firmware.py, kvm.py, or userspace.py, which also serves what a path
+declines; a path's body directly where this lookup named the function) -> one count in the
 Stats object -> the Outcome.  Nothing else routes or counts.  See
 docs/design.md for the path of one PCILG and docs/decisions.md for
 ``assume``.

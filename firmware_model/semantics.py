@@ -8,9 +8,11 @@ lives here, in QEMU 7.2's order of checks (hw/s390x/s390-pci-inst.c), and
 every path imports it:
 
 * ``preamble``: the checks the table's columns name (privileged, even R2),
-  applied once per instruction before any path runs;
+  applied once per instruction before any path runs (the dispatcher keeps
+  its answer with its decisions);
 * ``pci_load`` / ``pci_store``: the address-space dispatch with QEMU's
-  length rules; ``load`` / ``store`` / ``store_block``: PCILG, PCISTG and
+  length rules, resolved once per access into an op (``load_op`` /
+  ``store_op``); ``load`` / ``store`` / ``store_block``: PCILG, PCISTG and
   PCISTB once the request named a function;
 * ``translate``: RPCIT from the function state on, around a range pass the
   path chooses (QEMU's budgeted one, or the shadowing one of a host that
@@ -108,8 +110,8 @@ _INVALID_AS_OP, _OPERAND_OP = _answer(INVALID_AS), _answer(OPERAND)
 def _config_load(read, offset: int, length: int) -> int:
     """A configuration-space PCILG through ``config_read``: the PCI value as the
     big-endian register sees it."""
-    # pci_host_config_read_common takes a 32-bit address and returns ~0 past the limit
     value = read(offset, length)
+    # pci_host_config_read_common returns ~0 past the limit
     if value is None:
         value = 0xFFFFFFFF
     if length == 1:
@@ -130,47 +132,54 @@ def _bar_store(write, bar: int, offset: int, length: int, data: int) -> Fault | 
     return None if write(bar, offset, length, data & ((1 << (8 * length)) - 1)) else OPERAND
 
 
-def load_op(fn, pcias: int, offset: int, length: int):
-    """PCILG's address-space dispatch, resolved: a callable giving the loaded
-    register value, or the Fault (None: OPERAND, a device's refusal)."""
-    dev = fn.device
+def _refused(fn, pcias: int, offset: int, length: int):
+    """The op of an access the address-space and length rules refuse; None when
+    they let it reach the device."""
     if pcias <= ZPCI_IO_BAR_MAX:
         if not fn.bar_sizes[pcias]:
             return _INVALID_AS_OP       # QEMU 7.2 dereferences a NULL region here
         if not length or length > 8 - (offset & 7):
             return _OPERAND_OP
-        op_of = getattr(dev, "bar_read_op", None)
-        if op_of is not None:
-            return op_of(pcias, offset, length)
-        return partial(dev.bar_read, pcias, offset, length)
+        return None
     if pcias == 15:
         if not length or length > 4 - (offset & 3) or length == 3:
             return _OPERAND_OP
+        return None
+    return _INVALID_AS_OP
+
+
+def load_op(fn, pcias: int, offset: int, length: int):
+    """PCILG's address-space dispatch, resolved: a callable giving the loaded
+    register value, or the Fault (None: OPERAND, a device's refusal)."""
+    refused = _refused(fn, pcias, offset, length)
+    if refused is not None:
+        return refused
+    dev = fn.device
+    if pcias == 15:
+        # pci_host_config_read_common takes a 32-bit address
         offset &= 0xFFFFFFFF
         op_of = getattr(dev, "config_load_op", None)
         op = op_of(offset, length) if op_of is not None else None
         return op if op is not None else partial(_config_load, dev.config_read, offset, length)
-    return _INVALID_AS_OP
+    op_of = getattr(dev, "bar_read_op", None)
+    if op_of is not None:
+        return op_of(pcias, offset, length)
+    return partial(dev.bar_read, pcias, offset, length)
 
 
 def store_op(fn, pcias: int, offset: int, length: int):
     """PCISTG's address-space dispatch, resolved: a callable taking the register's
     data, giving None when stored or the Fault."""
+    refused = _refused(fn, pcias, offset, length)
+    if refused is not None:
+        return refused
     dev = fn.device
-    if pcias <= ZPCI_IO_BAR_MAX:
-        if not fn.bar_sizes[pcias]:
-            return _INVALID_AS_OP
-        if not length or length > 8 - (offset & 7):
-            return _OPERAND_OP
-        op_of = getattr(dev, "bar_write_op", None)
-        if op_of is None:
-            return partial(_bar_store, dev.bar_write, pcias, offset, length)
-        return op_of(pcias, offset, length) or _OPERAND_OP
     if pcias == 15:
-        if not length or length > 4 - (offset & 3) or length == 3:
-            return _OPERAND_OP
         return partial(_config_store, dev.config_write, offset & 0xFFFFFFFF, length)
-    return _INVALID_AS_OP
+    op_of = getattr(dev, "bar_write_op", None)
+    if op_of is None:
+        return partial(_bar_store, dev.bar_write, pcias, offset, length)
+    return op_of(pcias, offset, length) or _OPERAND_OP
 
 
 def _resolved(ops: dict, resolve, fn, key: tuple):

@@ -314,6 +314,34 @@ def test_guest_adapter_memory():
     assert g.gpr(3) == (1 << 64) - 1
 
 
+def test_guest_register_accessors_are_the_trap_states_gprs():
+    # cbits/trap.c's builtins: the same array trap.c writes back to unicorn
+    m, _ = machine(lambda d, g: outcome())
+    g, t = m.guest, m.t
+    g.set_gpr(4, (1 << 70) | 5)                     # modulo 2**64, as the Guest interface says
+    g.set_gpr(15, -2)
+    assert t.gpr[4] == 5 and t.gpr[15] == (1 << 64) - 2 and g.gpr(15) == (1 << 64) - 2
+    t.gpr[0] = 0x1234
+    assert g.gpr(0) == 0x1234
+    for bad in (16, -1):
+        with pytest.raises(IndexError):
+            g.gpr(bad)
+        with pytest.raises(IndexError):
+            g.set_gpr(bad, 0)
+    with pytest.raises(TypeError):
+        g.set_gpr(1, 1.5)
+    with pytest.raises(TypeError):
+        g.set_gpr(1)
+    assert t.gpr[1] == 0
+    # the accessors keep the trap state alive on their own
+    get, set_ = g.gpr, g.set_gpr
+    del m, g, t
+    import gc
+    gc.collect()
+    set_(2, 7)
+    assert get(2) == 7
+
+
 def test_program_interruption_from_model_goes_through_lowcore():
     code, labels = _guest_with_pgm_handler(
         lghi(9, 5) + cghi(9, 7),                    # cc 1 before the failing instruction

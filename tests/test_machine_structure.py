@@ -146,6 +146,20 @@ def test_the_preamble_runs_before_the_chosen_path():
     assert s["active"]["firmware"] == {"PCILG": 1} and s["vm"]["instructions"] == 1
 
 
+def test_the_memoised_preamble_follows_the_problem_state():
+    # one memo (same function, row, encoding) served in both states, alternately
+    m, g = booted("linux-6.0")
+    for problem in (False, True, False, True):
+        d = w.load_store(g, "PCILG", w.handle("enabled", 0), 15, 4, 0, 0)
+        g.problem_state = problem
+        out = m.execute(d, g)
+        assert (out.completion.pgm == Pgm.PRIVILEGED) is problem
+        assert out.completion.cc == (None if problem else 0)
+    g.problem_state = False
+    s = m.stats()
+    assert s["active"]["firmware"] == {"PCILG": 4}
+
+
 # --- the path of one PCILG --------------------------------------------------------
 
 # Machine.execute -> semantics.load (the firmware's body) -> the resolved access op:

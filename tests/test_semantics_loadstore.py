@@ -271,3 +271,46 @@ def test_pcistb_must_not_cross_a_4k_boundary_of_the_bar_offset(offset, length, o
     p, efh = enabled_probe()
     c, _ = p.pcistb(req(efh, 4, length), offset, BLK)
     assert (c.cc == 0) if ok else (c.pgm == Pgm.SPECIFICATION)
+
+
+# -- accesses resolved once (semantics.load_op / store_op) ------------------------
+
+_VIRTIO_ACCESSES = st.lists(st.tuples(
+    st.sampled_from(["PCILG", "PCISTG"]),
+    st.sampled_from([15, 1, 4]),                  # config space, the MSI-X BAR, the modern BAR
+    st.sampled_from([0, 2, 4, 8, 0x10, 0x18, 0x1C, 0x40, 0x800, 0x1000]),
+    st.sampled_from([1, 2, 3, 4, 8]),
+    st.integers(0, (1 << 64) - 1)), min_size=1, max_size=40)
+
+
+@given(accesses=_VIRTIO_ACCESSES)
+def test_resolved_accesses_answer_what_a_fresh_resolution_does(accesses):
+    # one function of a real device model, its accesses repeated and interleaved
+    # with stores: each load gives what resolving it afresh (pci_load, which
+    # keeps nothing) gives at that moment, so no op holds a value or goes stale
+    import test_props_world as w
+    from firmware_model.semantics import pci_load
+
+    m = w.machine("linux-6.0", config=w.CONFIG_VIRTIO)
+    g = w.new_guest()
+    for a in [("clp", "list", 0), ("clp", "enable", 0)]:
+        w.perform(m, g, a)
+    fn = m.bus.functions[0]
+    fh = w.handle("enabled", 0)
+    for mn, pcias, offset, length, data in accesses * 2:
+        want = pci_load(fn, pcias, offset, length) if mn == "PCILG" else None
+        out = m.execute(w.load_store(g, mn, fh, pcias, length, offset, data), g)
+        if mn == "PCILG" and out.completion.cc == 0:
+            assert g.gpr(1) == want
+    assert fn.load_ops or fn.store_ops
+
+
+def test_the_resolved_accesses_of_a_function_are_bounded():
+    from firmware_model.semantics import OP_CACHE_LIMIT
+    p, efh = enabled_probe()
+    for offset in range(0, 4 * (OP_CACHE_LIMIT + 10), 4):
+        c, _, _ = p.pcilg(req(efh, 4, 4), offset % 0x4000 + (offset // 0x4000 << 20))
+        assert len(p.fn.load_ops) <= OP_CACHE_LIMIT
+    # still answering after the cache started over
+    c, _ = p.pcistg(0x11223344, req(efh, 4, 4), 8)
+    assert c.cc == 0 and p.pcilg(req(efh, 4, 4), 8)[2] == 0x11223344

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 ReadOp = Callable[[], int]                     # the big-endian value of one access
-WriteOp = Callable[[int], None]                # stores one access's big-endian value
+WriteOp = Callable[[int], None]                # stores one access's big-endian value; returns None
 # region-local (offset, size) -> op, for regions that make their own
 ReadOpFactory = Callable[[int, int], ReadOp]
 WriteOpFactory = Callable[[int, int], WriteOp]
@@ -140,7 +140,9 @@ class Region:
         write = self.write
         size_mask = (1 << (8 * size)) - 1
         if access == size:
-            return lambda value: write(addr, size, swap(value & size_mask))
+            def whole(value: int) -> None:     # None: stored (what the callback returns is not an answer)
+                write(addr, size, swap(value & size_mask))
+            return whole
 
         def op(value: int) -> None:
             value = swap(value & size_mask)
