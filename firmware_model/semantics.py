@@ -247,15 +247,13 @@ def load(fn, d, guest, req: int) -> Completion:
 def store(fn, d, guest, req: int) -> Completion:
     """PCISTG once the request (``req``, R2's value) named ``fn``."""
     r2 = d.r2
-    state = fn.state
-    if state is _ERROR or state is _PERM_ERROR:
-        guest.set_gpr(r2, (req & _ST_MASK) | (LsStatus.BLOCKED << 24))
-        return CC1
-    gpr = guest.gpr
+    c = _blocked(fn, guest, r2, req)
+    if c is not None:
+        return c
+    gpr = guest.gpr                                 # (see load)
+    ops = fn.store_ops
     key = (req & _AS_LEN, gpr(r2 + 1))
-    op = fn.store_ops.get(key)
-    if op is None:
-        op = _resolved(fn.store_ops, store_op, fn, key)
+    op = ops.get(key) or _resolved(ops, store_op, fn, key)
     fault = op(gpr(d.r1))
     if fault is not None:
         return _fault(guest, r2, req, fault)
