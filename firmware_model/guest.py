@@ -53,14 +53,24 @@ class SimpleGuest:
 
 
 class RecordingGuest:
-    """Wraps a Guest and logs the memory an instruction read and wrote (for traces)."""
+    """Wraps a Guest and logs the memory an instruction read and wrote (for traces).
+
+    ``log``: another RecordingGuest whose lists this one appends to, so an
+    instruction's operand accesses (one view) and its device's DMA (the
+    machine's storage) land in one log, in the order they happened.
+    """
 
     __slots__ = ("inner", "reads", "writes")
 
-    def __init__(self, inner: Guest):
+    def __init__(self, inner: Guest, log: "RecordingGuest | None" = None):
         self.inner = inner
-        self.reads: list[tuple[int, bytes]] = []
-        self.writes: list[tuple[int, bytes]] = []
+        self.reads: list[tuple[int, bytes]] = log.reads if log is not None else []
+        self.writes: list[tuple[int, bytes]] = log.writes if log is not None else []
+
+    def clear(self) -> None:
+        """Start the next instruction's log (lists shared with views stay shared)."""
+        self.reads.clear()
+        self.writes.clear()
 
     @property
     def problem_state(self) -> bool:

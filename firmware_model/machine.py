@@ -69,7 +69,7 @@ class Machine:
     """A host, one VM, its zPCI bus; ``execute`` serves the VM's zPCI instructions."""
 
     def __init__(self, config: MachineConfig | None = None, policy: str = "linux-6.0",
-                 assume: str = "passthrough", bus: ZpciBus | None = None):
+                 assume: str = "passthrough", bus: ZpciBus | None = None, memory=None):
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
         if assume not in ASSUMPTIONS:
@@ -80,6 +80,8 @@ class Machine:
         self.host = Host()
         self.vm = self.host.create_vm()
         self.bus = bus if bus is not None else ZpciBus.from_config(self.config, _device_factory())
+        if memory is not None:
+            self.bus.memory = memory
         self.counters = Stats()
         self.userspace = UserspaceHandler(self.bus)
         self.kvm = KvmZpci(self.host, self.vm, self.counters.kernel)
@@ -126,14 +128,21 @@ class Machine:
         elif found is not None and found.fn.fh == req >> 32:
             self.world.mirror(found, guest.gpr(d.r2), guest.gpr((d.r2 + 1) & 15))
 
+    def attach(self, memory) -> None:
+        """Bind the machine's absolute storage, where device DMA, MSIs and indicators go.
+
+        Once, before the first instruction: the guest passed to ``execute`` is
+        the vCPU's view for the instruction's own operands (logical under DAT),
+        the storage is the machine's (absolute) and never changes with it.
+        """
+        self.bus.memory = memory
+
     # --- the dispatch point -----------------------------------------------------------
 
     def execute(self, d, guest) -> Outcome:
         bus = self.bus
-        if bus.memory is not guest:
-            # device DMA during the access reaches this vCPU's storage (the device
-            # interface has no storage argument); the emulator passes one guest for
-            # the whole run, replay one per event
+        if bus.memory is None:
+            # a machine never attached: its storage is the first guest it serves
             bus.memory = guest
         index = d.index
         reg = self._handle_reg[index]

@@ -149,7 +149,11 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None,
         handler = _traced_operands(fw, writer, lambda: uc.t)
     elif writer is not None:
         recorder = _block_recorder(None, writer)
-        handler = _traced(fw, writer, lambda: uc.t)
+        handler = traced = _traced(fw, writer, lambda: uc.t)
+
+        def handler_storage(memory):
+            traced.storage = RecordingGuest(memory)
+            return traced.storage
     if observe is not None:
         handler = observe(handler)
     try:
@@ -162,6 +166,9 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None,
                        pci_configure=fw.sclp_configure,
                        pci_deconfigure=fw.sclp_deconfigure, flic=fw.bus.flic,
                        supervisor=image.supervisor, tod=host_tod())
+        # device DMA, MSIs and indicators reach absolute storage, whatever view
+        # (DAT under a kernel) the vCPU gives an instruction's operands
+        fw.attach(uc.memory if writer is None else handler_storage(uc.memory))
         if recorder is not None:
             recorder.machine = uc
         if image.supervisor:
@@ -251,23 +258,33 @@ class _block_recorder:
         self.writer.run_block(bid)
 
 
-def _traced(fw, writer, trap_state):
-    """The firmware model's execute, recording one trace event per instruction."""
-    execute = fw.execute
+class _traced:
+    """The firmware model's execute, recording one trace event per instruction.
 
-    def handler(d, guest):
-        t = trap_state()
+    ``storage`` is the machine's storage as a RecordingGuest (set once the
+    CPU exists): the event holds the instruction's accesses and its device's
+    DMA, in order, so replay can run the device models live.
+    """
+
+    def __init__(self, fw, writer, trap_state):
+        self.execute = fw.execute
+        self.writer = writer
+        self.trap_state = trap_state
+        self.storage: RecordingGuest | None = None
+
+    def __call__(self, d, guest):
+        t = self.trap_state()
         before = list(guest.gprs)
-        rg = RecordingGuest(guest)
-        outcome = execute(d, rg)
+        log = self.storage
+        log.clear()
+        view = log if guest is log.inner else RecordingGuest(guest, log)
+        outcome = self.execute(d, view)
         comp = outcome.completion
         cc = comp.cc if comp.cc is not None else (t.pswm >> 44) & 3
-        writer.zpci_event(d.addr, bytes(t.bytes[0:d.ilen]), before, list(guest.gprs),
-                          cc=None if comp.pgm is not None else cc,
-                          reads=rg.reads, writes=rg.writes, pgm=comp.pgm)
+        self.writer.zpci_event(d.addr, bytes(t.bytes[0:d.ilen]), before, list(guest.gprs),
+                               cc=None if comp.pgm is not None else cc,
+                               reads=log.reads, writes=log.writes, pgm=comp.pgm)
         return outcome
-
-    return handler
 
 
 def _traced_operands(fw, writer, trap_state):

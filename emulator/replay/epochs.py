@@ -64,7 +64,7 @@ def decision_state(machines) -> object:
     """
     out = []
     try:
-        for m, _ in machines:
+        for m, *_ in machines:
             vm = m.vm
             out.append((vm.use_zpci_interp, vm.gisa, vm.id,
                         tuple((hf.fh, hf.plugged, hf.view(), hf.ioat is None)

@@ -35,21 +35,22 @@ def placeholders(ev: Event) -> tuple:
     return RPCIT_PLACEHOLDERS if ev.mnemonic == "RPCIT" else ZEROS
 
 
-def run(m, d, ev: Event, memsize: int):
-    """Run an incomplete event on ``m``; (outcome, guest) of the run whose completion is the recorded one.
+def run(m, d, ev: Event, g: ReplayGuest):
+    """Run an incomplete event on ``m`` in ``g`` (the machine's replay guest);
+    (outcome, guest) of the run whose completion is the recorded one.
 
     If no placeholder reproduces the recording, the functions are left as
-    before the event and the first run's outcome gives the decision.
+    before the event and the first run's outcome and guest (a copy) are given.
     """
     saved = save(m.bus)
     first = None
     for fill in placeholders(ev):
-        g = ReplayGuest(ev, memsize, fill)
+        g.reset(ev, fill)
         outcome = m.execute(d, g)
         if not compare(ev, outcome, g, all_writes=False):
             return outcome, g
         restore(m.bus, saved)
-        first = first or (outcome, g)
+        first = first or (outcome, g.copy())
     return first
 
 

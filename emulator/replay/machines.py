@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from emulator.errors import UserError
-from emulator.replay.standins import ReplayDevice
+from emulator.replay.standins import ReplayDevice, ReplayGuest
 from emulator.trace.format import TraceHeader
 from firmware_model.config import FunctionSpec, MachineConfig
 
@@ -124,10 +124,12 @@ class ReplayMachine(NamedTuple):
     """One policy's Machine and the replay devices on its bus (to set what a load returns)."""
     machine: object
     devices: list
+    guest: object          # the ReplayGuest every event is rebuilt in; the machine's storage
 
 
 def make_machine(config: MachineConfig, policy: str, assume: str, where: str, stand_ins=None,
-                 live: bool = False, ids: dict | None = None) -> ReplayMachine:
+                 live: bool = False, ids: dict | None = None,
+                 memsize: int | None = None) -> ReplayMachine:
     """One policy's Machine on a bus of replay devices."""
     from firmware_model.function import ZpciBus
     from firmware_model.machine import Machine
@@ -139,4 +141,6 @@ def make_machine(config: MachineConfig, policy: str, assume: str, where: str, st
         # a device property out of range, an unknown kind, a duplicate fid
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise UserError(f"{msg}", where=f"{where}: header") from None
-    return ReplayMachine(m, [fn.device for fn in bus.functions])
+    guest = ReplayGuest(None, config.memory if memsize is None else memsize)
+    m.attach(guest)
+    return ReplayMachine(m, [fn.device for fn in bus.functions], guest)

@@ -200,7 +200,7 @@ class ChunkReplay(FileReplay):
         IOTLB, interrupts or measurement), in every machine; devices that run live
         keep state of their own."""
         return not self.all_writes and not any(
-            fn.enabled for m, _ in self.machines for fn in m.bus.functions)
+            fn.enabled for m, *_ in self.machines for fn in m.bus.functions)
 
     def release(self, ev) -> bool:
         return ev.mnemonic == "CLP" and self._all_reset()

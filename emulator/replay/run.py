@@ -18,7 +18,6 @@ from emulator.replay.heads import CONFIG, KEYED, KIND_KEY, HeadKinds, decoded
 from emulator.replay.machines import ASSUME, config_from_header, make_machine
 from emulator.replay.results import Mismatch, WorkloadResult
 from emulator.replay import incomplete, progress
-from emulator.replay.standins import ReplayGuest
 from emulator.trace.format import EVENT_HEAD, Event, EventFlag, RecordType
 from emulator.trace.reader import TraceReader, parse_event
 from emulator.trace.text import block_insns
@@ -49,7 +48,8 @@ class FileReplay:
         ids = {f.kind: (f.vendor_id, f.device_id) for f in h.functions
                if f.vendor_id is not None and f.device_id is not None}
         self.machines = [make_machine(cfg, p, ASSUME[assume], self.path, stand_ins,
-                                      live=self.all_writes, ids=ids) for p in self.policies]
+                                      live=self.all_writes, ids=ids, memsize=h.memory)
+                         for p in self.policies]
         self.res = WorkloadResult(self.path, h.workload or self.path, h.source.value, h.stream.value,
                                   self.policies, routes={p: {} for p in self.policies},
                                   stand_ins=sorted(set(stand_ins)))
@@ -82,13 +82,13 @@ class FileReplay:
         res = self.res
         reasons = set()
         check = self.check and self.held is None
-        for p, (m, devices) in zip(self.policies, self.machines):
+        for p, (m, devices, g) in zip(self.policies, self.machines):
             for dev in devices:
                 dev.loaded = loaded
             if partial:
-                outcome, g = incomplete.run(m, d, ev, self.memsize)
+                outcome, g = incomplete.run(m, d, ev, g)
             else:
-                g = ReplayGuest(ev, self.memsize)
+                g.reset(ev)
                 outcome = m.execute(d, g)
             routes.append(outcome.decision.route.value)
             if check:
@@ -101,7 +101,7 @@ class FileReplay:
                     reasons.add("mismatch")
                     for what in diffs:
                         self.on_mismatch(Mismatch(self.path, ev.seq, ev.addr, ev.mnemonic, p, what))
-        for m, devices in self.machines:
+        for m, devices, _ in self.machines:
             for dev in devices:
                 dev.loaded = None
             # Interrupts and error events the devices raised are outputs no

@@ -24,7 +24,14 @@ class ReplayGuest:
     __slots__ = ("gprs", "known", "segs", "memsize", "problem_state", "missing", "written_regs",
                  "writes", "fill")
 
-    def __init__(self, ev: Event, memsize: int, fill: bytes | None = None):
+    def __init__(self, ev: Event | None, memsize: int, fill: bytes | None = None):
+        self.memsize = memsize
+        if ev is not None:
+            self.reset(ev, fill)
+
+    def reset(self, ev: Event, fill: bytes | None = None) -> None:
+        """Become the guest of ``ev``: one object serves a machine's whole replay,
+        attached as its storage, so the device's DMA sees the same recording."""
         self.fill = fill
         self.gprs = [0] * 16
         self.known = 0
@@ -32,7 +39,6 @@ class ReplayGuest:
             self.gprs[r] = v
             self.known |= 1 << r
         self.segs: list[list] = [[a, bytearray(d)] for a, d in ev.reads]
-        self.memsize = memsize
         if ev.flags & EventFlag.PSW:
             self.problem_state = bool((ev.pswm_before >> 48) & 1)
         else:
@@ -43,6 +49,15 @@ class ReplayGuest:
         self.missing: list[str] = []
         self.written_regs = 0
         self.writes: list[tuple[int, bytes]] = []
+
+    def copy(self) -> "ReplayGuest":
+        """This event's guest as it stands, apart from the one the machine reuses."""
+        c = ReplayGuest(None, self.memsize)
+        c.fill, c.gprs, c.known = self.fill, list(self.gprs), self.known
+        c.segs = [[a, bytearray(d)] for a, d in self.segs]
+        c.problem_state, c.missing = self.problem_state, list(self.missing)
+        c.written_regs, c.writes = self.written_regs, list(self.writes)
+        return c
 
     def gpr(self, r: int) -> int:
         if not (self.known >> r) & 1 and not (self.written_regs >> r) & 1:

@@ -20,6 +20,10 @@ class ModelRecorder:
         self.w = writer
         self.m = machine
         self.g = guest
+        # the machine's storage logs too: a boot trace holds the device's DMA, so
+        # that replay can run the device models live against the recording
+        self.storage = RecordingGuest(guest)
+        machine.attach(self.storage)
         self.pswm = pswm
         self.blocks = blocks
         self._bids: dict = {}
@@ -33,7 +37,8 @@ class ModelRecorder:
                 bid = self._bids[key] = self.w.add_block(addr, bytes(insn))
             self.w.run_block(bid)
         before = [g.gpr(r) for r in range(16)]
-        rg = RecordingGuest(g)
+        rg = self.storage
+        rg.clear()
         out = self.m.execute(decode_one(bytes(insn), addr), rg)
         after = [g.gpr(r) for r in range(16)]
         c = out.completion
