@@ -144,16 +144,12 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None,
         if on_trace is not None:
             on_trace(writer)
 
-    recorder = None
+    recorder = traced = None
     if writer is not None and image.supervisor:
         handler = _traced_operands(fw, writer, lambda: uc.t)
     elif writer is not None:
         recorder = _block_recorder(None, writer)
         handler = traced = _traced(fw, writer, lambda: uc.t)
-
-        def handler_storage(memory):
-            traced.storage = RecordingGuest(memory)
-            return traced.storage
     if observe is not None:
         handler = observe(handler)
     try:
@@ -168,7 +164,10 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None,
                        supervisor=image.supervisor, tod=host_tod())
         # device DMA, MSIs and indicators reach absolute storage, whatever view
         # (DAT under a kernel) the vCPU gives an instruction's operands
-        fw.attach(uc.memory if writer is None else handler_storage(uc.memory))
+        storage = uc.memory
+        if traced is not None:
+            storage = traced.storage = RecordingGuest(storage)
+        fw.attach(storage)
         if recorder is not None:
             recorder.machine = uc
         if image.supervisor:
