@@ -40,7 +40,7 @@ class StreamKind(enum.Enum):
 class SourceKind(enum.Enum):
     BOOT = "boot"          # zpci-emu boot --trace
     IMPORT = "import"      # zpci-emu import of a JSONL recording
-    CAPTURE = "capture"    # zpci-emu capture (Linux guest under QEMU)
+    CAPTURE = "capture"    # zpci-emu capture (a Linux guest, either engine): operand accesses only
     SYNTHETIC = "synthetic"  # written by the firmware model itself (tests): every store recorded
 
 
