@@ -104,7 +104,8 @@ class WorkloadObserver:
             self.out.flush()
 
     def wrap(self, execute):
-        from firmware_model.arch import FIB_SIZE
+        from firmware_model.arch import FIB_SIZE, MpcifcOc
+        from firmware_model.fib import Fib
         from firmware_model.insns import TABLE, StatusReg
         from firmware_model.semantics import effective_address
 
@@ -120,9 +121,10 @@ class WorkloadObserver:
             fh = None if reg is None else \
                 (guest.gpr(d.r2 if reg is r2 else d.r1) >> 32) & 0x7FFFFFFF
             free = False
-            if index == mpcifc and guest.gpr(d.r1) & 0xFF == MPCIFC_SET_MEASUREMENT:
+            if index == mpcifc and guest.gpr(d.r1) & 0xFF == MpcifcOc.SET_MEASURE:
+                # setting the measurement parameters with FMB address 0 frees the block
                 fib = guest.read(effective_address(d, guest), FIB_SIZE)
-                free = fib is not None and fib[FIB_FMB_ADDR:FIB_FMB_ADDR + 8] == bytes(8)
+                free = fib is not None and Fib.unpack(fib).fmb_addr == 0
             outcome = execute(d, guest)
             comp = outcome.completion
             name = outcome.mnemonic
@@ -138,11 +140,6 @@ class WorkloadObserver:
         None: before the first mark)."""
         return dict(self.counts.get(phase, {}))
 
-
-# MPCIFC operation control "set measurement parameters", and where its FIB
-# holds the measurement block's address (0: free the block)
-MPCIFC_SET_MEASUREMENT = 0x0A
-FIB_FMB_ADDR = 64
 
 
 @dataclass

@@ -111,6 +111,7 @@ def run(args) -> int:
                               dma_tables=args.dma_tables, progress=progress)
     return report(out, r, args.elf)
 
+
 def run_native(args, out: Path, log) -> int:
     """``--engine native``: a Linux workload or a bare-metal ELF under zpci-emu boot."""
     with output_file(args.output) as tmp:

@@ -197,6 +197,8 @@ class TraceWriter:
                 vals.append(v)
         payload = pack_event(seq, addr, insn, flags, pswm_before, pswm_after, cc, pgm or 0,
                              in_mask, out_mask, vals, reads, writes)
+        if self._n:
+            self._flush_runs()
         self._out.write(RECORD_HEAD.pack(_EVENT, len(payload)) + payload)
         self._last_seq = seq
         self._events += 1
