@@ -190,11 +190,12 @@ class TraceWriter:
         seq = self._last_seq + 1
         vals = [gprs_before[r] for r in in_regs]
         out_mask = 0
-        for r in range(16):
-            v = gprs_after[r]
-            if v != gprs_before[r]:
-                out_mask |= 1 << r
-                vals.append(v)
+        if gprs_after != gprs_before:        # most instructions change no register
+            for r in range(16):
+                v = gprs_after[r]
+                if v != gprs_before[r]:
+                    out_mask |= 1 << r
+                    vals.append(v)
         payload = pack_event(seq, addr, insn, flags, pswm_before, pswm_after, cc, pgm or 0,
                              in_mask, out_mask, vals, reads, writes)
         if self._n:
