@@ -304,13 +304,18 @@ def _traced_operands(fw, writer, trap_state):
     sites: dict = {}
     event = writer.operand_event
     cc_bits = ~PSW_MASK_CC
+    view = [RecordingGuest(None)]          # the vCPU passes one guest: one view, cleared
 
     def handler(d, guest):
         t = trap_state()
         pswm = t.pswm
         gprs = guest.gprs
         before = list(gprs)
-        rg = RecordingGuest(guest)
+        rg = view[0]
+        if rg.inner is guest:
+            rg.clear()
+        else:
+            rg = view[0] = RecordingGuest(guest)
         outcome = execute(d, rg)
         comp = outcome.completion
         key = (d.ipa, d.ipb)
