@@ -862,7 +862,8 @@ def usage() -> str:
         f"(default: {DEFAULT_POLICY})",
         f"  --max-insns N    stop after N guest instructions (default: {DEFAULT_MAX_INSNS})",
         "  --stats FILE     write instruction counts and every policy's outcomes as JSON",
-        "  --trace FILE     record the run in the trace format (traces/FORMAT.md)",
+        "  --trace FILE     record the run in the trace format (traces/FORMAT.md; a kernel's:",
+        "                   its zPCI events only, as capture --engine native records them)",
         "",
     ]
     return "\n".join(lines)

@@ -292,6 +292,21 @@ def test_capture_baremetal_end_to_end(tmp_path):
     assert [g.cc for g in got] == [e["cc"] for e in evs]
 
 
+def test_capture_baremetal_native_engine(tmp_path):
+    """``capture --elf --engine native``: the guest under zpci-emu boot with the
+    QEMU capture's devices; the trace is boot --trace's and replays exactly."""
+    out = tmp_path / "probe.zpt"
+    p = run_cli("capture", "--elf", PROBE, "--engine", "native", "-o", out)
+    assert p.returncode == 0, p.stderr
+    from emulator.trace.text import stats
+    st = stats(out)
+    assert st["source"] == "boot" and st["stream"] == "full" and st["events"] > 0
+    assert f"{st['events']} zPCI events" in p.stdout
+    p = run_cli("replay", "--check", "--json", out)
+    chk = json.loads(p.stdout)[0]["check"]
+    assert chk["mismatched"] == 0 and chk["checked"] == chk["passed"] == st["events"], chk
+
+
 def test_progress_reports_records_as_they_are_written(tmp_path):
     import threading
     import time

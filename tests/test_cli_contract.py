@@ -87,6 +87,7 @@ INPUT_USES = {
     "report": ["report", "X"],
     "import": ["import", "X", "-o", "out.zpt"],
     "capture-elf": ["capture", "--elf", "X", "-o", "out.zpt"],
+    "capture-elf-native": ["capture", "--elf", "X", "--engine", "native", "-o", "out.zpt"],
 }
 
 
@@ -157,6 +158,7 @@ OUTPUT_USES = {
     "boot-trace": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--trace", "O"],
     "capture": ["capture", "--elf", PROBE_ELF, "-o", "O"],
     "capture-jsonl": ["capture", "--elf", PROBE_ELF, "-o", "o.zpt", "--jsonl", "O"],
+    "capture-native": ["capture", "--elf", PROBE_ELF, "--engine", "native", "-o", "O"],
     "trace-index": ["trace", "index", "good.zpt", "-o", "O"],
 }
 
@@ -261,6 +263,14 @@ USAGE = {
     "trace-show-limit-word": ["trace", "show", "good.zpt", "-n", "x"],
     "capture-timeout-inf": ["capture", "--elf", PROBE_ELF, "-o", "o.zpt", "--timeout", "inf"],
     "capture-timeout-zero": ["capture", "--elf", PROBE_ELF, "-o", "o.zpt", "--timeout", "0"],
+    "capture-engine-unknown": ["capture", "--elf", PROBE_ELF, "-o", "o.zpt", "--engine", "kvm"],
+    "capture-engine-newline": ["capture", "--elf", PROBE_ELF, "-o", "o.zpt", "--engine", "a\nb"],
+    "capture-native-jsonl": ["capture", "--workload", "rng", "--engine", "native", "-o", "o.zpt",
+                             "--jsonl", "j.jsonl"],
+    "capture-native-timeout": ["capture", "--elf", PROBE_ELF, "--engine", "native", "-o", "o.zpt",
+                               "--timeout", "5"],
+    "capture-native-no-dma-tables": ["capture", "--workload", "rng", "--engine", "native",
+                                     "-o", "o.zpt", "--no-dma-tables"],
     "boot-no-kernel": ["boot", *DEVICES],
     "boot-policy-unknown": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--policy", "nope"],
     "boot-policy-twice": ["boot", "-kernel", PROBE_ELF, *DEVICES, "--policy", "linux-6.0",

@@ -28,14 +28,14 @@ def booted(tmp_path_factory):
     args = qemu_args.parse(["-kernel", str(files.vmlinuz), "-initrd", str(initrd),
                             "-append", native.APPEND, "-m", MEMORY, "-nographic",
                             "-device", "zpci,uid=1,fid=1,target=r0",
-                            "-device", "virtio-rng-pci,id=r0"])
+                            "-device", "virtio-rng-pci,id=r0", "--trace", str(tmp / "boot.zpt")])
     out = io.BytesIO()
-    result = boot.run(args, out=out)
-    return files, result, out.getvalue().decode("utf-8", "replace")
+    result = boot.run(args, out=out, argv_text="zpci-emu boot ...")
+    return files, result, out.getvalue().decode("utf-8", "replace"), tmp / "boot.zpt"
 
 
 def test_kernel_reaches_init_and_powers_off(booted):
-    files, result, console = booted
+    files, result, console, _ = booted
     assert result.exit_code == 0, result.message
     lines = console.splitlines()
     assert native.INIT_MARKER in lines
@@ -43,7 +43,7 @@ def test_kernel_reaches_init_and_powers_off(booted):
 
 
 def test_the_zpci_function_is_listed_enabled_and_probed_through_the_model(booted):
-    _, result, console = booted
+    _, result, console, _ = booted
     z = result.stats["zpci"]
     assert z["CLP"] >= 2 and z["MPCIFC"] >= 1 and z["PCILG"] > 0
     # Linux names the function's bus after its UID (uid 1)
@@ -52,7 +52,7 @@ def test_the_zpci_function_is_listed_enabled_and_probed_through_the_model(booted
 
 
 def test_the_clock_and_interruptions_ran_in_the_boot(booted):
-    _, result, _ = booted
+    _, result, _, _ = booted
     s = result.stats
     assert s["instructions"] > 2_000_000_000            # decompressor and kernel
     assert s["privileged"]["SERVC"] > 0 and s["privileged"]["LPSWE"] > 0
@@ -60,11 +60,26 @@ def test_the_clock_and_interruptions_ran_in_the_boot(booted):
     assert int(s["program_interruptions"].get("0x11", 0)) > 0
 
 
+def test_boot_trace_of_a_kernel_holds_its_zpci_events(booted):
+    """``--trace`` of a supervisor-state kernel: zPCI events only (code runs
+    at virtual addresses the block recorder cannot read), as a capture, and
+    replay --check reproduces every one."""
+    from emulator.replay.run import replay
+    from emulator.trace.text import stats
+    _, result, _, trace = booted
+    st = stats(trace)
+    assert (st["source"], st["stream"]) == ("capture", "zpci-only")
+    assert st["by_mnemonic"] == result.stats["zpci"]
+    bad = []
+    [res] = replay([trace], check=True, progress=False, on_mismatch=bad.append)
+    assert not bad and res.checked == res.passed == st["events"] > 0
+
+
 def test_a_stop_names_the_kernel_function(booted):
     """The one line a stopped kernel boot ends with names the kallsyms function."""
     from emulator.capture import kernel as K
     from emulator.cpu.symbols import function_at
-    files, _, _ = booted
+    files, _, _, _ = booted
     syms = {s.name: s.addr for s in K.kallsyms(K.extract_image(files.vmlinuz.read_bytes()))}
     assert function_at(files.vmlinuz, syms["start_kernel"] + 0x10) == "start_kernel+0x10"
     args = qemu_args.parse(["-kernel", str(files.vmlinuz), "-append", native.APPEND,

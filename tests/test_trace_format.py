@@ -297,3 +297,51 @@ def test_malformed_header_is_a_user_error(tmp_path_factory, changes):
             action(p)
         except UserError as exc:
             assert "\n" not in str(exc) and str(p) in str(exc)
+
+
+@settings(max_examples=60)
+@given(st.lists(events(), max_size=6), st.booleans())
+def test_operand_event_writes_what_zpci_event_writes(tmp_path_factory, evs, dma):
+    """The native capture's lean path (site worked out once, everything
+    recorded) gives the same records as the general one."""
+    d = tmp_path_factory.mktemp("oe")
+    hdr = TraceHeader(SourceKind.CAPTURE, StreamKind.ZPCI_ONLY, 0)
+    with TraceWriter(d / "a.zpt", hdr) as a, TraceWriter(d / "b.zpt", hdr) as b:
+        for e in evs:
+            pgm = e["pgm"]
+            cc = (e["pswm_after"] >> 44) & 3
+            a.zpci_event(e["addr"], e["insn"], e["gprs_before"], e["gprs_after"],
+                         pswm_before=e["pswm_before"], pswm_after=e["pswm_after"], cc=cc,
+                         reads=e["reads"], writes=e["writes"], pgm=pgm, dma_tables=dma)
+            b.operand_event(b.site(e["insn"], dma), e["addr"], e["pswm_before"], e["pswm_after"],
+                            cc, pgm, e["gprs_before"], e["gprs_after"], e["reads"], e["writes"])
+    assert read_all(d / "a.zpt") == read_all(d / "b.zpt")
+
+
+def test_copy_body_restates_the_header_and_adds_notes(tmp_path):
+    g = [0] * 16
+    raw = tmp_path / "raw.zpt"
+    hdr = TraceHeader(SourceKind.CAPTURE, StreamKind.ZPCI_ONLY, 0, workload="first")
+    with TraceWriter(raw, hdr) as w:
+        w.zpci_event(0x100, encode("PCILG", r1=1, r2=2), g, [0, 5] + g[2:], cc=0, reads=[(8, b"ab")])
+        w.mark("workload")
+        w.note("early", {"n": 1})
+        w.zpci_event(0x104, encode("SIC", r1=1, r3=2), g, g, cc=3)
+    later = TraceHeader(SourceKind.CAPTURE, StreamKind.ZPCI_ONLY, 0, workload="later",
+                        extra=(("fmb_crosscheck", "match"),))
+    out = tmp_path / "out.zpt"
+    with TraceReader(raw) as rd, TraceWriter(out, later) as w:
+        w.copy_body(rd, [("fmb_stats", {"function": "f"})])
+        assert w.events == 2
+    h0, r0 = read_all(raw)
+    h1, r1 = read_all(out)
+    assert h1 == later
+    assert r1[:-2] == r0[:-1]                      # every record as it was, in order
+    assert r1[-2] == Note("fmb_stats", {"function": "f"}) and r1[-1] == r0[-1]
+    full = tmp_path / "full.zpt"
+    with TraceWriter(full, HDR) as w:
+        w.add_block(0, b"\x07\x07")
+        w.run_block(0)
+    with TraceReader(full) as rd, TraceWriter(tmp_path / "x.zpt", hdr) as w, \
+            pytest.raises(ValueError):
+        w.copy_body(rd)

@@ -53,3 +53,27 @@ def capture(elf: Path, out: Path, *, jsonl: Path | None = None, timeout: float =
     n = import_jsonl(jsonl, out, memory=MEMORY_MB << 20, workload=elf.stem)
     return {"events": n, "seconds": res.seconds, "jsonl": str(jsonl),
             "console": [l for _, l in res.console]}
+
+
+def capture_native(elf: Path, out: Path, devices: list[str] | None = None) -> dict:
+    """``capture --elf --engine native``: the guest under ``zpci-emu boot`` with
+    the devices the QEMU capture gives it; the trace is ``boot --trace``'s
+    (the full instruction stream, every store the instructions made)."""
+    import io
+    import shlex
+    import time
+
+    from emulator import qemu_args as qa
+    from emulator.cpu import boot
+
+    elf = Path(elf)
+    argv = qemu_args(elf, devices)
+    console = io.BytesIO()
+    t0 = time.monotonic()
+    res = boot.run(qa.parse(argv + ["--trace", str(out)]), out=console,
+                   argv_text="zpci-emu boot " + shlex.join(argv))
+    seconds = time.monotonic() - t0
+    if res.exit_code != 0:
+        raise UserError(f"guest did not exit cleanly: {res.message}", where=str(elf))
+    return {"events": res.stats["zpci_instructions"], "seconds": seconds,
+            "console": console.getvalue().decode("utf-8", "replace").splitlines()}

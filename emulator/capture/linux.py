@@ -38,6 +38,7 @@ PT_REGS_GPR3 = 24 + 3 * 8
 # FMB counters of the statistics file and the instruction each one counts
 FMB_COUNTERS = {"Load operations": "PCILG", "Store operations": "PCISTG",
                 "Store block operations": "PCISTB", "Refresh operations": "RPCIT"}
+FMB_INSNS = frozenset(FMB_COUNTERS.values())
 
 
 @dataclass
@@ -168,49 +169,73 @@ def _fmb_addr(rec) -> int | None:
     return int(mb[128:144], 16)
 
 
-def crosscheck(records: list[dict], stats: dict[str, dict[str, int]],
-               functions: list[str]) -> list[dict]:
-    """Compare the trace's counts with the guest's FMB counters, per function.
-
-    Window: from the MPCIFC that freed the function's measurement block in the
-    ``stats-reset`` phase (QEMU zeroes its counters there) to the
-    ``stats-read`` mark; counted: the function's PCILG/PCISTG/PCISTB/RPCIT
-    that completed with cc 0 (QEMU counts only those).
-    """
-    phase = None
-    resets: list[tuple[int, int]] = []          # (index in records, fh)
-    read_at = None
-    for i, r in enumerate(records):
+def crosscheck(records, stats: dict[str, dict[str, int]], functions: list[str]) -> list[dict]:
+    """``FmbWindow`` over the recorder's records (JSONL dicts, in order)."""
+    win = FmbWindow()
+    for r in records:
         if r.get("kind") == "mark":
-            phase = r["label"]
-            if phase == "stats-read":
-                read_at = i
-        elif "insn" in r and phase == "stats-reset" and _fmb_addr(r) == 0 and r["cc"] == 0:
-            resets.append((i, _fh_of(r)))
-    rows = []
-    for k, fn in enumerate(functions):
-        guest = stats.get(fn)
-        if guest is None or k >= len(resets) or read_at is None:
-            rows.append({"function": fn, "ok": False,
-                         "reason": "no statistics / reset / read mark recorded"})
-            continue
-        start, fh = resets[k]
-        counts = Counter()
-        late = 0                       # the function's events after the workload
-        ph = None
-        for r in records[start + 1:read_at]:
-            if r.get("kind") == "mark":
-                ph = r["label"]
-            elif "insn" in r and r["cc"] == 0 and "pgm" not in r and _fh_of(r) == fh:
-                counts[r["insn"]] += 1
-                late += ph == "quiesce" and r["insn"] in FMB_COUNTERS.values()
-        cmp = {name: {"trace": counts.get(insn, 0), "guest": guest.get(name)}
-               for name, insn in FMB_COUNTERS.items()}
-        ok = all(v["guest"] is not None and v["trace"] == v["guest"] for v in cmp.values())
-        rows.append({"function": fn, "fh": "%x" % fh, "ok": ok, "counters": cmp,
-                     "update_interval_ms": guest.get("Update interval"),
-                     "samples": guest.get("Samples"), "events_after_workload": late})
-    return rows
+            win.mark(r["label"])
+        elif "insn" in r:
+            win.event(r["insn"], _fh_of(r), r["cc"], r.get("pgm"),
+                      fmb_free=r["insn"] == "MPCIFC" and _fmb_addr(r) == 0)
+    return win.rows(stats, functions)
+
+
+class FmbWindow:
+    """The trace's counts to compare with the guest's FMB counters, per function.
+
+    Fed in program order with the phase marks and one call per zPCI
+    instruction, it keeps counts only (a run of a million instructions keeps
+    no record of each).  Window: from the MPCIFC that freed the function's
+    measurement block in the ``stats-reset`` phase (QEMU zeroes its counters
+    there) to the ``stats-read`` mark; counted: the function's
+    PCILG/PCISTG/PCISTB/RPCIT that completed with cc 0 (QEMU counts only
+    those).
+    """
+
+    def __init__(self):
+        self.phase: str | None = None
+        self.windows: list[tuple[int, Counter, list[int]]] = []   # (fh, counts, [late])
+        self.read: list[tuple[Counter, int]] | None = None        # windows at stats-read
+
+    def mark(self, label: str) -> None:
+        self.phase = label
+        if label == "stats-read":
+            self.read = [(Counter(c), late[0]) for _, c, late in self.windows]
+
+    def event(self, insn: str, fh: int | None, cc: int | None, pgm: int | None,
+              fmb_free: bool = False) -> None:
+        """One instruction: ``fh`` the handle it names (None: none), ``fmb_free``
+        an MPCIFC setting the measurement parameters with FMB address 0."""
+        if cc != 0 or pgm is not None:
+            return
+        if fmb_free and self.phase == "stats-reset":
+            self.windows.append((fh, Counter(), [0]))
+            return
+        quiesce = self.phase == "quiesce" and insn in FMB_INSNS
+        for wfh, counts, late in self.windows:
+            if wfh == fh:
+                counts[insn] += 1
+                late[0] += quiesce
+
+    def rows(self, stats: dict[str, dict[str, int]], functions: list[str]) -> list[dict]:
+        rows = []
+        for k, fn in enumerate(functions):
+            guest = stats.get(fn)
+            if guest is None or k >= len(self.windows) or self.read is None:
+                rows.append({"function": fn, "ok": False,
+                             "reason": "no statistics / reset / read mark recorded"})
+                continue
+            fh = self.windows[k][0]
+            # a window opened after the last stats-read mark counted nothing before it
+            counts, late = self.read[k] if k < len(self.read) else (Counter(), 0)
+            cmp = {name: {"trace": counts.get(insn, 0), "guest": guest.get(name)}
+                   for name, insn in FMB_COUNTERS.items()}
+            ok = all(v["guest"] is not None and v["trace"] == v["guest"] for v in cmp.values())
+            rows.append({"function": fn, "fh": "%x" % fh, "ok": ok, "counters": cmp,
+                         "update_interval_ms": guest.get("Update interval"),
+                         "samples": guest.get("Samples"), "events_after_workload": late})
+        return rows
 
 
 # -- the capture ---------------------------------------------------------------------
@@ -258,7 +283,7 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
             f.write(json.dumps({"kind": "fmb_crosscheck", **row}) + "\n")
         f.write(json.dumps({"kind": "capture_info", "workload": w.name, "kernel_package": package,
                             "kernel_version": kb.version, "qemu": qemu_version(),
-                            "qemu_args": shlex.join(_public_args(args)),
+                            "qemu_args": shlex.join(public_args(args)),
                             "seconds": round(res.seconds, 1)}) + "\n")
     events = sum(1 for r in records if "insn" in r)
     finalize(jsonl, out)
@@ -307,35 +332,17 @@ def finalize(jsonl: Path, out: Path) -> int:
 
 
 def write_trace(jsonl: Path, out: Path, w, detail: str, extra: dict) -> int:
-    """Import the JSONL, then restate the header as a capture: the devices'
-    properties exactly as QEMU got them (the JSONL only lets the importer
-    guess them from the PCI ids), the command line, kernel and QEMU versions.
-
-    Memory 0 (no bound): the operand addresses the kernel used are logical
-    (DAT on; e.g. FIBs on vmalloc'd stacks), not absolute.
-    """
-    from emulator.trace.format import (FunctionInfo, Mark, Note, SourceKind, StreamKind,
-                                       TraceHeader, encode_event)
+    """Import the JSONL, then restate the header as a capture (capture_header)."""
+    from emulator.trace.format import Mark, Note, encode_event
     from emulator.trace.importer import import_jsonl
     from emulator.trace.reader import TraceReader
     from emulator.trace.writer import TraceWriter
 
     tmp = out.with_name(out.name + ".import")
     n = import_jsonl(jsonl, tmp, memory=0, workload=f"linux-{w.name}")
-    fids = {}
-    for zpci, dev in w.devices:
-        fid = int(dict(split_device(zpci)[1])["fid"])
-        fids[fid] = device_props(dev)
     try:
         with TraceReader(tmp) as rd:
-            h = rd.header
-            funcs = tuple(FunctionInfo(fid=f.fid, uid=f.uid, kind=fids.get(f.fid, (f.kind,))[0],
-                                       fhs=f.fhs, props=fids[f.fid][1] if f.fid in fids else f.props,
-                                       vendor_id=f.vendor_id, device_id=f.device_id)
-                          for f in h.functions)
-            header = TraceHeader(source=SourceKind.CAPTURE, stream=StreamKind.ZPCI_ONLY, memory=0,
-                                 functions=funcs, workload=f"linux-{w.name}", detail=detail,
-                                 extra=tuple(sorted((k, str(v)) for k, v in extra.items())))
+            header = capture_header(rd.header.functions, w, detail, extra)
             with TraceWriter(out, header) as wr:
                 for rec in rd:
                     if isinstance(rec, Mark):
@@ -352,7 +359,31 @@ def write_trace(jsonl: Path, out: Path, w, detail: str, extra: dict) -> int:
     return n
 
 
-def _public_args(args: list[str]) -> list[str]:
+def capture_header(functions, w, detail: str, extra: dict):
+    """The header of a capture of workload ``w``: the recorded functions with
+    the devices' properties exactly as the machine got them (the recording
+    alone only lets an importer guess them from the PCI ids), the command
+    line (``detail``), kernel and engine versions (``extra``).
+
+    Memory 0 (no bound): the operand addresses the kernel used are logical
+    (DAT on; e.g. FIBs on vmalloc'd stacks), not absolute.
+    """
+    from emulator.trace.format import (FunctionInfo, SourceKind, StreamKind, TraceHeader)
+
+    fids = {}
+    for zpci, dev in w.devices:
+        fid = int(dict(split_device(zpci)[1])["fid"])
+        fids[fid] = device_props(dev)
+    funcs = tuple(FunctionInfo(fid=f.fid, uid=f.uid, kind=fids.get(f.fid, (f.kind,))[0],
+                               fhs=f.fhs, props=fids[f.fid][1] if f.fid in fids else f.props,
+                               vendor_id=f.vendor_id, device_id=f.device_id)
+                  for f in functions)
+    return TraceHeader(source=SourceKind.CAPTURE, stream=StreamKind.ZPCI_ONLY, memory=0,
+                       functions=funcs, workload=f"linux-{w.name}", detail=detail,
+                       extra=tuple(sorted((k, str(v)) for k, v in extra.items())))
+
+
+def public_args(args: list[str]) -> list[str]:
     """QEMU arguments with cache/temporary paths reduced to file names."""
     out = []
     for a in args:

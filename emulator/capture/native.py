@@ -8,12 +8,14 @@ off.
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.capture.apt import PrivateApt, cache_root, extract_deb
+from emulator.errors import UserError
 from emulator.capture.initramfs import Cpio
-from emulator.capture.linux import DEFAULT_KERNEL, prepare_kernel
+from emulator.capture.linux import DEFAULT_KERNEL, FmbWindow, prepare_kernel
 
 # what /init prints first, for a run to recognise it reached user space
 INIT_MARKER = "ZPCI-EMU-INIT-REACHED"
@@ -55,21 +57,27 @@ MARK_LINE = "=== MARK "
 
 
 class WorkloadObserver:
-    """A native run of a capture workload, as records ``linux.crosscheck`` reads.
+    """A native run of a capture workload, as ``linux.FmbWindow`` counts it.
 
     The console's ``=== MARK <phase>`` lines (echoed right after the
-    workload's ``kill -0`` marks) give the phases; every zPCI instruction the
-    model executes gives an event record in the recorder's shape (mnemonic,
-    R1/R2, registers before, cc, and for MPCIFC the FIB it was given).  The
-    console is in program order with the instructions, so an instruction
-    belongs to the phase of the last mark line printed before it.
+    workload's ``kill -0`` marks) give the phases: each becomes a mark record
+    here (``records``), a MARK in the trace when one is written, and a phase
+    of the FMB cross-check.  Every zPCI instruction the model executes is
+    counted per phase and mnemonic and fed to the cross-check; nothing is
+    kept per instruction.  The console is in program order with the
+    instructions, so an instruction belongs to the phase of the last mark
+    line printed before it.
     """
 
     def __init__(self, out=None):
         self.out = out
-        self.records: list[dict] = []
+        self.records: list[dict] = []           # the mark records, in order
         self.console = bytearray()
         self._line = bytearray()
+        self.fmb = FmbWindow()
+        self.counts: dict[str | None, dict[str, int]] = {None: {}}   # phase -> mnemonic -> n
+        self._phase_counts = self.counts[None]
+        self.writer = None                      # a TraceWriter the marks go to as well
 
     def write(self, data: bytes) -> int:
         self.console += data
@@ -79,46 +87,59 @@ class WorkloadObserver:
         for raw in done:
             line = raw.decode("utf-8", "replace").rstrip("\r")
             if line.startswith(MARK_LINE):
-                self.records.append({"kind": "mark", "label": line[len(MARK_LINE):].strip()})
+                self.mark(line[len(MARK_LINE):].strip())
         if self.out is not None:
             self.out.write(data)
         return len(data)
+
+    def mark(self, label: str) -> None:
+        self.records.append({"kind": "mark", "label": label})
+        self.fmb.mark(label)
+        self._phase_counts = self.counts.setdefault(label, {})
+        if self.writer is not None:
+            self.writer.mark(label)
 
     def flush(self) -> None:
         if self.out is not None:
             self.out.flush()
 
     def wrap(self, execute):
-        from firmware_model.arch import FIB_SIZE
+        from firmware_model.arch import FIB_SIZE, MpcifcOc
+        from firmware_model.fib import Fib
+        from firmware_model.insns import TABLE, StatusReg
         from firmware_model.semantics import effective_address
 
+        # the register naming the function, per table row (None: the row names none)
+        fh_reg = [None if i.fh_reg is StatusReg.NONE else i.fh_reg for i in TABLE]
+        mpcifc = next(i.index for i in TABLE if i.mnemonic == "MPCIFC")
+        event = self.fmb.event
+        r2 = StatusReg.R2
+
         def handler(d, guest):
-            name = d.insn.mnemonic
-            before = ["%016x" % guest.gpr(r) for r in range(16)]
-            rec = {"insn": name, "operands": {"r1": d.r1, "r2": d.r2}, "gr_before": before}
-            if name == "MPCIFC":
+            index = d.index
+            reg = fh_reg[index]
+            fh = None if reg is None else \
+                (guest.gpr(d.r2 if reg is r2 else d.r1) >> 32) & 0x7FFFFFFF
+            free = False
+            if index == mpcifc and guest.gpr(d.r1) & 0xFF == MpcifcOc.SET_MEASURE:
+                # setting the measurement parameters with FMB address 0 frees the block
                 fib = guest.read(effective_address(d, guest), FIB_SIZE)
-                rec["mem_before"] = fib.hex() if fib else None
+                free = fib is not None and Fib.unpack(fib).fmb_addr == 0
             outcome = execute(d, guest)
             comp = outcome.completion
-            rec["cc"] = comp.cc
-            if comp.pgm is not None:
-                rec["pgm"] = comp.pgm
-            self.records.append(rec)
+            name = outcome.mnemonic
+            counts = self._phase_counts
+            counts[name] = counts.get(name, 0) + 1
+            event(name, fh, comp.cc, comp.pgm, free)
             return outcome
 
         return handler
 
-    def phase_counts(self, phase: str) -> dict[str, int]:
-        """zPCI instructions per mnemonic in ``phase`` (every function and cc)."""
-        counts: dict[str, int] = {}
-        cur = None
-        for r in self.records:
-            if r.get("kind") == "mark":
-                cur = r["label"]
-            elif cur == phase:
-                counts[r["insn"]] = counts.get(r["insn"], 0) + 1
-        return counts
+    def phase_counts(self, phase: str | None) -> dict[str, int]:
+        """zPCI instructions per mnemonic in ``phase`` (every function and cc;
+        None: before the first mark)."""
+        return dict(self.counts.get(phase, {}))
+
 
 
 @dataclass
@@ -126,33 +147,126 @@ class WorkloadRun:
     result: object                  # emulator.cpu.boot.BootResult
     observer: WorkloadObserver
     stats: dict                     # the guest's statistics files (workloads.parse_stats)
-    crosscheck: list[dict]          # linux.crosscheck of the model's events against them
+    crosscheck: list[dict]          # linux.FmbWindow of the model's events against them
+    argv: list[str]                 # the zpci-emu boot arguments of the run
+    kernel: object                  # linux.KernelBundle
+    seconds: float                  # the boot's wall-clock time
 
     @property
     def console_lines(self) -> list[str]:
         return self.observer.console.decode("utf-8", "replace").splitlines()
 
 
-def run_workload(name: str, tmp: Path, out=None, extra: tuple[str, ...] = ()) -> WorkloadRun:
+def run_workload(name: str, tmp: Path, out=None, extra: tuple[str, ...] = (), *,
+                 package: str = DEFAULT_KERNEL, trace: Path | None = None) -> WorkloadRun:
     """Boot ``capture --workload name``'s kernel, initramfs, command line and
     devices under ``zpci-emu boot`` (memory and -smp as capture; the block
-    image in ``tmp``)."""
+    image in ``tmp``); with ``trace``, the run's zPCI events and phase marks
+    are written there (``boot --trace``)."""
+    import time
+
     from emulator import qemu_args as qa
     from emulator.capture import linux
     from emulator.capture.workloads import WORKLOADS, parse_stats
     from emulator.cpu import boot
 
     w = WORKLOADS[name]
-    files = fetch()
-    kb = prepare_kernel()
+    files = fetch(package)
+    kb = prepare_kernel(package)
     initrd = linux.build_initrd(kb, files.busybox, w, Path(tmp) / "initrd.gz")
     image = None
     if w.blk_image:
         image = Path(tmp) / "disk.raw"
         with open(image, "wb") as f:
             f.truncate(linux.BLK_IMAGE_MB << 20)
-    argv = [a for a in linux.qemu_args(kb, initrd, w, image) if a != "-no-reboot"]
+    argv = [a for a in linux.qemu_args(kb, initrd, w, image) if a != "-no-reboot"] + list(extra)
+    traced = argv + (["--trace", str(trace)] if trace is not None else [])
     obs = WorkloadObserver(out)
-    result = boot.run(qa.parse(argv + list(extra)), out=obs, observe=obs.wrap)
+    t0 = time.monotonic()
+    result = boot.run(qa.parse(traced), out=obs, observe=obs.wrap,
+                      argv_text="zpci-emu boot " + shlex.join(linux.public_args(argv)),
+                      on_trace=lambda writer: setattr(obs, "writer", writer))
+    seconds = time.monotonic() - t0
     stats = parse_stats(obs.console.decode("utf-8", "replace").splitlines())
-    return WorkloadRun(result, obs, stats, linux.crosscheck(obs.records, stats, w.functions))
+    return WorkloadRun(result, obs, stats, obs.fmb.rows(stats, w.functions), argv, kb, seconds)
+
+
+# -- capture --engine native ------------------------------------------------------
+
+@dataclass
+class NativeCapture:
+    run: WorkloadRun
+    events: int                     # zPCI events in the trace
+    seconds: float                  # the run's wall-clock time (the header's capture_seconds)
+
+    @property
+    def crosscheck(self) -> list[dict]:
+        return self.run.crosscheck
+
+    @property
+    def marks(self) -> list[str]:
+        return [r["label"] for r in self.run.observer.records]
+
+
+def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
+            log=print) -> NativeCapture:
+    """``capture --workload NAME --engine native``: the workload under ``zpci-emu
+    boot``, its trace written as it runs, then restated with what only the end
+    of the run knows (the cross-check, the time): the QEMU capture's header,
+    marks and notes, and the events as ``boot --trace`` of a kernel holds them."""
+    import tempfile
+
+    from emulator.capture import linux
+    from emulator.capture.workloads import WORKLOADS
+
+    if workload_name not in WORKLOADS:
+        raise UserError(f"unknown workload {workload_name!r} (one of {', '.join(WORKLOADS)})")
+    w = WORKLOADS[workload_name]
+    log(f"kernel: {package} (private apt state in {PrivateApt().root})")
+    with tempfile.TemporaryDirectory(prefix="zpci-native-") as tmp:
+        raw = Path(tmp) / "run.zpt"
+        run = run_workload(w.name, Path(tmp), package=package, trace=raw)
+        if run.result.exit_code != 0:
+            raise UserError(f"guest did not run to its end: {run.result.message}",
+                            where=f"workload {w.name}")
+        log(f"ran {w.name} natively in {run.seconds:.1f} s: "
+            f"zpci-emu boot {shlex.join(linux.public_args(run.argv))}")
+        ok = bool(run.crosscheck) and all(r.get("ok") is True for r in run.crosscheck)
+        kb = run.kernel
+        info = {"workload": w.name, "engine": "native", "zpci_emu": zpci_emu_version(),
+                "kernel_package": package, "kernel_version": kb.version,
+                "boot_args": shlex.join(linux.public_args(run.argv)),
+                "seconds": round(run.seconds, 1)}
+        notes = [("fmb_stats", {"function": fn, "counters": st}) for fn, st in run.stats.items()]
+        notes += [("fmb_crosscheck", row) for row in run.crosscheck]
+        notes.append(("capture_info", info))
+        events = restate(raw, Path(out), w, detail="zpci-emu boot " + info["boot_args"],
+                         extra={"kernel_package": f"{package} {kb.version}", "engine": "native",
+                                "zpci_emu": info["zpci_emu"],
+                                "fmb_crosscheck": "match" if ok else "MISMATCH",
+                                "capture_seconds": info["seconds"]},
+                         notes=notes)
+    return NativeCapture(run, events, run.seconds)
+
+
+def restate(raw: Path, out: Path, w, detail: str, extra: dict, notes=()) -> int:
+    """``raw`` (a ``boot --trace`` of the workload) as a capture trace: the
+    header the QEMU capture writes (linux.capture_header), the records as
+    they are, ``notes`` before the END.  Returns the number of events."""
+    from emulator.capture.linux import capture_header
+    from emulator.trace.reader import TraceReader
+    from emulator.trace.writer import TraceWriter
+
+    with TraceReader(raw) as rd:
+        header = capture_header(rd.header.functions, w, detail, extra)
+        with TraceWriter(out, header) as wr:
+            wr.copy_body(rd, notes)
+            return wr.events
+
+
+def zpci_emu_version() -> str:
+    from importlib import metadata
+    try:
+        return "zpci-emu " + metadata.version("zpci-emu")
+    except metadata.PackageNotFoundError:
+        return "zpci-emu (not installed)"

@@ -1,11 +1,12 @@
-"""``zpci-emu capture``: record a guest's zPCI instructions under QEMU into a trace.
+"""``zpci-emu capture``: record a guest's zPCI instructions into a trace.
 
-    zpci-emu capture --workload rng -o rng.zpt        # Debian s390x Linux guest
+    zpci-emu capture --workload rng -o rng.zpt        # Debian s390x Linux guest under QEMU
     zpci-emu capture --elf traces/guests/build/probe.elf -o probe.zpt   # bare metal
+    zpci-emu capture --workload rng --engine native -o rng.zpt   # the same guest under zpci-emu boot
 
-Needs qemu-system-s390x and gdb-multiarch; the Linux workloads also need
-network access to deb.debian.org once (packages are cached under
-$XDG_CACHE_HOME/zpci-emu, default ~/.cache/zpci-emu).
+The QEMU engine needs qemu-system-s390x and gdb-multiarch; the Linux
+workloads also need network access to deb.debian.org once (packages are
+cached under $XDG_CACHE_HOME/zpci-emu, default ~/.cache/zpci-emu).
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ def register(sub) -> None:
                                                        for w in WORKLOADS.values()))
     g.add_argument("--elf", help="bare-metal guest ELF to run instead of Linux")
     p.add_argument("-o", "--output", required=True, help="trace file to write (.zpt)")
+    p.add_argument("--engine", choices=ENGINES, default="qemu",
+                   help="qemu: qemu-system-s390x with a gdb breakpoint on every zPCI instruction "
+                        "(default); native: zpci-emu boot runs the guest and records each "
+                        "instruction as the firmware model executes it")
     p.add_argument("--jsonl", help="where to keep the recorder's JSONL (default: "
                         "~/.cache/zpci-emu/captures/OUTPUT.jsonl)")
     p.add_argument("--kernel-package", default=None,
@@ -36,6 +41,12 @@ def register(sub) -> None:
                         "what linux-guest-traces.md's recipe writes; replay counts those RPCITs unchecked)")
     p.add_argument("--timeout", type=seconds, default=None, help="seconds before giving up")
     p.set_defaults(func=run)
+
+
+ENGINES = ("qemu", "native")
+# options of the QEMU engine's gdb recorder, which the native engine has no use for
+QEMU_ONLY = (("jsonl", None, "--jsonl"), ("dma_tables", True, "--no-dma-tables"),
+             ("timeout", None, "--timeout"))
 
 
 def seconds(text: str) -> float:
@@ -72,8 +83,16 @@ def run(args) -> int:
     from emulator.capture.linux import default_jsonl
 
     out = Path(args.output)
+    if args.engine == "native":
+        for attr, default, option in QEMU_ONLY:
+            if getattr(args, attr) != default:
+                raise usage_error("only for --engine qemu (the native engine records no JSONL, "
+                                  "always the DMA table entries, and runs to the guest's end)",
+                                  where=option)
     if args.elf:
         check_input(args.elf)
+    if args.engine == "native":
+        return run_native(args, out, log)
     if args.jsonl is not None:
         Output(args.jsonl, where="--jsonl").discard()     # the recorder can write it
     jsonl = args.jsonl or default_jsonl(out)       # named after the output, not its temporary
@@ -90,7 +109,27 @@ def run(args) -> int:
                               package=args.kernel_package or linux.DEFAULT_KERNEL,
                               jsonl=jsonl, timeout=args.timeout or 900, log=log,
                               dma_tables=args.dma_tables, progress=progress)
-    if args.elf:
+    return report(out, r, args.elf)
+
+
+def run_native(args, out: Path, log) -> int:
+    """``--engine native``: a Linux workload or a bare-metal ELF under zpci-emu boot."""
+    with output_file(args.output) as tmp:
+        if args.elf:
+            from emulator.capture import baremetal
+            r = baremetal.capture_native(Path(args.elf), Path(tmp.path))
+        else:
+            from emulator.capture import linux, native
+            c = native.capture(args.workload, Path(tmp.path),
+                               package=args.kernel_package or linux.DEFAULT_KERNEL, log=log)
+            r = {"events": c.events, "seconds": c.seconds, "marks": c.marks,
+                 "crosscheck": c.crosscheck}
+    return report(out, r, args.elf)
+
+
+def report(out: Path, r: dict, elf) -> int:
+    """The summary on stdout; status 1 when a statistics cross-check failed."""
+    if elf:
         print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s")
         return 0
     print(f"{out}: {r['events']} zPCI events in {r['seconds']:.1f} s; phases: {', '.join(r['marks'])}")

@@ -62,6 +62,8 @@ def run_stats(args) -> int:
             print(f"  {m:8} {n}")
         if st["by_phase"]:
             print("  by phase: " + ", ".join(f"{k or '(start)'}: {v}" for k, v in st["by_phase"].items()))
+            for k, v in st["by_phase_mnemonic"].items():
+                print(f"    {k or '(start)'}: " + ", ".join(f"{m} {n}" for m, n in v.items()))
         if st["by_cc"]:
             print("  by cc: " + ", ".join(f"{k}:{v}" for k, v in st["by_cc"].items()))
         for k in ("incomplete", "pgm-unknown", "program-exceptions"):

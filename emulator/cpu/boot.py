@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from emulator._native import lib
 from emulator.cpu import ipl
+from emulator.cpu.lowcore import PSW_MASK_CC
 from emulator.errors import UserError
 from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
 from emulator.qemu_args import DEFAULT_POLICY, USAGE_EXIT, BootArgs
 from firmware_model.guest import RecordingGuest
-from firmware_model.insns import TABLE
+from firmware_model.arch import FMB_SIZE
+from firmware_model.insns import BY_MNEMONIC, TABLE
 from firmware_model.irq import IRQ_NOTE
 
 # a Linux kernel's decompressor alone runs ~2 G instructions, its boot to
@@ -81,7 +83,12 @@ def _device_message(args: BootArgs, exc: Exception) -> str:
     return f"bad -device: {text}"
 
 
-def _trace_header(args: BootArgs, fw, argv_text: str):
+def _trace_header(args: BootArgs, fw, argv_text: str, supervisor: bool = False):
+    """A bare-metal guest's trace is the full stream; a supervisor-state
+    kernel's (Linux) holds its zPCI events only, as a capture does: the block
+    recorder reads code by absolute address, which under DAT is not where
+    the kernel runs, and its operand addresses are virtual (memory 0: no
+    bound)."""
     from emulator.trace.format import FunctionInfo, SourceKind, StreamKind, TraceHeader
     fns = []
     for fn in fw.bus.functions:
@@ -93,6 +100,9 @@ def _trace_header(args: BootArgs, fw, argv_text: str):
                                 vendor_id=getattr(dev, "vendor_id", None),
                                 device_id=getattr(dev, "device_id", None)))
     workload = args.kernel.rsplit("/", 1)[-1].removesuffix(".elf")
+    if supervisor:
+        return TraceHeader(source=SourceKind.CAPTURE, stream=StreamKind.ZPCI_ONLY, memory=0,
+                           functions=tuple(fns), workload=workload, detail=argv_text)
     return TraceHeader(source=SourceKind.BOOT, stream=StreamKind.FULL,
                        memory=args.config.memory, functions=tuple(fns), workload=workload,
                        detail=argv_text)
@@ -105,11 +115,14 @@ def _spec_of(args: BootArgs, target):
     return None
 
 
-def run(args: BootArgs, out=None, argv_text: str = "", observe=None) -> BootResult:
+def run(args: BootArgs, out=None, argv_text: str = "", observe=None,
+        on_trace=None) -> BootResult:
     """Boots ``args.kernel``; console bytes go to ``out`` (a binary stream).
 
     ``observe``, if given, wraps the firmware model's execute (the handler of
     every zPCI instruction): it gets that function and returns its stand-in.
+    ``on_trace``, if given, gets the ``--trace`` writer before the guest runs
+    (to add marks to it).
     """
     out = out if out is not None else sys.stdout.buffer
     policy = args.policy or DEFAULT_POLICY
@@ -125,18 +138,18 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None) -> BootResu
     if args.trace:
         from emulator.trace.writer import TraceWriter
         try:
-            writer = TraceWriter(args.trace, _trace_header(args, fw, argv_text))
+            writer = TraceWriter(args.trace, _trace_header(args, fw, argv_text, image.supervisor))
         except OSError as exc:
             raise UserError(exc.strerror or str(exc), where=args.trace) from None
+        if on_trace is not None:
+            on_trace(writer)
 
-    recorder = None
-    if writer is not None:
+    recorder = traced = None
+    if writer is not None and image.supervisor:
+        handler = _traced_operands(fw, writer, lambda: uc.t)
+    elif writer is not None:
         recorder = _block_recorder(None, writer)
         handler = traced = _traced(fw, writer, lambda: uc.t)
-
-        def handler_storage(memory):
-            traced.storage = RecordingGuest(memory)
-            return traced.storage
     if observe is not None:
         handler = observe(handler)
     try:
@@ -151,7 +164,10 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None) -> BootResu
                        supervisor=image.supervisor, tod=host_tod())
         # device DMA, MSIs and indicators reach absolute storage, whatever view
         # (DAT under a kernel) the vCPU gives an instruction's operands
-        fw.attach(uc.memory if writer is None else handler_storage(uc.memory))
+        storage = uc.memory
+        if traced is not None:
+            storage = traced.storage = RecordingGuest(storage)
+        fw.attach(storage)
         if recorder is not None:
             recorder.machine = uc
         if image.supervisor:
@@ -166,9 +182,10 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None) -> BootResu
             writer.abort()
         raise
     if writer is not None:
-        if halt.exit_code != 0 and recorder.pending is not None:
-            recorder.pending = None       # stopped before that block could run
-        recorder.close()
+        if recorder is not None:
+            if halt.exit_code != 0 and recorder.pending is not None:
+                recorder.pending = None       # stopped before that block could run
+            recorder.close()
         writer.note(IRQ_NOTE, fw.irq.stats())     # what the replayed events cannot say
         writer.close()
     if image.supervisor and halt.exit_code != 0 and halt.addr is not None:
@@ -267,6 +284,60 @@ class _traced:
                                cc=None if comp.pgm is not None else cc,
                                reads=log.reads, writes=log.writes, pgm=comp.pgm)
         return outcome
+
+
+def _traced_operands(fw, writer, trap_state):
+    """The firmware model's execute for a supervisor-state kernel, recording
+    one event per instruction as a capture holds it: the guest's own PSW mask
+    (the kernel runs with it under unicorn) and the memory the instruction
+    itself read and wrote at the addresses it used (virtual under DAT).
+
+    Device DMA and interruptions go to the bus's absolute memory, not through
+    the instruction's guest, so they are not in it; the model's synchronous
+    measurement-block store is left out too: the firmware stores the FMB on
+    its own schedule (QEMU from a timer), not as part of the instruction, so
+    a QEMU capture cannot have it either.
+    """
+    execute = fw.execute
+    functions = fw.bus.functions
+    rpcit = BY_MNEMONIC["RPCIT"].index
+    sites: dict = {}
+    event = writer.operand_event
+    cc_bits = ~PSW_MASK_CC
+    view = [RecordingGuest(None)]          # the vCPU passes one guest: one view, cleared
+
+    def handler(d, guest):
+        t = trap_state()
+        pswm = t.pswm
+        gprs = guest.gprs
+        before = list(gprs)
+        rg = view[0]
+        if rg.inner is guest:
+            rg.clear()
+        else:
+            rg = view[0] = RecordingGuest(guest)
+        outcome = execute(d, rg)
+        comp = outcome.completion
+        key = (d.ipa, d.ipb)
+        site = sites.get(key)
+        if site is None:
+            site = sites[key] = writer.site(bytes(t.bytes[0:d.ilen]), d.index == rpcit)
+        writes = rg.writes
+        if writes:
+            fmbs = [fn.fmb_addr for fn in functions if fn.fmb_addr]
+            if fmbs:
+                writes = [(a, b) for a, b in writes
+                          if not any(f <= a and a + len(b) <= f + FMB_SIZE for f in fmbs)]
+        cc = comp.cc
+        if cc is None or comp.pgm is not None:
+            # unchanged (SIC), or the old PSW an interruption stores
+            after, cc = pswm, (pswm >> 44) & 3
+        else:
+            after = (pswm & cc_bits) | cc << 44
+        event(site, d.addr, pswm, after, cc, comp.pgm, before, list(gprs), rg.reads, writes)
+        return outcome
+
+    return handler
 
 
 def _kernel_cpu_stats(uc: UcMachine) -> dict | None:

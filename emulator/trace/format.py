@@ -40,7 +40,7 @@ class StreamKind(enum.Enum):
 class SourceKind(enum.Enum):
     BOOT = "boot"          # zpci-emu boot --trace
     IMPORT = "import"      # zpci-emu import of a JSONL recording
-    CAPTURE = "capture"    # zpci-emu capture (Linux guest under QEMU)
+    CAPTURE = "capture"    # zpci-emu capture (a Linux guest, either engine): operand accesses only
     SYNTHETIC = "synthetic"  # written by the firmware model itself (tests): every store recorded
 
 
@@ -247,14 +247,21 @@ def encode_event(seq: int, addr: int, insn: bytes, flags: int, pswm_before: int,
     for r, v in sorted(regs_in):
         in_mask |= 1 << r
         vals.append(v)
-    outs = []
     for r, v in sorted(regs_out):
         out_mask |= 1 << r
-        outs.append(v)
+        vals.append(v)
+    return pack_event(seq, addr, insn, flags, pswm_before, pswm_after, cc, pgm, in_mask,
+                      out_mask, vals, reads, writes)
+
+
+def pack_event(seq: int, addr: int, insn: bytes, flags: int, pswm_before: int, pswm_after: int,
+               cc: int, pgm: int, in_mask: int, out_mask: int, vals, reads, writes) -> bytes:
+    """Payload of an EVENT record from the register masks and the values they
+    name (inputs, then outputs, each in register order)."""
     parts = [EVENT_HEAD.pack(seq, addr, pswm_before, pswm_after, insn.ljust(6, b"\0"), len(insn),
                              int(flags), cc, 0, pgm, in_mask, out_mask, len(reads), len(writes))]
-    if vals or outs:
-        parts.append(struct.pack(f"<{len(vals) + len(outs)}Q", *vals, *outs))
+    if vals:
+        parts.append(_REGS[len(vals)].pack(*vals))
     for a, d in reads:
         parts.append(MEM_HEAD.pack(a, len(d)))
         parts.append(bytes(d))
@@ -262,6 +269,9 @@ def encode_event(seq: int, addr: int, insn: bytes, flags: int, pswm_before: int,
         parts.append(MEM_HEAD.pack(a, len(d)))
         parts.append(bytes(d))
     return b"".join(parts)
+
+
+_REGS = [struct.Struct(f"<{n}Q") for n in range(33)]    # in and out: 16 registers each
 
 
 def record(rtype: int, payload: bytes) -> bytes:

@@ -127,6 +127,7 @@ def stats(path) -> dict:
     marks = notes = 0
     phase = ""
     by_phase: dict[str, int] = {}
+    by_phase_mn: dict[str, Counter] = {}
     with TraceReader(path) as rd:
         h = rd.header
         for rec in rd:
@@ -135,6 +136,7 @@ def stats(path) -> dict:
             if isinstance(rec, Event):
                 by_mn[rec.mnemonic] += 1
                 by_phase[phase] = by_phase.get(phase, 0) + 1
+                by_phase_mn.setdefault(phase, Counter())[rec.mnemonic] += 1
                 if rec.flags & EventFlag.CC:
                     by_cc[(rec.mnemonic, rec.cc)] += 1
                 if rec.flags & EventFlag.INCOMPLETE:
@@ -157,4 +159,6 @@ def stats(path) -> dict:
             "blocks": len(runs.sizes), "block_executions": runs.execs,
             "instructions": runs.insns if h.stream.value == "full" else None,
             "marks": marks, "notes": notes,
-            "by_phase": by_phase if marks else {}, **dict(flags)}
+            "by_phase": by_phase if marks else {},
+            "by_phase_mnemonic": {k: dict(sorted(v.items())) for k, v in by_phase_mn.items()}
+            if marks else {}, **dict(flags)}

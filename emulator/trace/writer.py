@@ -36,11 +36,13 @@ import sys
 from pathlib import Path
 
 from emulator.trace.format import (
-    BLOCK_HEAD, END_BODY, MARK_HEAD, PREAMBLE, PREAMBLE_FLAG_ZSTD, MAGIC, VERSION, EventFlag,
-    RecordType, StreamKind, TraceHeader, encode_event, insn_of, operand_regs, record, unicode_text)
+    BLOCK_HEAD, END_BODY, MARK_HEAD, PREAMBLE, PREAMBLE_FLAG_ZSTD, MAGIC, RECORD_HEAD, VERSION,
+    EventFlag, RecordType, StreamKind, TraceHeader, encode_event, insn_of, operand_regs,
+    pack_event, record, unicode_text)
 
 _RUN_CHUNK = 16384          # ints (8192 pairs) per RUNS record: ~64 KiB, bounded memory
 _U32_MAX = 0xFFFFFFFF
+_EVENT = int(RecordType.EVENT)
 
 
 class TraceWriter:
@@ -165,6 +167,43 @@ class TraceWriter:
         self._events += 1
         return seq
 
+    def site(self, insn: bytes, dma_tables: bool = False) -> tuple:
+        """What ``operand_event`` needs of an instruction, worked out once per
+        instruction site: its bytes, its operand registers and mask, and the
+        flags of an event whose PSW masks, cc and program exception were
+        recorded."""
+        ins = insn_of(bytes(insn))
+        if ins is None:
+            raise ValueError(f"not a zPCI instruction: {bytes(insn).hex()}")
+        insn = bytes(insn[:ins.ilen])
+        flags = EventFlag.PSW | EventFlag.CC | EventFlag.PGM_KNOWN
+        if dma_tables:
+            flags |= EventFlag.DMA_TABLES
+        mask = operand_regs(ins, insn)
+        return insn, tuple(r for r in range(16) if mask >> r & 1), mask, int(flags)
+
+    def operand_event(self, site: tuple, addr: int, pswm_before: int, pswm_after: int, cc: int,
+                      pgm: int | None, gprs_before, gprs_after, reads, writes) -> None:
+        """``zpci_event`` for a recorder that has everything (``site`` from
+        ``site()``): the per-instruction path of a long native capture."""
+        insn, in_regs, in_mask, flags = site
+        seq = self._last_seq + 1
+        vals = [gprs_before[r] for r in in_regs]
+        out_mask = 0
+        if gprs_after != gprs_before:        # most instructions change no register
+            for r in range(16):
+                v = gprs_after[r]
+                if v != gprs_before[r]:
+                    out_mask |= 1 << r
+                    vals.append(v)
+        payload = pack_event(seq, addr, insn, flags, pswm_before, pswm_after, cc, pgm or 0,
+                             in_mask, out_mask, vals, reads, writes)
+        if self._n:
+            self._flush_runs()
+        self._out.write(RECORD_HEAD.pack(_EVENT, len(payload)) + payload)
+        self._last_seq = seq
+        self._events += 1
+
     def append_event_records(self, data: bytes, count: int, first_seq: int, last_seq: int) -> None:
         """Append ``count`` framed EVENT records at once (benchmarks build big traces this way).
 
@@ -187,6 +226,27 @@ class TraceWriter:
         self._out.write(record(RecordType.EVENT, payload))
         self._last_seq = seq
         self._events += 1
+
+    def copy_body(self, reader, notes=()) -> None:
+        """Append every record of ``reader`` after its header as it is, with
+        ``notes`` (kind, data) before its END: a recording whose header can
+        only be stated once the run has ended (the capture's check result and
+        time) is written first and restated this way, without decoding events."""
+        rtypes = RecordType
+        for rtype, buf, start, n, off in reader.body():
+            if rtype == rtypes.END:
+                for kind, data in notes:
+                    self.note(kind, data)
+                return
+            if rtype in (rtypes.BLOCK, rtypes.RUNS):
+                raise ValueError("copy_body of a full-stream trace")
+            self._out.write(record(rtype, buf[start:start + n]))
+            if rtype == rtypes.EVENT:
+                self._events += 1
+                self._last_seq = int.from_bytes(buf[start:start + 8], "little")
+            elif rtype == rtypes.MARK:
+                self._marks += 1
+        raise ValueError(f"{reader.path}: no END record")
 
     # -- annotations ----------------------------------------------------------
     def mark(self, label: str) -> None:
