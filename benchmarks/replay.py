@@ -23,8 +23,10 @@ times; the busiest worker's CPU time and its ratio to the serial CPU time
 (the speed-up with a free core per worker: robust to other load); the
 overhead (all CPU of the parallel run, this process's client, scheduler and
 nannies included, over the serial CPU); each worker's peak RSS; and whether
-every result equals the serial one.  Wall-time ratios mean something only on
-an otherwise idle machine: the load average is printed before and after.
+every result equals the serial one.  Last, ``zpci-emu replay`` end to end on
+each run, serial and with ``--workers`` (start-up of the cluster included).
+Wall-time ratios mean something only on an otherwise idle machine: the load
+average is printed before and after.
 """
 from __future__ import annotations
 
@@ -167,7 +169,23 @@ def workers_part(a) -> None:
                 continue
             rows += on_workers(parallel, w, runs, base)
         print_rows(rows, base)
+        for w in (w for w in counts if w > 1):
+            end_to_end(runs, w)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def end_to_end(runs: dict, w: int) -> None:
+    """What a user waits for: ``zpci-emu replay`` serial and with ``--workers``, process start,
+    imports and the cluster's start-up included."""
+    for name, paths in runs.items():
+        walls = []
+        for extra in ([], ["--workers", str(w)]):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "emulator.cli", "replay", "--json", *extra,
+                            *map(str, paths)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - t0)
+        print(f"end to end, {name}: `zpci-emu replay` {walls[0]:.2f} s, with --workers {w} "
+              f"{walls[1]:.2f} s (cluster start-up included): {walls[0] / walls[1]:.2f}x", flush=True)
 
 
 @dataclass
