@@ -203,12 +203,14 @@ class ChunkReplay(FileReplay):
         check, epochs = self.check, 0
         self.check = False
         try:
+            state = decision_state(self.machines)
             for off, payload in configs:
                 self.rd.last_seq = -1
                 ev = parse_event(self.rd, payload, 0, len(payload), off)
-                before = decision_state(self.machines)
                 self.run_full(ev)
-                epochs += decision_state(self.machines) != before
+                # one state per event: the one after it is the next one's before
+                before, state = state, decision_state(self.machines)
+                epochs += state != before
         finally:
             self.check = check
         self.res.full_model_events = 0       # not this chunk's work: nothing else was counted
