@@ -1,7 +1,7 @@
 """Replay speed and memory: events/s per core and peak RSS at 1M and 10M events; speed-up on workers.
 
     .venv/bin/python benchmarks/replay.py [--source TRACE] [--sizes 1000000,10000000]
-        [--workers 1,2] [--seed 1] [--corpus-traces 24] [--large 4000000]
+        [--workers 1,2,4] [--seed 1] [--corpus-traces 24] [--large 4000000]
 
 The big traces repeat the event mix of a real recorded trace (default: the
 bundled trace with the most events, e.g. traces/linux/blk-strict.zpt, a
@@ -15,14 +15,18 @@ agree.
 
 Then, on one corpus (benchmarks/corpus.py: many traces, and one large trace
 with a seek index), the serial replay (1 worker: a fresh process, as
-``zpci-emu replay`` runs) against ``--workers N`` (a dask.distributed
-LocalCluster of N single-threaded processes, started and warmed up outside
-the timing, whose start-up is printed apart): events/s by wall time, the
-speed-up as the ratio of wall times, the busiest worker's CPU time (its
-ratio to the serial CPU time: the speed-up with a free core per worker) and
-the workers' peak RSS, and whether every result equals the serial one.  Wall-time ratios mean something
-only on an otherwise idle machine: the load average is printed before and
-after.
+``zpci-emu replay`` runs, with the workers' allocator settings) against
+``--workers N`` (a dask.distributed LocalCluster of N single-threaded
+processes, started and warmed up outside the timing, whose start-up is
+printed apart): events/s by wall time; the speed-up as the ratio of wall
+times; the busiest worker's CPU time and its ratio to the serial CPU time
+(the speed-up with a free core per worker: robust to other load); the
+overhead (all CPU of the parallel run, this process's client, scheduler and
+nannies included, over the serial CPU); each worker's peak RSS; and whether
+every result equals the serial one.  Last, ``zpci-emu replay`` end to end on
+each run, serial and with ``--workers`` (start-up of the cluster included).
+Wall-time ratios mean something only on an otherwise idle machine: the load
+average is printed before and after.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +61,10 @@ def child(paths: list[str]) -> None:
                       "results": [r.to_json() for r in rs]}))
 
 
-def serial(paths: list) -> dict:
+def serial(paths: list, env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *map(str, paths)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True,
+                         env=None if env is None else {**os.environ, **env})
     return json.loads(out.stdout)
 
 
@@ -66,7 +72,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", help="trace whose event mix is repeated")
     ap.add_argument("--sizes", default="1000000,10000000")
-    ap.add_argument("--workers", default="1,2",
+    ap.add_argument("--workers", default="1,2,4",
                     help="worker counts for the corpus and the split trace ('' skips them); 1 is "
                          "the serial replay in one process, as `zpci-emu replay` runs by default")
     ap.add_argument("--seed", type=int, default=1, help="corpus seed (benchmarks/corpus.py)")
@@ -140,50 +146,112 @@ def workers_part(a) -> None:
     from emulator.replay import parallel
     counts = [int(w) for w in a.workers.split(",")]
     lo, hi = (int(x) for x in a.corpus_events.split(","))
-    print(f"\nload average before: {os.getloadavg()[0]:.2f} (2 cores shared; wall times need an idle machine)")
+    # The serial baseline gets the allocator settings the workers get (parallel.DASK_CONFIG):
+    # the speed-up then measures the parallel replay, not glibc's mmap threshold.
+    env = {k.rsplit(".", 1)[1]: str(v) for k, v in parallel.DASK_CONFIG.items()
+           if k.startswith("distributed.nanny.pre-spawn-environ.")}
+    print(f"\nload average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+          "(wall-time ratios need an otherwise idle machine; the CPU ratios less so)")
     with tempfile.TemporaryDirectory(prefix="zpci-bench-") as tmp:
         t0 = time.perf_counter()
         many, big = make_corpus(Path(tmp), a.seed, a.corpus_traces, (lo, hi), a.large)
         print(f"corpus: {len(many)} traces, {a.large:,}-event split trace, built in "
               f"{time.perf_counter() - t0:.1f} s (seed {a.seed})", flush=True)
         runs = {"corpus": many, "split": [big]}
-        base = {name: serial(paths) for name, paths in runs.items()}
+        base = {name: serial(paths, env) for name, paths in runs.items()}
         rows = []
         for w in counts:
             if w == 1:
                 for name in runs:
                     b = base[name]
-                    rows.append((name, 1, b["events"], b["wall"], b["cpu"], b["maxrss_kb"], True, 0.0))
+                    rows.append(Row(name, 1, b["events"], b["wall"], b["cpu"], b["cpu"], 0.0,
+                                    [b["maxrss_kb"]], True, 0.0))
                 continue
-            t0 = time.perf_counter()
-            with parallel.Executor(workers=w) as ex:
-                # imports on the workers out of the timing, as in the serial child
-                ex.client.run(lambda: __import__("emulator.replay.parallel") and None)
-                start = time.perf_counter() - t0
-                ex.client.run(_reset_peak)
-                for name, paths in runs.items():
-                    c0 = ex.client.run(time.process_time)
-                    t1 = time.perf_counter()
-                    rs = parallel.replay(paths, ex)
-                    wall = time.perf_counter() - t1
-                    c1 = ex.client.run(time.process_time)
-                    busiest = max(c1[k] - c0[k] for k in c1)
-                    print(f"  {name} on {w} workers: worker CPU s "
-                          + ", ".join(f"{c1[k] - c0[k]:.2f}" for k in sorted(c1)), flush=True)
-                    rss = max(ex.client.run(_peak_rss_kb).values())
-                    same = [r.to_json() for r in rs] == base[name]["results"]
-                    rows.append((name, w, sum(r.events for r in rs), wall, busiest, rss, same, start))
-        # cpu s: the busiest worker's CPU time; its ratio to the serial CPU time is the
-        # speed-up the split allows with a core per worker (robust to other load)
-        print(f"{'run':>7} {'workers':>7} {'events':>11} {'wall s':>7} {'events/s':>11} "
-              f"{'speed-up':>8} {'cpu s':>7} {'cpu ratio':>9} {'worker RSS MB':>13} "
-              f"{'identical':>9} {'cluster start s':>15}")
-        for name, w, n, wall, cpu, rss, same, start in rows:
-            b = base[name]
-            print(f"{name:>7} {w:>7} {n:>11,} {wall:>7.2f} {n / wall:>11,.0f} "
-                  f"{b['wall'] / wall:>7.2f}x {cpu:>7.2f} {b['cpu'] / cpu:>8.2f}x {rss / 1024:>13.1f} "
-                  f"{str(same):>9} {start:>15.2f}")
+            rows += on_workers(parallel, w, runs, base)
+        print_rows(rows, base)
+        for w in (w for w in counts if w > 1):
+            end_to_end(runs, w)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def end_to_end(runs: dict, w: int) -> None:
+    """What a user waits for: ``zpci-emu replay`` serial and with ``--workers``, process start,
+    imports and the cluster's start-up included."""
+    for name, paths in runs.items():
+        walls = []
+        for extra in ([], ["--workers", str(w)]):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "emulator.cli", "replay", "--json", *extra,
+                            *map(str, paths)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - t0)
+        print(f"end to end, {name}: `zpci-emu replay` {walls[0]:.2f} s, with --workers {w} "
+              f"{walls[1]:.2f} s (cluster start-up included): {walls[0] / walls[1]:.2f}x", flush=True)
+
+
+@dataclass
+class Row:
+    run: str
+    workers: int
+    events: int
+    wall: float
+    busiest: float           # CPU s of the busiest worker (serial: the process's)
+    workers_cpu: float       # CPU s of all workers together
+    main_cpu: float          # CPU s of this process: the client, the scheduler and the nannies
+    rss_kb: list             # each worker's peak RSS during the run
+    identical: bool
+    start: float             # s to start the cluster and import on the workers (not in wall)
+
+
+def on_workers(parallel, w: int, runs: dict, base: dict) -> list:
+    """Each run on a fresh LocalCluster of ``w`` workers, started and warmed up outside the timing."""
+    rows = []
+    t0 = time.perf_counter()
+    with parallel.Executor(workers=w) as ex:
+        # imports on the workers out of the timing, as in the serial child
+        ex.client.run(_warm)
+        start = time.perf_counter() - t0
+        for name, paths in runs.items():
+            ex.client.run(_reset_peak)
+            c0, m0 = ex.client.run(time.process_time), time.process_time()
+            t1 = time.perf_counter()
+            rs = parallel.replay(paths, ex)
+            wall = time.perf_counter() - t1
+            c1, m1 = ex.client.run(time.process_time), time.process_time()
+            cpu = [c1[k] - c0[k] for k in sorted(c1)]
+            rss = [v for _, v in sorted(ex.client.run(_peak_rss_kb).items())]
+            print(f"  {name} on {w} workers: worker CPU s " + ", ".join(f"{c:.2f}" for c in cpu)
+                  + f"; this process {m1 - m0:.2f}; worker peak RSS MB "
+                  + ", ".join(f"{r / 1024:.1f}" for r in rss), flush=True)
+            same = [r.to_json() for r in rs] == base[name]["results"]
+            rows.append(Row(name, w, sum(r.events for r in rs), wall, max(cpu), sum(cpu), m1 - m0,
+                            rss, same, start))
+    return rows
+
+
+def print_rows(rows: list, base: dict) -> None:
+    # speed-up: serial wall / parallel wall.  cpu ratio: serial CPU / the busiest worker's CPU,
+    # the speed-up the split allows with a free core per worker (robust to other load).
+    # overhead: all CPU of the parallel run (workers and this process) over the serial CPU.
+    print(f"{'run':>7} {'workers':>7} {'events':>11} {'wall s':>7} {'events/s':>11} "
+          f"{'speed-up':>8} {'busiest cpu s':>13} {'cpu ratio':>9} {'overhead':>8} "
+          f"{'main cpu s':>10} {'peak RSS MB/worker':>18} {'identical':>9} {'cluster start s':>15}")
+    for r in rows:
+        b = base[r.run]
+        print(f"{r.run:>7} {r.workers:>7} {r.events:>11,} {r.wall:>7.2f} {r.events / r.wall:>11,.0f} "
+              f"{b['wall'] / r.wall:>7.2f}x {r.busiest:>13.2f} {b['cpu'] / r.busiest:>8.2f}x "
+              f"{(r.workers_cpu + r.main_cpu) / b['cpu']:>7.2f}x {r.main_cpu:>10.2f} "
+              f"{max(r.rss_kb) / 1024:>18.1f} {str(r.identical):>9} {r.start:>15.2f}")
+    for r in rows:
+        if r.workers > 1:
+            b = base[r.run]
+            print(f"speed-up {r.run} on {r.workers} workers: {b['wall'] / r.wall:.2f}x by wall time, "
+                  f"{b['cpu'] / r.busiest:.2f}x by the busiest worker's CPU time"
+                  f"{'' if r.identical else '  RESULTS DIFFER FROM SERIAL'}")
+    print("(wall times exclude starting the cluster: 'cluster start s')")
+
+
+def _warm() -> None:
+    import emulator.decode, emulator.replay.parallel, firmware_model.devices, firmware_model.machine  # noqa: F401,E401
 
 
 def _peak_rss_kb() -> int:

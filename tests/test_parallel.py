@@ -25,7 +25,8 @@ from emulator.trace.writer import TraceWriter
 from test_replay_scenario import record_scenario
 
 sys.path.insert(0, str(ROOT))
-from benchmarks.corpus import build, event_count, event_mix, make_corpus, sources  # noqa: E402
+from benchmarks.corpus import (  # noqa: E402
+    build, build_indexed, event_count, event_mix, make_corpus, sources)
 
 # the worker-killing task below travels by value: workers need not import this module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -159,6 +160,51 @@ def test_split_points_balance_the_rebuild(corpus):
     assert parallel.split_points(ix, 1, 0) == []
     # by default a chunk holds at least MIN_CHUNK_EVENTS: this trace stays whole
     assert ix.events < parallel.MIN_CHUNK_EVENTS and len(parallel.plan([big], 2, False)[0]) == 1
+
+
+def test_cost_counts_the_bytes_an_event_carries(tmp_path):
+    """Two traces of equal counts: the one whose events carry guest memory (a boot
+    workload's live devices) starts first."""
+    by_name = {p.stem: p for p in sources()}
+    heavy, light = tmp_path / "doorbell.zpt", tmp_path / "blk.zpt"
+    build_indexed(by_name["wl_doorbell"], heavy, 6000)
+    build_indexed(by_name["blk-strict"], light, 6000)
+    (h,), (lt,) = parallel.plan([heavy, light], 2, False)
+    ih, il = read_index(heavy), read_index(light)
+    assert ih.events == il.events and heavy.stat().st_size > 2 * light.stat().st_size
+    # the doorbell trace has fewer configuration events, yet costs more
+    assert ih.nconfigs * parallel.CONFIG_WEIGHT < il.nconfigs * parallel.CONFIG_WEIGHT + ih.events
+    assert h.cost > lt.cost
+
+
+# --------------------------------------------------------------------------- the workers' process
+
+def _replay_faults(task):
+    """Minor page faults of one replay of ``task`` in this thread (after a warm-up run)."""
+    import resource
+    parallel.run_task(task, POLICIES, "passthrough", False, True)
+    f0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    parallel.run_task(task, POLICIES, "passthrough", False, True)
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - f0
+
+
+def test_workers_allocate_as_a_plain_process(ex, corpus):
+    """Dask's default MALLOC_TRIM_THRESHOLD_ made a worker map and unmap each read
+    buffer afresh (~9x the page faults of this process on this trace); with the
+    Executor's settings a worker faults no more than a plain process does."""
+    _, big = corpus
+    task = parallel.Task(str(big))
+    here = _replay_faults(task)
+    there = ex.client.submit(_replay_faults, task, pure=False).result()
+    assert there <= 2 * here + 500, (there, here)
+
+
+def test_workers_run_without_the_housekeeping(ex):
+    """The settings reach the spawned workers: no profiler, slow health ticks."""
+    import dask
+    got = ex.client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"),
+                                 dask.config.get("distributed.admin.tick.interval")))
+    assert len(got) == 2 and set(got.values()) == {(False, "1s")}
 
 
 # --------------------------------------------------------------------------- equality with serial

@@ -17,6 +17,17 @@ carried") until a CLP leaves every function disabled, which resets all of
 it; a trace whose devices run live (boot, synthetic) stays unchecked to the
 chunk's end.  No event is ever counted as passed on state the chunk guessed.
 
+The rebuild is the split's one cost over the serial run: every configuration
+event before the chunk through the full model, about 100 us under the four
+policies.  On the 4 M-event trace of benchmarks/replay.py that is 5 % of the
+serial CPU for the second of two chunks (the balance gives it fewer events),
+so two workers reach at most 2/1.05 of the serial speed on it.  Shipping the
+machines' state to a chunk instead would not help two workers: computed at
+run time, the same prefix is replayed by someone before the second chunk can
+start.  Only a state written into the index at ``trace index`` time would,
+and that needs a declarative dump and restore of the machines (the trace is
+untrusted input: no pickle); not done.
+
 A task whose worker dies is retried on another worker, twice (the
 scheduler's ``allowed-failures``); a third death stops the run with one
 line.  Results are only merged when every task has finished, so partial
@@ -46,6 +57,12 @@ ALLOWED_FAILURES = 2           # worker deaths a task survives (retried elsewher
 # event (the large trace of benchmarks/replay.py), so about 80 events; chunk
 # sizes allow for it.
 CONFIG_WEIGHT = 80
+# A compressed byte of a chunk costs about a quarter of a cached event: events that
+# carry guest memory (a boot trace's devices run live) parse more, and decide no
+# slower.  Measured on the corpus of benchmarks/replay.py: a wl_doorbell trace
+# took 20 us/event against 2 us for blk-strict at the same counts; with its bytes
+# counted it no longer starts among the last (whose length is the run's tail).
+BYTE_WEIGHT = 0.25
 # A chunk holds at least this many events: a shorter trace is one task, since a
 # split costs the chunk's rebuild and its machines, and the many traces of a
 # corpus keep the workers busy by themselves.
@@ -125,8 +142,10 @@ def plan(paths, parts: int, check: bool, min_chunk: int = MIN_CHUNK_EVENTS) -> l
         cuts = [(0, 0), *((index.points[k].events, index.points[k].configs) for k in starts),
                 (index.events, index.nconfigs)]
         bounds = [None, *starts, None]
-        out.append([Task(p, a, b, cost=(e1 - e0) + weight * c1)
-                    for a, b, (e0, _), (e1, c1) in zip(bounds, bounds[1:], cuts, cuts[1:])])
+        offs = [PREAMBLE.size, *(index.points[k].file_offset for k in starts), index.blob[0]]
+        out.append([Task(p, a, b, cost=(e1 - e0) + weight * c1 + (f1 - f0) * BYTE_WEIGHT)
+                    for a, b, (e0, _), (e1, c1), f0, f1 in zip(bounds, bounds[1:], cuts, cuts[1:],
+                                                               offs, offs[1:])])
     return out
 
 
@@ -184,12 +203,14 @@ class ChunkReplay(FileReplay):
         check, epochs = self.check, 0
         self.check = False
         try:
+            state = decision_state(self.machines)
             for off, payload in configs:
                 self.rd.last_seq = -1
                 ev = parse_event(self.rd, payload, 0, len(payload), off)
-                before = decision_state(self.machines)
                 self.run_full(ev)
-                epochs += decision_state(self.machines) != before
+                # one state per event: the one after it is the next one's before
+                before, state = state, decision_state(self.machines)
+                epochs += state != before
         finally:
             self.check = check
         self.res.full_model_events = 0       # not this chunk's work: nothing else was counted
@@ -256,6 +277,35 @@ def merge(parts: list[TaskResult]) -> TaskResult:
 
 # --------------------------------------------------------------------------- the cluster
 
+# Dask settings for the run (a scheduler started elsewhere keeps its own; README).
+# On two cores every per cent the cluster spends on itself is taken from a replay.
+DASK_CONFIG = {
+    "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+    "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s",
+    # the statistical profiler samples the replay thread 100 times a second: a few
+    # per cent of a worker's CPU for a dashboard nobody looks at here
+    "distributed.worker.profile.enabled": False,
+    # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes
+    # glibc's mmap threshold at 128 KiB: each 1 MiB read buffer of the trace reader is
+    # then mapped and unmapped afresh (266,000 page faults and 0.6 s of system time for
+    # 4 M events, measured; 117,000 and 0.3 s with glibc's defaults).  These
+    # thresholds keep the buffers in the heap (2,600 faults, 0.01 s), the peak RSS
+    # unchanged; a worker's environment still wins.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 << 20,
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 16 << 20,
+    # Housekeeping a replay needs none of: event-loop health ticks every 20 ms, system
+    # and memory monitors, the active memory manager, the client's info refresh.  An
+    # idle 2-worker cluster took 9 % of a core (5 % in this process, which holds the
+    # scheduler and the nannies), 1 % with these (measured over 10 s).
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "10s",
+    "distributed.admin.system-monitor.disk": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.scheduler.active-memory-manager.start": False,
+    "distributed.client.scheduler-info-interval": "10s",
+}
+
+
 class Executor:
     """A dask.distributed client: on a LocalCluster of ``workers`` single-threaded
     processes, or on the running scheduler at ``scheduler``."""
@@ -272,12 +322,7 @@ class Executor:
         from dask.distributed import Client, LocalCluster
         # the scheduler's and nanny's warnings (a restarted worker) are not the user's output
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
-        self._stack.enter_context(dask.config.set({
-            "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-            "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s",
-            # the statistical profiler samples the replay thread 100 times a second: a few
-            # per cent of a worker's CPU for a dashboard nobody looks at here
-            "distributed.worker.profile.enabled": False}))
+        self._stack.enter_context(dask.config.set(DASK_CONFIG))
         try:
             if self.scheduler is not None:
                 try:
