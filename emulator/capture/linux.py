@@ -22,8 +22,8 @@ from emulator.capture import runner
 from emulator.capture.apt import PrivateApt, cache_root, deb_version, extract_deb
 from emulator.capture.initramfs import Cpio
 from emulator.capture.sites import Site, scan_kernel
-from emulator.capture.workloads import (BLK_IMAGE_MB, MARK_MAGIC, PHASES, WORKLOADS,
-                                        init_script, parse_stats)
+from emulator.capture.workloads import (MARK_MAGIC, PHASES, WORKLOADS, init_script,
+                                        parse_stats)
 from emulator.errors import UserError
 from emulator.qemu_args import split_device
 from emulator.capture.qemu import base_args
@@ -38,6 +38,7 @@ PT_REGS_GPR3 = 24 + 3 * 8
 # FMB counters of the statistics file and the instruction each one counts
 FMB_COUNTERS = {"Load operations": "PCILG", "Store operations": "PCISTG",
                 "Store block operations": "PCISTB", "Refresh operations": "RPCIT"}
+FMB_INSNS = frozenset(FMB_COUNTERS.values())
 
 
 @dataclass
@@ -147,70 +148,99 @@ def qemu_args(kb: KernelBundle, initrd: Path, workload, image: Path | None) -> l
 
 # -- statistics cross-check ------------------------------------------------------
 
+# the register (R1 or R2 field) whose high word holds the function handle
+FH_OPERAND = {"PCILG": "r2", "PCISTG": "r2", "RPCIT": "r1", "MPCIFC": "r1", "PCISTB": "r1",
+              "STPCIFC": "r1"}
+MPCIFC_SET_MEASUREMENT = 0x0A          # operation control: set measurement parameters
+
+
+def handle_of(gpr_value: int) -> int:
+    """The function handle in a register (without the enable bit)."""
+    return (gpr_value >> 32) & 0x7FFFFFFF
+
+
+def fmb_of(oc: int, fib: bytes | None) -> int | None:
+    """The measurement-block address an MPCIFC sets (None for other operations)."""
+    if oc != MPCIFC_SET_MEASUREMENT or not fib or len(fib) < 72:
+        return None
+    return int.from_bytes(fib[64:72], "big")
+
+
 def _fh_of(rec) -> int | None:
     """The function handle an event addresses (without the enable bit)."""
-    ops, gr = rec["operands"], [int(x, 16) for x in rec["gr_before"]]
-    insn = rec["insn"]
-    if insn in ("PCILG", "PCISTG"):
-        return (gr[ops["r2"]] >> 32) & 0x7FFFFFFF
-    if insn in ("RPCIT", "MPCIFC", "PCISTB", "STPCIFC"):
-        return (gr[ops["r1"]] >> 32) & 0x7FFFFFFF
-    return None
+    reg = FH_OPERAND.get(rec["insn"])
+    if reg is None:
+        return None
+    return handle_of(int(rec["gr_before"][rec["operands"][reg]], 16))
 
 
 def _fmb_addr(rec) -> int | None:
     mb = rec.get("mem_before")
-    if rec["insn"] != "MPCIFC" or not mb or len(mb) < 2 * 72:
+    if rec["insn"] != "MPCIFC" or not mb:
         return None
-    gr = [int(x, 16) for x in rec["gr_before"]]
-    if gr[rec["operands"]["r1"]] & 0xFF != 0x0A:       # set measurement parameters
-        return None
-    return int(mb[128:144], 16)
+    oc = int(rec["gr_before"][rec["operands"]["r1"]], 16) & 0xFF
+    return fmb_of(oc, bytes.fromhex(mb[:144]))
 
 
-def crosscheck(records: list[dict], stats: dict[str, dict[str, int]],
-               functions: list[str]) -> list[dict]:
-    """Compare the trace's counts with the guest's FMB counters, per function.
+class FmbWindow:
+    """What ``crosscheck`` compares, counted one record at a time in constant memory.
 
     Window: from the MPCIFC that freed the function's measurement block in the
-    ``stats-reset`` phase (QEMU zeroes its counters there) to the
+    ``stats-reset`` phase (QEMU zeroes its counters there) to the last
     ``stats-read`` mark; counted: the function's PCILG/PCISTG/PCISTB/RPCIT
-    that completed with cc 0 (QEMU counts only those).
+    that completed with cc 0 (QEMU counts only those).  The k-th reset opens
+    the window of the k-th function.
     """
-    phase = None
-    resets: list[tuple[int, int]] = []          # (index in records, fh)
-    read_at = None
-    for i, r in enumerate(records):
+
+    def __init__(self):
+        self.phase = None
+        self.windows: list[list] = []         # [fh, Counter of insns, events after the workload]
+        self.at_read: list[tuple] | None = None
+
+    def mark(self, label: str) -> None:
+        self.phase = label
+        if label == "stats-read":
+            self.at_read = [(fh, Counter(c), late) for fh, c, late in self.windows]
+
+    def event(self, insn: str, fh: int | None, cc: int | None, pgm: int | None,
+              fmb: int | None = None) -> None:
+        if cc == 0 and pgm is None:
+            quiesce = self.phase == "quiesce" and insn in FMB_INSNS
+            for w in self.windows:
+                if w[0] == fh:
+                    w[1][insn] += 1
+                    w[2] += quiesce
+        if self.phase == "stats-reset" and fmb == 0 and cc == 0:
+            self.windows.append([fh, Counter(), 0])
+
+    def rows(self, stats: dict[str, dict[str, int]], functions: list[str]) -> list[dict]:
+        rows = []
+        for k, fn in enumerate(functions):
+            guest = stats.get(fn)
+            if guest is None or self.at_read is None or k >= len(self.at_read):
+                rows.append({"function": fn, "ok": False,
+                             "reason": "no statistics / reset / read mark recorded"})
+                continue
+            fh, counts, late = self.at_read[k]
+            cmp = {name: {"trace": counts.get(insn, 0), "guest": guest.get(name)}
+                   for name, insn in FMB_COUNTERS.items()}
+            ok = all(v["guest"] is not None and v["trace"] == v["guest"] for v in cmp.values())
+            rows.append({"function": fn, "fh": "%x" % fh, "ok": ok, "counters": cmp,
+                         "update_interval_ms": guest.get("Update interval"),
+                         "samples": guest.get("Samples"), "events_after_workload": late})
+        return rows
+
+
+def crosscheck(records, stats: dict[str, dict[str, int]], functions: list[str]) -> list[dict]:
+    """Compare the recorder's events with the guest's FMB counters, per function
+    (FmbWindow: the window and what is counted)."""
+    win = FmbWindow()
+    for r in records:
         if r.get("kind") == "mark":
-            phase = r["label"]
-            if phase == "stats-read":
-                read_at = i
-        elif "insn" in r and phase == "stats-reset" and _fmb_addr(r) == 0 and r["cc"] == 0:
-            resets.append((i, _fh_of(r)))
-    rows = []
-    for k, fn in enumerate(functions):
-        guest = stats.get(fn)
-        if guest is None or k >= len(resets) or read_at is None:
-            rows.append({"function": fn, "ok": False,
-                         "reason": "no statistics / reset / read mark recorded"})
-            continue
-        start, fh = resets[k]
-        counts = Counter()
-        late = 0                       # the function's events after the workload
-        ph = None
-        for r in records[start + 1:read_at]:
-            if r.get("kind") == "mark":
-                ph = r["label"]
-            elif "insn" in r and r["cc"] == 0 and "pgm" not in r and _fh_of(r) == fh:
-                counts[r["insn"]] += 1
-                late += ph == "quiesce" and r["insn"] in FMB_COUNTERS.values()
-        cmp = {name: {"trace": counts.get(insn, 0), "guest": guest.get(name)}
-               for name, insn in FMB_COUNTERS.items()}
-        ok = all(v["guest"] is not None and v["trace"] == v["guest"] for v in cmp.values())
-        rows.append({"function": fn, "fh": "%x" % fh, "ok": ok, "counters": cmp,
-                     "update_interval_ms": guest.get("Update interval"),
-                     "samples": guest.get("Samples"), "events_after_workload": late})
-    return rows
+            win.mark(r["label"])
+        elif "insn" in r:
+            win.event(r["insn"], _fh_of(r), r["cc"], r.get("pgm"), _fmb_addr(r))
+    return win.rows(stats, functions)
 
 
 # -- the capture ---------------------------------------------------------------------
@@ -237,8 +267,7 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
         image = None
         if w.blk_image:
             image = tmp / "disk.raw"
-            with open(image, "wb") as f:
-                f.truncate(BLK_IMAGE_MB << 20)
+            w.make_image(image)
         args = qemu_args(kb, initrd, w, image)
         mark = {"addr": kb.mark_addr, "magic": MARK_MAGIC, "labels": PHASES,
                 "pid_offset": PT_REGS_ORIG_GPR2, "sig_offset": PT_REGS_GPR3}
