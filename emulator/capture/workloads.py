@@ -105,9 +105,9 @@ WORKLOADS = {w.name: w for w in [
         modules=MOD_VIRTIO + ["virtio_blk"], body=_BLK_BODY, functions=[_fn(1)]),
     Workload(
         name="blk-large",
-        summary=f"virtio-blk, s390_iommu=strict: a {BLK_LARGE_MB} MiB sparse raw image read whole "
-                "with 1 MiB direct reads, after 1 MiB of 4 KiB direct writes read back; "
-                "over 1 M zPCI instructions, for native runs (too long for the gdb capture)",
+        summary=f"virtio-blk direct reads of a {BLK_LARGE_MB} MiB sparse raw image, "
+                "s390_iommu=strict: over 1 M zPCI instructions (native runs; too long "
+                "for the gdb capture)",
         devices=[("zpci,uid=1,fid=1,target=b0", "virtio-blk-pci,id=b0,drive=d0" + IOMMU)],
         blk_image=True, image_mb=BLK_LARGE_MB, append="s390_iommu=strict",
         modules=MOD_VIRTIO + ["virtio_blk"], body=_BLK_LARGE_BODY, functions=[_fn(1)]),

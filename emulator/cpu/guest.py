@@ -90,10 +90,15 @@ class DatGuest(UcGuest):
             return super().read(addr, size)
         if addr < 0 or size < 0:
             return None
-        buf = ffi.new("uint8_t[]", size)
-        if size and self._vread(self._t, addr, buf, size):
+        if size > self.READ_BUF:
+            buf = ffi.new("uint8_t[]", size)
+            if self._vread(self._t, addr, buf, size):
+                return None
+            return ffi.buffer(buf, size)[:]
+        # the DMA table walk reads 8 bytes at a time: one buffer for all
+        if size and self._vread(self._t, addr, self._buf, size):
             return None
-        return ffi.buffer(buf, size)[:]
+        return self._unpack(self._chars, size)
 
     def write(self, addr: int, data: bytes) -> bool:
         if not self._dat():
