@@ -169,7 +169,7 @@ static uint32_t insns_in(trap_state *t, void *uc, uint64_t addr, uint32_t size)
 static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno);
 static void read_cpu_state(trap_state *t, void *uc);
 static bool event_due(trap_state *t, void *uc);
-static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size);
+static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size, uint32_t *count);
 
 static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
 {
@@ -199,12 +199,13 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
     if (slot->addr == addr && slot->size == size && size) {
         n = slot->insns;
     } else {
-        if (t->supervisor && scan_block(t, uc, addr, size)) {
+        uint32_t scanned = UINT32_MAX;
+        if (t->supervisor && scan_block(t, uc, addr, size, &scanned)) {
             /* new hooks: the block runs again, translated with them */
             t->cur_block_size = 0;
             return;
         }
-        n = insns_in(t, uc, addr, size);
+        n = scanned != UINT32_MAX ? scanned : insns_in(t, uc, addr, size);
         slot->addr = addr;
         slot->size = size;
         slot->insns = n;
