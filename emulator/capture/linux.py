@@ -251,6 +251,10 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
     if workload_name not in WORKLOADS:
         raise UserError(f"unknown workload {workload_name!r} (one of {', '.join(WORKLOADS)})")
     w = WORKLOADS[workload_name]
+    if w.native_only:
+        raise UserError(f"workload {w.name} is too long for the QEMU+gdb capture (over a million "
+                        f"zPCI instructions at ~14 ms each); run it natively "
+                        f"(benchmarks/linux_large.py, or capture --engine native)")
     runner.need_tool("qemu-system-s390x", "qemu-system-misc")
     runner.need_tool("gdb-multiarch", "gdb-multiarch")
     apt = PrivateApt()

@@ -49,6 +49,7 @@ class Workload:
     netdev: str | None = None
     blk_image: bool = False
     image_mb: int = BLK_IMAGE_MB            # size of the (sparse) raw image
+    native_only: bool = False               # too long for the gdb capture (~14 ms per zPCI insn)
     functions: list[str] = field(default_factory=list)   # PCI names for statistics
 
     def qemu_devices(self, image_path: str | None = None) -> list[str]:
@@ -109,7 +110,7 @@ WORKLOADS = {w.name: w for w in [
                 "s390_iommu=strict: over 1 M zPCI instructions (native runs; too long "
                 "for the gdb capture)",
         devices=[("zpci,uid=1,fid=1,target=b0", "virtio-blk-pci,id=b0,drive=d0" + IOMMU)],
-        blk_image=True, image_mb=BLK_LARGE_MB, append="s390_iommu=strict",
+        blk_image=True, image_mb=BLK_LARGE_MB, append="s390_iommu=strict", native_only=True,
         modules=MOD_VIRTIO + ["virtio_blk"], body=_BLK_LARGE_BODY, functions=[_fn(1)]),
     Workload(
         name="blk-lazy", summary="virtio-blk direct reads and writes on an 8 MiB raw image, lazy unmap (default)",
