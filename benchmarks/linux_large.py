@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emulator.capture import native  # noqa: E402
+from emulator.capture.linux import FMB_COUNTERS  # noqa: E402
 from emulator.capture.workloads import PHASES  # noqa: E402
 
 ZPCI_EMU = str(Path(sys.executable).with_name("zpci-emu"))
@@ -89,8 +90,9 @@ def main() -> None:
               f"{sum(work.values()) / phase:,.0f} zPCI instructions/s")
     for row in run.crosscheck:
         c = row.get("counters", {})
-        print(f"FMB cross-check       : {row['function']} {'OK' if row['ok'] else 'MISMATCH'} "
-              + ", ".join(f"{k.split()[0].lower()} {v['guest']}/{v['trace']}" for k, v in c.items()))
+        print(f"FMB cross-check       : {row['function']} {'OK' if row['ok'] else 'MISMATCH'}, "
+              "guest/model " + ", ".join(f"{FMB_COUNTERS[k]} {v['guest']}/{v['trace']}"
+                                         for k, v in c.items()))
     print(f"peak RSS              : {rss:.0f} MB")
     print(f"load average at end   : {load()}")
     for line in run.console_lines:
