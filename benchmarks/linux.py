@@ -1,14 +1,25 @@
-"""Boot to /init: `zpci-emu boot` against qemu-system-s390x TCG, same kernel and initrd.
+"""Debian's s390x kernel under zpci-emu against QEMU: three ratios, each from one run.
 
-Both run Debian's stock kernel (fetched as capture does) with the same
-initramfs (busybox /init: print a marker, uname, power off), the same
-command line, memory and zPCI device, each as a separate process with
-`-append` as capture gives QEMU.  Prints wall and CPU time (children's
-user+system) of each, best of --repeat, and the ratio zpci-emu/QEMU (the
-issue's aim: within 5x), plus the guest instructions and the clock and zPCI
-instructions of the zpci-emu run.  The load average at the start is
-printed: the machine is shared, and both sides run in the same conditions.
-Usage: python benchmarks/linux.py [--repeat N] [--memory MiB]
+1. Boot to /init: `zpci-emu boot` against qemu-system-s390x TCG, same kernel
+   and initrd.  Both run Debian's stock kernel (fetched as capture does) with
+   the same initramfs (busybox /init: print a marker, uname, power off), the
+   same command line, memory and zPCI device, each as a separate process with
+   `-append` as capture gives QEMU.  Wall and CPU time (children's
+   user+system) of each, best of --repeat, and zpci-emu/QEMU (aim: within
+   5x), plus the guest instructions and the zPCI instructions of the zpci-emu
+   run.
+2. The ``blk-strict`` capture workload's workload phase (its ``workload``
+   mark to its ``quiesce`` mark): natively (``native.run_workload``, host time
+   at the mark lines) against the QEMU+gdb capture (``zpci-emu capture``, the
+   recorder JSONL's mark times ``t``), both run here; QEMU/native (aim: at
+   least 100x).
+3. The whole capture, boot included: the wall time of the native run's
+   process against that of ``zpci-emu capture``; QEMU/native.
+
+Every process runs one after the other; each figure is printed with its
+ratio.  The load average at the start and end is printed: the machine may be
+shared, and both sides of a ratio run in the same conditions.
+Usage: python benchmarks/linux.py [--repeat N] [--memory MiB] [--workload NAME] [--no-capture]
 """
 from __future__ import annotations
 
@@ -50,11 +61,87 @@ def best(cmd, repeat):
     return min(r[0] for r in runs), min(r[1] for r in runs), runs[-1][2]
 
 
+def run_child(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, child CPU seconds, the process) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:4])} failed (rc {p.returncode}): {p.stderr[-400:]}")
+    return wall, cpu, p
+
+
+def native_child(workload: str) -> None:
+    """The native side of ratio 2 and 3, in its own process: one JSON line."""
+    with tempfile.TemporaryDirectory(prefix="zpci-bench-native-") as tmp:
+        run = native.run_workload(workload, Path(tmp))
+    obs = run.observer
+    print(json.dumps({"exit": run.result.exit_code, "message": run.result.message,
+                      "marks": obs.records, "events": obs.events,
+                      "workload": obs.phase_counts("workload"),
+                      "ok": all(r["ok"] for r in run.crosscheck)}))
+
+
+def phase_seconds(marks: list[dict], first="workload", last="quiesce") -> float:
+    t = {m["label"]: m["t"] for m in marks}
+    return t[last] - t[first]
+
+
+def capture_ratios(workload: str) -> None:
+    py = sys.executable
+    zpci = str(Path(sys.executable).with_name("zpci-emu"))
+    with tempfile.TemporaryDirectory(prefix="zpci-bench-capture-") as tmp:
+        jsonl = Path(tmp) / "capture.jsonl"
+        q_wall, q_cpu, _ = run_child([zpci, "capture", "--workload", workload,
+                                      "-o", str(Path(tmp) / "capture.zpt"), "--jsonl", str(jsonl)])
+        records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    q_marks = [r for r in records if r.get("kind") == "mark"]
+    q_events = sum(1 for r in records if "insn" in r)
+    q_phase = phase_seconds(q_marks)
+    q_work = workload_events(records)
+    q_ok = all(r.get("ok") for r in records if r.get("kind") == "fmb_crosscheck")
+    n_wall, n_cpu, p = run_child([py, __file__, "--native-workload", workload])
+    n = json.loads(p.stdout.splitlines()[-1])
+    if n["exit"] != 0:
+        sys.exit(f"native {workload} stopped: {n['message']}")
+    n_phase = phase_seconds(n["marks"])
+    n_work = sum(n["workload"].values())
+    print(f"{workload} QEMU+gdb capture : {q_wall:.1f} s wall, {q_cpu:.1f} s CPU "
+          f"(qemu, gdb, recorder), {q_events} zPCI instructions, FMB cross-check "
+          f"{'OK' if q_ok else 'MISMATCH'}; workload phase {q_phase:.2f} s, {q_work} of them")
+    print(f"{workload} natively        : {n_wall:.1f} s wall, {n_cpu:.1f} s CPU, "
+          f"{n['events']} zPCI instructions, FMB cross-check {'OK' if n['ok'] else 'MISMATCH'}; "
+          f"workload phase {n_phase:.2f} s, {n_work} of them")
+    print(f"workload phase        : QEMU+gdb/native = {q_phase / n_phase:.1f}x (aim >= 100)")
+    print(f"whole capture         : QEMU+gdb/native = {q_wall / n_wall:.2f}x wall, "
+          f"{q_cpu / n_cpu:.2f}x CPU (boot included)")
+
+
+def workload_events(records: list[dict]) -> int:
+    """The recorder's events in the workload phase (the JSONL is in program order)."""
+    phase, n = None, 0
+    for r in records:
+        if r.get("kind") == "mark":
+            phase = r["label"]
+        elif "insn" in r:
+            n += phase == "workload"
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--memory", default="512")
+    ap.add_argument("--workload", default="blk-strict", help="capture workload of ratios 2 and 3")
+    ap.add_argument("--no-capture", action="store_true", help="boot to /init only")
+    ap.add_argument("--native-workload", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.native_workload:
+        native_child(a.native_workload)
+        return
     files = native.fetch()
     print(f"load average at start : {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"({os.cpu_count()} CPUs)")
@@ -79,6 +166,9 @@ def main() -> None:
           f"{sum(s['zpci'].values())} zPCI instructions)")
     print(f"boot to /init         : zpci-emu/QEMU = {z_wall / q_wall:.2f} wall, "
           f"{z_cpu / q_cpu:.2f} CPU (aim <= 5)")
+    if not a.no_capture:
+        capture_ratios(a.workload)
+    print(f"load average at end   : {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

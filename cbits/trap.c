@@ -169,7 +169,7 @@ static uint32_t insns_in(trap_state *t, void *uc, uint64_t addr, uint32_t size)
 static void dispatch(trap_state *t, void *uc, uint64_t pc, uint32_t intno);
 static void read_cpu_state(trap_state *t, void *uc);
 static bool event_due(trap_state *t, void *uc);
-static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size);
+static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size, uint32_t *count);
 
 static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
 {
@@ -199,12 +199,13 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
     if (slot->addr == addr && slot->size == size && size) {
         n = slot->insns;
     } else {
-        if (t->supervisor && scan_block(t, uc, addr, size)) {
+        uint32_t scanned = UINT32_MAX;
+        if (t->supervisor && scan_block(t, uc, addr, size, &scanned)) {
             /* new hooks: the block runs again, translated with them */
             t->cur_block_size = 0;
             return;
         }
-        n = insns_in(t, uc, addr, size);
+        n = scanned != UINT32_MAX ? scanned : insns_in(t, uc, addr, size);
         slot->addr = addr;
         slot->size = size;
         slot->insns = n;
@@ -221,7 +222,9 @@ static void hook_block(void *uc, uint64_t addr, uint32_t size, void *ud)
         U.emu_stop(uc);
     }
     /* A guest that never traps would never let Python see a Ctrl-C. */
-    if (t->poll_interval && t->blocks % t->poll_interval == 0 &&
+    /* a mask, not a modulo: a 64-bit division per block costs more than the
+     * rest of this hook */
+    if (t->poll_interval && (t->blocks & (t->poll_interval - 1)) == 0 &&
         trap_py_poll() != 0 && t->stop == TRAP_STOP_NONE) {
         t->stop = TRAP_STOP_PYTHON;
         U.emu_stop(uc);

@@ -72,7 +72,8 @@ typedef struct trap_state {
     uint32_t cur_block_insns;
     int32_t uc_err;           /* uc_emu_start's result */
 
-    uint64_t poll_interval;   /* trap_py_poll every this many blocks (0: never); 1 stops */
+    uint64_t poll_interval;   /* trap_py_poll every this many blocks, a power of two
+                                 (0: never); a poll returning 1 stops the run */
     uint64_t zpci_counts[256];  /* zPCI traps per table row (zpci_decoded.index) */
     /* For a zPCI trap: the site slot of pc, plus TRAP_SITE_NEW when the slot
      * was (re)filled now, i.e. Python's object for that slot is stale. */

@@ -86,8 +86,10 @@ static bool site_add(trap_state *t, uint64_t addr)
 
 /* Hooks every sensitive instruction of the block not hooked yet; true if
  * any was, after dropping the block's translation and setting PC back to
- * its start (nothing of it has run: this is the block hook). */
-static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size)
+ * its start (nothing of it has run: this is the block hook).  Otherwise
+ * *count gets the block's instruction count from the bytes read here (the
+ * block cache then needs no second read), unless they could not be read. */
+static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size, uint32_t *count)
 {
     uint8_t buf[4096];
     if (size == 0 || size > sizeof buf || read_code(t, uc, addr, buf, size) != 0)
@@ -109,6 +111,9 @@ static bool scan_block(trap_state *t, void *uc, uint64_t addr, uint32_t size)
     if (added) {
         U.ctl(uc, CTL_TB_REMOVE_CACHE, addr, addr + size);
         U.reg_write(uc, REG_PC, &addr);
+    } else {
+        uint64_t stop;
+        *count = (uint32_t)zpci_count_insns(buf, size, 0, size, NULL, &stop);
     }
     return added;
 }

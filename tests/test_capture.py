@@ -84,6 +84,16 @@ def test_workloads_are_network_safe_and_marked():
         assert script.rstrip().endswith("poweroff -f")
 
 
+def test_native_only_workload_is_refused_by_the_gdb_capture(tmp_path):
+    """blk-large's million zPCI instructions would take hours under gdb: one line, exit 1."""
+    assert workloads.WORKLOADS["blk-large"].native_only
+    p = run_cli("capture", "--workload", "blk-large", "-o", tmp_path / "x.zpt", timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.startswith("zpci-emu: ") and p.stderr.count("\n") == 1
+    assert "natively" in p.stderr
+    assert not (tmp_path / "x.zpt").exists()
+
+
 def test_parse_stats():
     lines = ["noise", "ZPCI-STATS-BEGIN 0001:00:00.0", "Update interval: 4000 ms",
              "           Load operations:\t12", "    Store block operations:\t0",

@@ -22,7 +22,7 @@ from emulator.capture import runner
 from emulator.capture.apt import PrivateApt, cache_root, deb_version, extract_deb
 from emulator.capture.initramfs import Cpio
 from emulator.capture.sites import Site, scan_kernel
-from emulator.capture.workloads import (BLK_IMAGE_MB, MARK_MAGIC, PHASES, WORKLOADS,
+from emulator.capture.workloads import (MARK_MAGIC, PHASES, WORKLOADS,
                                         init_script, parse_stats)
 from emulator.errors import UserError
 from emulator.qemu_args import split_device
@@ -246,6 +246,9 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
     if workload_name not in WORKLOADS:
         raise UserError(f"unknown workload {workload_name!r} (one of {', '.join(WORKLOADS)})")
     w = WORKLOADS[workload_name]
+    if w.native_only:
+        raise UserError(f"workload {w.name} is too long for the QEMU+gdb capture (over a million "
+                        f"zPCI instructions at ~14 ms each); run it natively: --engine native")
     runner.need_tool("qemu-system-s390x", "qemu-system-misc")
     runner.need_tool("gdb-multiarch", "gdb-multiarch")
     apt = PrivateApt()
@@ -262,8 +265,7 @@ def capture(workload_name: str, out: Path, *, package: str = DEFAULT_KERNEL,
         image = None
         if w.blk_image:
             image = tmp / "disk.raw"
-            with open(image, "wb") as f:
-                f.truncate(BLK_IMAGE_MB << 20)
+            w.make_image(image)
         args = qemu_args(kb, initrd, w, image)
         mark = {"addr": kb.mark_addr, "magic": MARK_MAGIC, "labels": PHASES,
                 "pid_offset": PT_REGS_ORIG_GPR2, "sig_offset": PT_REGS_GPR3}

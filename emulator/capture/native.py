@@ -9,6 +9,7 @@ off.
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,18 +70,23 @@ class WorkloadObserver:
     line printed before it.
     """
 
-    def __init__(self, out=None):
+    def __init__(self, out=None, console_limit: int = 4 << 20):
         self.out = out
         self.records: list[dict] = []           # the mark records, in order
         self.console = bytearray()
+        self.console_limit = console_limit      # the last bytes are kept: statistics come last
+        self.events = 0
+        self._t0 = time.perf_counter()
         self._line = bytearray()
-        self.fmb = FmbWindow()
+        self.window = FmbWindow()
         self.counts: dict[str | None, dict[str, int]] = {None: {}}   # phase -> mnemonic -> n
         self._phase_counts = self.counts[None]
         self.writer = None                      # a TraceWriter the marks go to as well
 
     def write(self, data: bytes) -> int:
         self.console += data
+        if len(self.console) > self.console_limit:
+            del self.console[:len(self.console) - self.console_limit]
         self._line += data
         *done, rest = self._line.split(b"\n")
         self._line = bytearray(rest)
@@ -93,8 +99,10 @@ class WorkloadObserver:
         return len(data)
 
     def mark(self, label: str) -> None:
-        self.records.append({"kind": "mark", "label": label})
-        self.fmb.mark(label)
+        # t: host seconds since the observer was made, as the recorder's marks carry
+        self.records.append({"kind": "mark", "label": label,
+                             "t": round(time.perf_counter() - self._t0, 3)})
+        self.window.mark(label)
         self._phase_counts = self.counts.setdefault(label, {})
         if self.writer is not None:
             self.writer.mark(label)
@@ -112,7 +120,7 @@ class WorkloadObserver:
         # the register naming the function, per table row (None: the row names none)
         fh_reg = [None if i.fh_reg is StatusReg.NONE else i.fh_reg for i in TABLE]
         mpcifc = next(i.index for i in TABLE if i.mnemonic == "MPCIFC")
-        event = self.fmb.event
+        event = self.window.event
         r2 = StatusReg.R2
 
         def handler(d, guest):
@@ -130,6 +138,7 @@ class WorkloadObserver:
             name = outcome.mnemonic
             counts = self._phase_counts
             counts[name] = counts.get(name, 0) + 1
+            self.events += 1
             event(name, fh, comp.cc, comp.pgm, free)
             return outcome
 
@@ -139,6 +148,11 @@ class WorkloadObserver:
         """zPCI instructions per mnemonic in ``phase`` (every function and cc;
         None: before the first mark)."""
         return dict(self.counts.get(phase, {}))
+
+    def phase_seconds(self, first: str, last: str) -> float | None:
+        """Host seconds from the ``first`` mark to the ``last`` one."""
+        t = {r["label"]: r["t"] for r in self.records}
+        return t[last] - t[first] if first in t and last in t else None
 
 
 
@@ -177,8 +191,7 @@ def run_workload(name: str, tmp: Path, out=None, extra: tuple[str, ...] = (), *,
     image = None
     if w.blk_image:
         image = Path(tmp) / "disk.raw"
-        with open(image, "wb") as f:
-            f.truncate(linux.BLK_IMAGE_MB << 20)
+        w.make_image(image)
     argv = [a for a in linux.qemu_args(kb, initrd, w, image) if a != "-no-reboot"] + list(extra)
     traced = argv + (["--trace", str(trace)] if trace is not None else [])
     obs = WorkloadObserver(out)
@@ -188,7 +201,7 @@ def run_workload(name: str, tmp: Path, out=None, extra: tuple[str, ...] = (), *,
                       on_trace=lambda writer: setattr(obs, "writer", writer))
     seconds = time.monotonic() - t0
     stats = parse_stats(obs.console.decode("utf-8", "replace").splitlines())
-    return WorkloadRun(result, obs, stats, obs.fmb.rows(stats, w.functions), argv, kb, seconds)
+    return WorkloadRun(result, obs, stats, obs.window.rows(stats, w.functions), argv, kb, seconds)
 
 
 # -- capture --engine native ------------------------------------------------------

@@ -38,12 +38,17 @@ class UcGuest:
     def read(self, addr: int, size: int) -> bytes | None:
         if addr < 0 or size < 0 or addr + size > self._size:
             return None
+        return self._read(self._mem_read, addr, size)
+
+    def _read(self, reader, addr: int, size: int) -> bytes | None:
+        """``size`` bytes by trap.c's ``reader`` (absolute or virtual)."""
         if size > self.READ_BUF:
             buf = ffi.new("uint8_t[]", size)
-            if self._mem_read(self._t, addr, buf, size):
+            if reader(self._t, addr, buf, size):
                 return None
             return ffi.buffer(buf, size)[:]
-        if size and self._mem_read(self._t, addr, self._buf, size):
+        # the DMA table walk reads 8 bytes at a time: one buffer for all
+        if size and reader(self._t, addr, self._buf, size):
             return None
         return self._unpack(self._chars, size)
 
@@ -85,10 +90,7 @@ class DatGuest(UcGuest):
             return super().read(addr, size)
         if addr < 0 or size < 0:
             return None
-        buf = ffi.new("uint8_t[]", size)
-        if size and self._vread(self._t, addr, buf, size):
-            return None
-        return ffi.buffer(buf, size)[:]
+        return self._read(self._vread, addr, size)
 
     def write(self, addr: int, data: bytes) -> bool:
         if not self._dat():

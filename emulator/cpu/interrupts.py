@@ -184,15 +184,16 @@ class Interrupts:
         old_addr = t.pc + ilen if code in lc.ADVANCING_PGM else t.pc
         old_mask = self.guest_mask(t.pswm)   # CC as before the instruction
         self._store_program(code, ilen, old_mask, old_addr)
-        self._enter_program_new(t, f"program interruption {code:#04x} at {t.pc:#x} "
-                                   f"(instruction {insn_hex(t)})")
+        self._enter_program_new(t, lambda: f"program interruption {code:#04x} at {t.pc:#x} "
+                                           f"(instruction {insn_hex(t)})")
 
     def psw_exception(self, t, old_mask: int, old_addr: int, ilen: int, what: str) -> None:
         """The specification exception of a PSW, with old PSW and ILC as given."""
         code = lc.PGM_SPECIFICATION
         self.stats.count_program(code)
         self._store_program(code, ilen, old_mask, old_addr)
-        self._enter_program_new(t, f"program interruption {code:#04x} for {what} at {t.pc:#x}")
+        self._enter_program_new(t, lambda: f"program interruption {code:#04x} for {what} "
+                                           f"at {t.pc:#x}")
 
     def odd_fetch(self, t, mask: int, addr: int, how: str) -> None:
         """Specification exception for fetching at the odd address of PSW (mask, addr).
@@ -208,21 +209,23 @@ class Interrupts:
         self._store(((lc.PGM_ILEN, 2, ilen), (lc.PGM_CODE, 2, code)))
         self.write_real(lc.PROGRAM_OLD_PSW, lc.psw_bytes(old_mask, old_addr & MASK64))
 
-    def _enter_program_new(self, t, what: str) -> None:
+    def _enter_program_new(self, t, what) -> None:
         """Continues at the program-new PSW, unless that would only repeat the interruption.
 
         A program-new PSW that is invalid or has an odd address raises a
         specification exception that loads it again, for ever (QEMU 7.2 spins
-        too); the run stops with one line instead.
+        too); the run stops with one line instead.  ``what()`` names the
+        interruption in that line: made only then (a kernel takes thousands of
+        page faults).
         """
         mask, addr = self.new_psw(lc.PROGRAM_NEW_PSW)
         if mask == 0 and addr == 0:
-            raise Halt(1, f"{what} with no program-new PSW set", addr=t.pc)
+            raise Halt(1, f"{what()} with no program-new PSW set", addr=t.pc)
         why = lc.psw_invalid(mask, addr)
         if why is None and lc.fetches_odd(mask, addr):
             why = "its instruction address is odd"
         if why is not None:
-            raise Halt(1, f"{what}: the program-new PSW {mask:016x} {addr:016x} is invalid "
+            raise Halt(1, f"{what()}: the program-new PSW {mask:016x} {addr:016x} is invalid "
                           f"({why}), so program interruptions would repeat forever")
         self.set_psw(t, mask, addr)
 

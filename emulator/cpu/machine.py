@@ -35,7 +35,8 @@ from firmware_model.insns import TABLE
 __all__ = ["DEFAULT_MAX_INSNS", "Halt", "RunStats", "UcMachine", "REG_CR0", "REG_PC", "REG_PSWM"]
 
 DEFAULT_MAX_INSNS = 2_000_000_000
-# blocks between two calls of the poll callback (~10 ms of guest code)
+# blocks between two calls of the poll callback (~10 ms of guest code; a power
+# of two, trap.c masks the block count with it)
 POLL_BLOCKS = 1 << 20
 # (first, second byte) of the unprivileged instructions hooked by address
 SENSITIVE = {(0xB9, 0x8D), (0xB2, 0xB0)}     # EPSW, STFLE
