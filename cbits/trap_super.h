@@ -56,6 +56,10 @@ static enum sens sensitive(const uint8_t *b, uint32_t n)
             return SENS_PYTHON;
         }
         return SENS_NONE;
+    case 0xB9:
+        if (b[1] == 0x3C)               /* PRNO: unicorn lacks QEMU 7.2's TRNG */
+            return SENS_PYTHON;
+        break;
     }
     if (n >= insn_length(b[0])) {
         zpci_decoded d;

@@ -256,3 +256,49 @@ def test_kernel_stfle_stores_qemus_list_less_the_missing_facilities():
     gone = [i for i in range(192)
             if FACILITY_DWORDS[i // 64] >> (63 - i % 64) & 1 and not stored[i // 64] >> (63 - i % 64) & 1]
     assert gone == sorted(MISSING_FACILITY_INSNS)
+
+
+def prno(r1: int, r2: int) -> bytes:
+    return bytes([0xB9, 0x3C, 0, (r1 << 4) | r2])
+
+
+def test_prno_query_offers_only_the_trng_as_qemus_cpu_model():
+    """PRNO query (GR0 = 0) stores the 16-byte mask of installed functions at
+    GR1: query (0) and TRNG (114), what QEMU 7.2's "qemu" model answers; the
+    kernel seeds its random pool from it at boot (kernel_insns.prno)."""
+    code = lghi(0, 0) + llilh(1, DATA >> 16) + prno(2, 4) + llilh(1, DATA >> 16) + lpswe(1, 64)
+    m = machine(code, bytes([0xAA] * 16) + bytes(48) + QUIESCE)
+    halt = m.run(CODE)
+    assert halt.exit_code == 0, halt.message
+    mask = int.from_bytes(m.read(DATA, 16), "big")
+    assert [b for b in range(128) if mask >> (127 - b) & 1] == [0, 114]
+    assert m.uc.reg_read(66) & lc.PSW_MASK_CC == 0
+
+
+def test_prno_trng_fills_both_buffers_and_steps_the_registers():
+    """TRNG (fc 114): R1's and R2's buffers filled, addresses advanced by their
+    lengths, lengths zero, cc 0; the bytes differ between the buffers."""
+    buf1, buf2 = DATA + 0x100, DATA + 0x1000
+    code = (lghi(0, 114) + llilh(2, DATA >> 16) + aghi(2, 0x100) + lghi(3, 40)
+            + llilh(4, DATA >> 16) + aghi(4, 0x1000) + lghi(5, 5000)
+            + prno(2, 4) + llilh(1, DATA >> 16) + lpswe(1, 64))
+    m = machine(code, bytes(64) + QUIESCE)
+    halt = m.run(CODE)
+    assert halt.exit_code == 0, halt.message
+    r = [m.uc.reg_read(1 + i) for i in range(2, 6)]    # unicorn numbers r0 as 1
+    assert r == [buf1 + 40, 0, buf2 + 5000, 0]
+    a, b = m.read(buf1, 40), m.read(buf2, 5000)
+    assert a != bytes(40) and b.count(0) < 100 and a not in b
+    assert m.read(buf1 + 40, 8) == bytes(8)            # nothing past the buffer
+
+
+@pytest.mark.parametrize("fc,r1", [(3, 2), (127, 2), (114, 3)])
+def test_prno_function_not_installed_or_odd_register_is_a_specification_exception(fc, r1):
+    handler = 0x12000
+    code = lghi(0, fc) + llilh(1, DATA >> 16) + prno(r1, 4)
+    m = machine(code, bytes(64) + QUIESCE)
+    m.uc.mem_write(lc.PROGRAM_NEW_PSW, lc.psw_bytes(lc.IPL_PSW_MASK, handler))
+    m.uc.mem_write(handler, llilh(1, DATA >> 16) + lpswe(1, 64))
+    halt = m.run(CODE)
+    assert halt.exit_code == 0, halt.message
+    assert m.read(lc.PGM_ILEN, 4) == bytes([0, 4, 0, lc.PGM_SPECIFICATION])
