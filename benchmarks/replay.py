@@ -13,8 +13,10 @@ replays the source trace once with the full model on every event
 (``fast=False``), to show what the decision cache buys and that the counts
 agree.
 
-Then, on one corpus (benchmarks/corpus.py: many traces, and one large trace
-with a seek index), the serial replay (1 worker: a fresh process, as
+Then, on one corpus (benchmarks/corpus.py: many traces, and two large traces
+with a seek index: ``split`` repeats the whole recording, so its configuration
+events recur all along; ``split-io`` is a long I/O workload as it would be
+recorded, the recording once and then its workload phase repeated), the serial replay (1 worker: a fresh process, as
 ``zpci-emu replay`` runs, with the workers' allocator settings) against
 ``--workers N`` (a dask.distributed LocalCluster of N single-threaded
 processes, started and warmed up outside the timing, whose start-up is
@@ -155,9 +157,14 @@ def workers_part(a) -> None:
     with tempfile.TemporaryDirectory(prefix="zpci-bench-") as tmp:
         t0 = time.perf_counter()
         many, big = make_corpus(Path(tmp), a.seed, a.corpus_traces, (lo, hi), a.large)
-        print(f"corpus: {len(many)} traces, {a.large:,}-event split trace, built in "
-              f"{time.perf_counter() - t0:.1f} s (seed {a.seed})", flush=True)
-        runs = {"corpus": many, "split": [big]}
+        # a long workload's trace: its configuration once at the start, then I/O
+        _, long = make_corpus(Path(tmp) / "long", a.seed, 0, (lo, hi), a.large,
+                              large_phase="workload")
+        print(f"corpus: {len(many)} traces, {a.large:,}-event split traces (split: the whole "
+              f"recording repeated, configuration every repeat; split-io: it once, then its "
+              f"workload phase repeated), built in {time.perf_counter() - t0:.1f} s "
+              f"(seed {a.seed})", flush=True)
+        runs = {"corpus": many, "split": [big], "split-io": [long]}
         base = {name: serial(paths, env) for name, paths in runs.items()}
         rows = []
         for w in counts:

@@ -370,3 +370,21 @@ def test_cli_workers_start_a_local_cluster(corpus):
     par = run_cli("replay", "--json", "--workers", "2", *many[:2], big)
     assert ser.returncode == par.returncode == 0, par.stderr
     assert json.loads(par.stdout) == json.loads(ser.stdout) and par.stderr == ""
+
+
+def test_long_io_trace_configures_once_then_repeats_its_workload_phase(tmp_path):
+    """corpus.build(phase=...): the recording once, then only that phase's events
+    repeated: configuration events (CLP, MPCIFC) as many as in the source, the rest
+    from its workload phase, sequence numbers fresh."""
+    from collections import Counter
+    src = max(sources(), key=event_count)
+    out = tmp_path / "long.zpt"
+    build_indexed(src, out, 30000, every=256 << 10, phase="workload")
+    def counts(p):
+        return Counter(r.mnemonic for r in read_all(p)[1] if hasattr(r, "regs_in"))
+    have, orig = counts(out), counts(src)
+    assert sum(have.values()) == 30000
+    assert have["CLP"] == orig["CLP"] and have["MPCIFC"] == orig["MPCIFC"]
+    assert have["RPCIT"] > 20 * orig["RPCIT"] // 10
+    seqs = [r.seq for r in read_all(out)[1] if hasattr(r, "regs_in")]
+    assert seqs == list(range(30000))
