@@ -238,7 +238,7 @@ def load(fn, d, guest, req: int) -> Completion:
         return _fault(guest, r2, req, OPERAND if value is None else value)
     fn.counters[FMB_CNT_LD] += 1
     if fn.fmb_addr:
-        fmb_update(fn, guest)
+        fmb_update(fn)
     set_gpr = guest.set_gpr
     set_gpr(d.r1, value)
     return CC0
@@ -259,7 +259,7 @@ def store(fn, d, guest, req: int) -> Completion:
         return _fault(guest, r2, req, fault)
     fn.counters[FMB_CNT_ST] += 1                    # count, inline: the hot path
     if fn.fmb_addr:
-        fmb_update(fn, guest)
+        fmb_update(fn)
     return CC0
 
 
@@ -292,7 +292,7 @@ def store_block(fn, d, guest, req: int) -> Completion:
     for i in range(0, length, 8):
         if not dev.bar_write(pcias, offset + i, 8, int.from_bytes(data[i:i + 8], "big")):
             return PGM_OPERAND
-    count(fn, FMB_CNT_STB, guest)
+    count(fn, FMB_CNT_STB)
     return CC0
 
 
@@ -326,7 +326,7 @@ def translate(fn, d, guest, range_pass) -> tuple[Completion, int]:
         set_status(guest, r1, LsStatus.FUNC_IN_ERR)
         fn.bus.error_event(error, fn, where)
         return CC1, error
-    count(fn, FMB_CNT_RPCIT, guest)
+    count(fn, FMB_CNT_RPCIT)
     avail = fn.dma_avail
     if avail is not None and avail <= 0:
         # the vfio DMA budget ran out: QEMU's "insufficient resources"
@@ -349,13 +349,17 @@ def registration_matches(fn, ioat) -> bool:
 _FMB_BODY = struct.Struct(">IQQQQQ")     # sample, last_update, 4 counters (offsets 4..47)
 
 
-def fmb_update(fn, guest) -> None:
+def fmb_update(fn) -> None:
     """Store the measurement block (QEMU's fmb_update, run synchronously).
 
-    QEMU writes last_update with the U bit, sample, the counters, then the
-    final last_update; the single store below leaves the same final bytes.
+    The block's address is absolute and the store is the firmware's, not an
+    operand of the instruction: it goes to the machine's storage (bus.memory),
+    never through the vCPU's view (DAT).  QEMU writes last_update with the U
+    bit, sample, the counters, then the final last_update; the single store
+    below leaves the same final bytes.
     """
     bus = fn.bus
+    guest = bus.memory
     sample = fn.fmb_sample
     interim = ((fn.fmb_last_update * 2) | FMB_UPDATE_U_BIT) & MASK64
     fn.fmb_sample = (sample + 1) & 0xFFFFFFFF
@@ -377,8 +381,8 @@ def fmb_update(fn, guest) -> None:
             return
 
 
-def count(fn, counter: int, guest) -> None:
+def count(fn, counter: int) -> None:
     """Bump a measurement counter; store the FMB when measurement is on."""
     fn.counters[counter] += 1
     if fn.fmb_addr:
-        fmb_update(fn, guest)
+        fmb_update(fn)

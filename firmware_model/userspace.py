@@ -169,7 +169,7 @@ def handle_mpcifc(ctx, d, guest):
             fn.fmb_stop()
         else:
             fn.fmb_addr = fmb_addr
-            fmb_update(fn, guest)
+            fmb_update(fn)
     else:
         return PGM_OPERAND
     if status is None:

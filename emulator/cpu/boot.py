@@ -20,7 +20,6 @@ from emulator.errors import UserError
 from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
 from emulator.qemu_args import DEFAULT_POLICY, USAGE_EXIT, BootArgs
 from firmware_model.guest import RecordingGuest
-from firmware_model.arch import FMB_SIZE
 from firmware_model.insns import BY_MNEMONIC, TABLE
 from firmware_model.irq import IRQ_NOTE
 
@@ -297,14 +296,12 @@ def _traced_operands(fw, writer, trap_state):
     (the kernel runs with it under unicorn) and the memory the instruction
     itself read and wrote at the addresses it used (virtual under DAT).
 
-    Device DMA and interruptions go to the bus's absolute memory, not through
-    the instruction's guest, so they are not in it; the model's synchronous
-    measurement-block store is left out too: the firmware stores the FMB on
-    its own schedule (QEMU from a timer), not as part of the instruction, so
-    a QEMU capture cannot have it either.
+    Device DMA, interruptions and the model's synchronous measurement-block
+    store go to the machine's absolute storage, not through the
+    instruction's guest, so they are not in it (a QEMU capture cannot have
+    them either: QEMU stores the FMB from a timer).
     """
     execute = fw.execute
-    functions = fw.bus.functions
     rpcit = BY_MNEMONIC["RPCIT"].index
     sites: dict = {}
     event = writer.operand_event
@@ -327,19 +324,13 @@ def _traced_operands(fw, writer, trap_state):
         site = sites.get(key)
         if site is None:
             site = sites[key] = writer.site(bytes(t.bytes[0:d.ilen]), d.index == rpcit)
-        writes = rg.writes
-        if writes:
-            fmbs = [fn.fmb_addr for fn in functions if fn.fmb_addr]
-            if fmbs:
-                writes = [(a, b) for a, b in writes
-                          if not any(f <= a and a + len(b) <= f + FMB_SIZE for f in fmbs)]
         cc = comp.cc
         if cc is None or comp.pgm is not None:
             # unchanged (SIC), or the old PSW an interruption stores
             after, cc = pswm, (pswm >> 44) & 3
         else:
             after = (pswm & cc_bits) | cc << 44
-        event(site, d.addr, pswm, after, cc, comp.pgm, before, list(gprs), rg.reads, writes)
+        event(site, d.addr, pswm, after, cc, comp.pgm, before, list(gprs), rg.reads, rg.writes)
         return outcome
 
     return handler
