@@ -522,7 +522,7 @@ static bool hook_unmapped(void *uc, int type, uint64_t addr, int size, int64_t v
     return false;
 }
 
-int trap_install(trap_state *t, uintptr_t uch, int count, int trace)
+int trap_install(trap_state *t, uintptr_t uch, int count, int trace, uint64_t mapped_end)
 {
     if (!U.bound) {
         snprintf(last_error, sizeof last_error, "trap_bind was not called");
@@ -540,7 +540,11 @@ int trap_install(trap_state *t, uintptr_t uch, int count, int trace)
         snprintf(last_error, sizeof last_error, "uc_hook_add(INTR) failed: %d", err);
         return -1;
     }
-    err = U.hook_add(uc, &h, UCH_MEM_UNMAPPED, (void *)hook_unmapped, t, 1, 0);
+    /* Bounded to what lies above storage: unicorn keeps every store to a
+     * page under a memory hook on its slow path (it never marks the page
+     * dirty), and a hook over all addresses put every guest store there. */
+    err = U.hook_add(uc, &h, UCH_MEM_UNMAPPED, (void *)hook_unmapped, t, mapped_end,
+                     UINT64_MAX);
     if (err) {
         snprintf(last_error, sizeof last_error, "uc_hook_add(MEM_UNMAPPED) failed: %d", err);
         return -1;

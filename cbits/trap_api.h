@@ -149,8 +149,10 @@ const char *trap_last_error(void);
 
 /* Hooks the engine `uch` (the binding's uc_engine pointer).  The block hook
  * is always installed (it catches blocks at odd addresses); `count` makes it
- * count instructions, `trace` makes it report each block to trap_py_block. */
-int trap_install(trap_state *t, uintptr_t uch, int count, int trace);
+ * count instructions, `trace` makes it report each block to trap_py_block.
+ * Storage is mapped from 0 to `mapped_end`; the unmapped-access hook covers
+ * only what lies above. */
+int trap_install(trap_state *t, uintptr_t uch, int count, int trace, uint64_t mapped_end);
 
 /* Hooks the instruction at addr (UC_HOOK_CODE bounded to it): it reaches
  * trap_py_other with intno TRAP_INTNO_HOOKED instead of running. */

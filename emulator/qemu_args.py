@@ -393,6 +393,7 @@ class BootArgs:
     smp: int = 1
     policy: str | None = None
     max_insns: int | None = None
+    max_console: int | None = None
     stats: str | None = None
     trace: str | None = None
     help: bool = False
@@ -646,8 +647,10 @@ def _check_ids(order: list[_Pending]) -> list[tuple[int, int]]:
 # the instruction counter of cbits/trap.c is a uint64_t
 MAX_INSNS_LIMIT = (1 << 64) - 1
 
-OWN_WITH_VALUE = {"--policy": "policy", "--max-insns": "max_insns", "--stats": "stats",
-                  "--trace": "trace"}
+OWN_WITH_VALUE = {"--policy": "policy", "--max-insns": "max_insns",
+                  "--max-console": "max_console", "--stats": "stats", "--trace": "trace"}
+# the ones whose value is a count (a uint64_t in C)
+OWN_COUNTS = {"max_insns", "max_console"}
 
 
 # The QEMU options that mean here what they mean to qemu-system-s390x:
@@ -818,7 +821,7 @@ def _set_own(out: BootArgs, key: str, val: str) -> None:
     attr = OWN_WITH_VALUE[key]
     if getattr(out, attr) is not None:      # the last would win silently
         raise _usage_error(f"{key} given more than once")
-    if attr == "max_insns":
+    if attr in OWN_COUNTS:
         try:
             # Decimal, not float: "1e400" must be too large, not infinity
             n = Decimal(val) if re.fullmatch(r"[0-9.eE+]+", val) else int(val, 0)
@@ -829,20 +832,20 @@ def _set_own(out: BootArgs, key: str, val: str) -> None:
         n = int(n)
         if n <= 0:
             raise _usage_error(f"{key} must be positive")
-        out.max_insns = n
+        setattr(out, attr, n)
     else:
         setattr(out, attr, val)
 
 
 def usage() -> str:
     """``zpci-emu boot --help``: built from the tables the parser and the model use."""
-    from emulator.cpu.machine import DEFAULT_MAX_INSNS
+    from emulator.cpu.machine import DEFAULT_MAX_CONSOLE, DEFAULT_MAX_INSNS
     from firmware_model.devices import DEVICE_KINDS
     from firmware_model.policy import POLICY_NAMES
 
     lines = [
         "usage: zpci-emu boot -kernel PROG.elf [QEMU options] [--policy NAME] [--max-insns N]",
-        "                     [--stats FILE] [--trace FILE]",
+        "                     [--max-console N] [--stats FILE] [--trace FILE]",
         "",
         "Runs a bare-metal s390x guest the way qemu-system-s390x -kernel does; the guest's",
         "SCLP console goes to stdout.  Exit status: 0 when the guest quiesces (disabled wait",
@@ -861,6 +864,8 @@ def usage() -> str:
         f"  --policy NAME    interpretation policy: {', '.join(POLICY_NAMES)} "
         f"(default: {DEFAULT_POLICY})",
         f"  --max-insns N    stop after N guest instructions (default: {DEFAULT_MAX_INSNS})",
+        f"  --max-console N  stop once the guest wrote N bytes to its console "
+        f"(default: {DEFAULT_MAX_CONSOLE})",
         "  --stats FILE     write instruction counts and every policy's outcomes as JSON",
         "  --trace FILE     record the run in the trace format (traces/FORMAT.md; a kernel's:",
         "                   its zPCI events only, as capture --engine native records them)",

@@ -302,3 +302,64 @@ def test_prno_function_not_installed_or_odd_register_is_a_specification_exceptio
     halt = m.run(CODE)
     assert halt.exit_code == 0, halt.message
     assert m.read(lc.PGM_ILEN, 4) == bytes([0, 4, 0, lc.PGM_SPECIFICATION])
+
+
+# DAT tables of the instruction-execution-protection test: one segment, its
+# page table mapping the first MiB one to one
+PAGE_TABLE = 0x30000
+SEGMENT_TABLE = 0x34000
+PTE_IEP = 0x100                   # page-table entry bit 55
+STE_INVALID = 0x20                # segment-table entry bit 58
+CR0_IEP = 1 << 20                 # CR0 bit 43 (Linux's ctl bit 20)
+NOEXEC_PAGE = 0x15000
+
+
+def _fetch_from_iep_page(cr0_iep: bool):
+    """(program interruption code or None, ILC) of branching, with DAT on,
+    into a page whose entry has the IEP bit."""
+    from emulator.cpu.native import REG_CR0
+    handler = 0x12000
+    m = machine(llilh(1, DATA >> 16) + lpswe(1, 128))
+    for page in range(256):
+        pte = page << 12 | (PTE_IEP if page << 12 == NOEXEC_PAGE else 0)
+        m.uc.mem_write(PAGE_TABLE + 8 * page, pte.to_bytes(8, "big"))
+    m.uc.mem_write(SEGMENT_TABLE, PAGE_TABLE.to_bytes(8, "big"))
+    for seg in range(1, 512):
+        m.uc.mem_write(SEGMENT_TABLE + 8 * seg, STE_INVALID.to_bytes(8, "big"))
+    m.uc.reg_write(REG_CR0 + 1, SEGMENT_TABLE)           # primary ASCE, segment table
+    m.uc.reg_write(REG_CR0, lc.CR0_RESET | (CR0_IEP if cr0_iep else 0))
+    m.uc.mem_write(DATA + 128, lc.psw_bytes(lc.IPL_PSW_MASK | lc.PSW_MASK_DAT, NOEXEC_PAGE))
+    m.uc.mem_write(NOEXEC_PAGE, llilh(1, DATA >> 16) + lpswe(1, 64))
+    m.uc.mem_write(DATA + 64, QUIESCE)
+    m.uc.mem_write(lc.PROGRAM_NEW_PSW, lc.psw_bytes(lc.IPL_PSW_MASK, handler))
+    m.uc.mem_write(handler, llilh(1, DATA >> 16) + lpswe(1, 64))
+    halt = m.run(CODE)
+    assert halt.exit_code == 0, halt.message
+    if not m.stats.program_interruptions:
+        return None
+    return m.read(lc.PGM_ILEN + 3, 1)[0]
+
+
+def test_instruction_execution_protection_is_enforced_as_the_kernel_is_told():
+    """The kernel is told of facility 130 (QEMU's list), so a fetch from a page
+    whose entry has the IEP bit is a protection exception once CR0 enables
+    IEP, and runs when it does not."""
+    from emulator.cpu.privileged import KERNEL_FACILITY_DWORDS
+    assert KERNEL_FACILITY_DWORDS[130 // 64] >> (63 - 130 % 64) & 1
+    assert _fetch_from_iep_page(cr0_iep=True) == lc.PGM_PROTECTION
+    assert _fetch_from_iep_page(cr0_iep=False) is None
+
+
+@pytest.mark.parametrize("supervisor", [True, False])
+def test_a_store_beyond_storage_is_an_addressing_exception(supervisor):
+    """The unmapped-access hook covers only what lies above storage (a hook
+    over storage keeps every store on unicorn's slow path); a store beyond
+    storage is still the addressing exception QEMU gives, never a store."""
+    beyond = MEM + 0x1000
+    code = llilh(1, beyond >> 16) + bytes.fromhex("a7290005") + bytes.fromhex("50201000")  # ST 2,0(1)
+    m = UcMachine(MEM, lambda d, g: None, lambda b: None, supervisor=supervisor, tod=TOD0,
+                  max_insns=1_000_000)
+    m.uc.mem_write(CODE, code + bytes(8))
+    halt = m.run(CODE)
+    assert halt.exit_code == 1
+    assert "program interruption 0x05" in halt.message and "\n" not in halt.message

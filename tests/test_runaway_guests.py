@@ -11,11 +11,13 @@
   its flush stored to the log again and re-entered pgm_fatal, printing the
   pending line forever under QEMU and zpci-emu alike.  pgm_fatal now closes
   the log first: one FATAL line, then the guest quiesces under both.
+* a guest that only prints (benchmarks/guests/chatty.c): the console budget
+  (--max-console) ends it, long before the instruction budget would.
 """
 import pathlib
 
 from _helpers import emulate
-from conftest import needs_qemu
+from conftest import needs_cross, needs_qemu
 import _normalise as normalise
 from emulator.capture.qemu import GUESTS_DIR, run_qemu
 
@@ -76,3 +78,23 @@ def test_probe_in_one_mib_stops_itself():
     assert result.exit_code == 0, result.message
     assert got.count("FATAL program-check loop") == 1
     assert len(got.splitlines()) < 100
+
+
+@needs_cross
+def test_a_guest_that_only_prints_is_stopped_by_the_console_budget(tmp_path):
+    from _helpers import guest_build
+    elf = guest_build.chatty(tmp_path)
+    result, out = emulate(elf, ["--max-console", "4096"])
+    assert result.exit_code == 1 and "--max-console" in result.message
+    assert "\n" not in result.message
+    # everything up to the budget reached the console, nothing after it
+    line = b"chatty: a line that never ends the run\n"
+    assert len(out) == 4096 and out == (line * (4096 // len(line) + 1))[:4096]
+
+
+def test_the_console_budget_covers_a_linux_boot_and_is_an_option():
+    from emulator import qemu_args
+    from emulator.cpu.machine import DEFAULT_MAX_CONSOLE
+    assert DEFAULT_MAX_CONSOLE >= 1 << 20
+    assert qemu_args.parse(["-kernel", "x.elf", "--max-console", "1e6"]).max_console == 10 ** 6
+    assert "--max-console" in qemu_args.usage()

@@ -55,6 +55,10 @@ def bench_plain(out_dir: Path, loops: int) -> Path:
     return build(out_dir, "bench_plain", ["bench.c"], {"MODE_PLAIN": 1, "PLAIN_LOOPS": loops})
 
 
+def chatty(out_dir: Path) -> Path:
+    return build(out_dir, "chatty", ["chatty.c"])
+
+
 def privprobe(out_dir: Path) -> Path:
     return build(out_dir, "privprobe", ["privprobe_start.S", "privprobe.c"])
 

@@ -17,7 +17,7 @@ from emulator._native import lib
 from emulator.cpu import ipl
 from emulator.cpu.lowcore import PSW_MASK_CC
 from emulator.errors import UserError
-from emulator.cpu.machine import DEFAULT_MAX_INSNS, Halt, UcMachine
+from emulator.cpu.machine import DEFAULT_MAX_CONSOLE, DEFAULT_MAX_INSNS, Halt, UcMachine
 from emulator.qemu_args import DEFAULT_POLICY, USAGE_EXIT, BootArgs
 from firmware_model.guest import RecordingGuest
 from firmware_model.insns import BY_MNEMONIC, TABLE
@@ -162,6 +162,7 @@ def run(args: BootArgs, out=None, argv_text: str = "", observe=None,
         default_max = KERNEL_MAX_INSNS if image.supervisor else DEFAULT_MAX_INSNS
         uc = UcMachine(args.config.memory, handler, console, console=args.console,
                        max_insns=args.max_insns or default_max, count=True,
+                       max_console=args.max_console or DEFAULT_MAX_CONSOLE,
                        block_hook=recorder,
                        pci_configure=fw.sclp_configure,
                        pci_deconfigure=fw.sclp_deconfigure, flic=fw.bus.flic,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from unicorn import UC_ARCH_S390X, UC_MODE_BIG_ENDIAN, UC_PROT_ALL, Uc, UcError
+from unicorn.s390x_const import UC_CPU_S390X_MAX
 
 from emulator.cpu import lowcore as lc, native
 from emulator.cpu.guest import DatGuest, UcGuest
@@ -32,13 +33,24 @@ from emulator.decode import INSN_LENGTHS, to_decoded
 from emulator.errors import UserError
 from firmware_model.insns import TABLE
 
-__all__ = ["DEFAULT_MAX_INSNS", "Halt", "RunStats", "UcMachine", "REG_CR0", "REG_PC", "REG_PSWM"]
+__all__ = ["DEFAULT_MAX_CONSOLE", "DEFAULT_MAX_INSNS", "Halt", "RunStats", "UcMachine", "REG_CR0", "REG_PC", "REG_PSWM"]
 
 DEFAULT_MAX_INSNS = 2_000_000_000
+# A guest that prints in a loop fills a terminal or a disk long before any
+# instruction budget ends it (a print loop writes ~40 MiB per 1e9
+# instructions); a Linux boot prints some 30 KiB.
+DEFAULT_MAX_CONSOLE = 16 << 20
 # blocks between two calls of the poll callback (~10 ms of guest code; a power
 # of two, trap.c masks the block count with it)
 POLL_BLOCKS = 1 << 20
 # (first, second byte) of the unprivileged instructions hooked by address
+# The kernel is told of instruction-execution protection (facility 130 of
+# QEMU's list), so unicorn must enforce it: its default "qemu" model lacks
+# it, its "max" model adds it and message-security-assist 5 (whose PRNO the
+# kernel instructions hook anyway).  It is also what keeps guest stores fast:
+# unicorn leaves a store on its slow path for good whenever the page's TLB
+# entry is executable, and without IEP every page is.
+KERNEL_CPU_MODEL = UC_CPU_S390X_MAX
 SENSITIVE = {(0xB9, 0x8D), (0xB2, 0xB0)}     # EPSW, STFLE
 
 
@@ -48,10 +60,13 @@ class UcMachine:
     def __init__(self, memory_size: int, zpci_handler, console_out, *, console: bool = True,
                  count: bool = True, block_hook=None, max_insns: int = DEFAULT_MAX_INSNS,
                  pci_configure=None, pci_deconfigure=None, supervisor: bool = False,
-                 tod: int = 0, flic=None):
+                 tod: int = 0, flic=None, max_console: int = DEFAULT_MAX_CONSOLE):
         native.bind()
         self.memory_size = memory_size
         self.uc = Uc(UC_ARCH_S390X, UC_MODE_BIG_ENDIAN)
+        if supervisor:
+            # before the CPU exists (mem_map creates it): see KERNEL_CPU_MODEL
+            self.uc.ctl_set_cpu_model(KERNEL_CPU_MODEL)
         try:
             self.uc.mem_map(0, memory_size, UC_PROT_ALL)
         except UcError as exc:
@@ -64,7 +79,7 @@ class UcMachine:
         self.memory = UcGuest(self.t, memory_size)
         self.guest = DatGuest(self.t, memory_size) if supervisor else self.memory
         self.zpci_handler = zpci_handler
-        self.sclp = Sclp(console_out, memory_size, console=console,
+        self.sclp = Sclp(self._bounded(console_out, max_console), memory_size, console=console,
                          pci_configure=pci_configure, pci_deconfigure=pci_deconfigure)
         self.stats = RunStats()
         self.supervisor = supervisor
@@ -85,7 +100,7 @@ class UcMachine:
                           (self._on_poll, self._on_error))
         t.poll_interval = POLL_BLOCKS
         native.check(lib.trap_install(t, native.engine_handle(self.uc), 1 if count else 0,
-                                      1 if block_hook else 0))
+                                      1 if block_hook else 0, memory_size))
         if supervisor:
             native.check(lib.trap_supervise(t))
             t.tod_base = tod
@@ -94,6 +109,22 @@ class UcMachine:
             self.uc.reg_write(REG_CR0 + i, 0)
         self.uc.reg_write(REG_CR0, lc.CR0_RESET)
         self.uc.reg_write(REG_CR0 + 14, lc.CR14_RESET)
+
+    @staticmethod
+    def _bounded(console_out, limit: int):
+        """console_out, ending the run once the guest has written more than limit bytes."""
+        written = 0
+
+        def out(data: bytes) -> None:
+            nonlocal written
+            room = limit - written
+            written += len(data)
+            if written > limit:
+                console_out(data[:max(room, 0)])
+                raise Halt(1, f"guest wrote more than {limit} bytes to its console "
+                              "(--max-console) without quiescing")
+            console_out(data)
+        return out
 
     # --- memory ----------------------------------------------------------------
     def load(self, image) -> None:
