@@ -71,6 +71,7 @@ class WalkResult:
 
 
 _ETT_RT, _ETT_ST, _ETT_PT = 1, 0, -1
+_RO, _RW = int(Perm.RO), int(Perm.RW)
 _FRAME = {_ETT_RT: 1 << ZPCI_RT_SHIFT, _ETT_ST: 1 << ZPCI_ST_SHIFT, _ETT_PT: PAGE_SIZE}
 
 
@@ -87,9 +88,11 @@ def table_walk(memory, iota: int, addr: int) -> WalkResult:
     to = iota & ~ZPCI_IOTA_RTTO_FLAG & MASK64
     iova = addr & PAGE_MASK
     translated = 0
-    perm = Perm.RW
+    # plain ints, not Perm: flag arithmetic costs a call per operation, and
+    # RPCIT walks three entries for every page a Linux guest maps
+    perm = _RW
     if (iota & ZPCI_TABLE_PROTECTED) == ZPCI_TABLE_PROTECTED:
-        perm &= Perm.RO
+        perm = _RO
     ett = _ETT_RT
     error = 0
     length = 0
@@ -106,7 +109,7 @@ def table_walk(memory, iota: int, addr: int) -> WalkResult:
         if not te:
             err = Pec.INVALTE
         elif (ett == _ETT_PT and te & ZPCI_PTE_INVALID) or (ett != _ETT_PT and te & ZPCI_TABLE_INVALID):
-            perm = Perm.NONE
+            perm = 0
         elif ett == _ETT_RT and ((te & ZPCI_TABLE_LEN_RTX) != ZPCI_TABLE_LEN_RTX
                                  or te & ZPCI_TABLE_OFFSET_MASK):
             err = Pec.INVALTL
@@ -120,7 +123,8 @@ def table_walk(memory, iota: int, addr: int) -> WalkResult:
             if not nto:
                 err = Pec.TT
             else:
-                perm &= Perm.RO if (te & ZPCI_TABLE_PROTECTED) == ZPCI_TABLE_PROTECTED else Perm.RW
+                if (te & ZPCI_TABLE_PROTECTED) == ZPCI_TABLE_PROTECTED:
+                    perm &= _RO
                 if ett == _ETT_PT:
                     translated = te & ZPCI_PTE_ADDR_MASK
                     nto = 0
@@ -128,12 +132,12 @@ def table_walk(memory, iota: int, addr: int) -> WalkResult:
                     translated = (te & ZPCI_SFAA_MASK) | (iova & ~ZPCI_SFAA_MASK & MASK64)
                     nto = 0
         if err:
-            perm = Perm.NONE
+            perm = 0
             error = err
         length = _FRAME[ett]
         to = nto
         ett -= 1
-    return WalkResult(int(error), iova, translated, length, int(perm))
+    return WalkResult(int(error), iova, translated, length, perm)
 
 
 def _budget(fn) -> int:

@@ -39,7 +39,7 @@ def _access(semantic):
 
 
 def _shadow(guest, fn, hf, ioat, start, end):
-    return shadow_pass(guest, fn, hf.domain, ioat, start, end)[:2]
+    return shadow_pass(guest.absolute, fn, hf.domain, ioat, start, end)[:2]
 
 
 def rpcit(d, guest, req, found) -> Completion | None:

@@ -12,6 +12,11 @@ from .arch import MASK64
 
 class Guest(Protocol):
     problem_state: bool
+    # Absolute storage as the firmware reaches it for this vCPU: the DMA
+    # tables an IOTA anchors are absolute whatever translation the CPU has
+    # on; the instruction's own operands (read, write) are logical.  A guest
+    # with no DAT is its own absolute view.
+    absolute: "Guest"
 
     def gpr(self, r: int) -> int: ...
 
@@ -27,9 +32,10 @@ class Guest(Protocol):
 class SimpleGuest:
     """A flat guest: 16 GPRs and ``size`` bytes of memory from address 0."""
 
-    __slots__ = ("gprs", "mem", "problem_state")
+    __slots__ = ("gprs", "mem", "problem_state", "absolute")
 
     def __init__(self, size: int = 1 << 20, gprs=None, problem_state: bool = False):
+        self.absolute = self
         self.mem = bytearray(size)
         self.gprs = list(gprs) if gprs is not None else [0] * 16
         self.problem_state = problem_state
@@ -60,12 +66,15 @@ class RecordingGuest:
     machine's storage) land in one log, in the order they happened.
     """
 
-    __slots__ = ("inner", "reads", "writes")
+    __slots__ = ("inner", "reads", "writes", "absolute")
 
     def __init__(self, inner: Guest, log: "RecordingGuest | None" = None):
         self.inner = inner
         self.reads: list[tuple[int, bytes]] = log.reads if log is not None else []
         self.writes: list[tuple[int, bytes]] = log.writes if log is not None else []
+        # the firmware's absolute reads land in the same log, in order
+        absolute = getattr(inner, "absolute", inner)
+        self.absolute = self if absolute is inner else RecordingGuest(absolute, log=self)
 
     def clear(self) -> None:
         """Start the next instruction's log (lists shared with views stay shared)."""

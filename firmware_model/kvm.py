@@ -65,7 +65,7 @@ class KvmZpci:
 
         def shadow(start, end):
             # the guest's tables are read from guest storage, as userspace reads them
-            error, where, refused = shadow_pass(guest, fn, hf.domain, ioat, start, end)
+            error, where, refused = shadow_pass(guest.absolute, fn, hf.domain, ioat, start, end)
             if refused:
                 counters["domain_refused"] += refused
             return error, where

@@ -69,7 +69,7 @@ def handle_rpcit(ctx, d, guest):
     fn = ctx.bus.find_by_fh(guest.gpr(d.r1) >> 32)
     if fn is None:
         return CC3
-    return translate(fn, d, guest, partial(refresh_pass, fn, guest))[0]
+    return translate(fn, d, guest, partial(refresh_pass, fn, guest.absolute))[0]
 
 
 def reg_ioat_valid(fn, fib: Fib) -> tuple[int, int] | None:

@@ -94,6 +94,47 @@ def test_rpcit_maps_and_unmaps_pages_of_the_iotlb():
     assert c.cc == 0 and p.fn.iotlb == {}
 
 
+class _TranslatedView:
+    """A vCPU's view whose logical addresses are not absolute, as under DAT
+    with a mapping other than the identity: logical addr is absolute
+    addr + shift."""
+
+    def __init__(self, storage, shift):
+        self.absolute, self.shift, self.problem_state = storage, shift, False
+
+    def gpr(self, r):
+        return self.absolute.gpr(r)
+
+    def set_gpr(self, r, v):
+        self.absolute.set_gpr(r, v)
+
+    def read(self, addr, size):
+        return self.absolute.read(addr + self.shift, size)
+
+    def write(self, addr, data):
+        return self.absolute.write(addr + self.shift, data)
+
+
+def test_rpcit_walks_the_tables_in_absolute_storage_not_the_operand_view():
+    """The IOTA and its tables are absolute: what the CPU's translation puts
+    at those addresses (zeros here, an INVALTE if walked) plays no part."""
+    p, efh, iota = setup()
+    p.guest = _TranslatedView(p.guest, 0x40000)
+    c, _ = rpcit(p, efh, SDMA, 0x1000)
+    assert c.cc == 0 and p.fn.iotlb[SDMA].translated_addr == FRAME
+
+
+def test_a_recording_of_rpcit_holds_the_absolute_table_reads():
+    from firmware_model.guest import RecordingGuest
+    p, efh, iota = setup()
+    rec = p.guest = RecordingGuest(_TranslatedView(p.guest, 0x40000))
+    c, _ = rpcit(p, efh, SDMA, 0x1000)
+    assert c.cc == 0
+    entries = [RTT + 8 * ((SDMA >> 31) & 0x7FF), STT + 8 * ((SDMA >> 20) & 0x7FF), PTT]
+    assert [a for a, _ in rec.reads] == entries
+    assert rec.reads[-1][1] == q64(FRAME)
+
+
 def test_rpcit_over_a_1m_frame_maps_every_page_from_the_start_page():
     p, efh, iota = setup(pal_span=(4 << 20) - 1)
     p.poke(STT + 8, q64(0x200000 | 0x400))

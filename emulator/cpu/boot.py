@@ -295,7 +295,8 @@ def _traced_operands(fw, writer, trap_state):
     """The firmware model's execute for a supervisor-state kernel, recording
     one event per instruction as a capture holds it: the guest's own PSW mask
     (the kernel runs with it under unicorn) and the memory the instruction
-    itself read and wrote at the addresses it used (virtual under DAT).
+    itself read and wrote at the addresses it used (virtual under DAT), with
+    the DMA table entries RPCIT walked at their absolute addresses.
 
     Device DMA, interruptions and the model's synchronous measurement-block
     store go to the machine's absolute storage, not through the

@@ -16,8 +16,8 @@ class UcGuest:
     through trap.c's helpers; reads of up to READ_BUF bytes reuse one buffer.
     """
 
-    __slots__ = ("gprs", "gpr", "set_gpr", "problem_state", "_t", "_size", "_buf", "_chars",
-                 "_mem_read", "_mem_write", "_unpack")
+    __slots__ = ("gprs", "gpr", "set_gpr", "problem_state", "absolute", "_t", "_size", "_buf",
+                 "_chars", "_mem_read", "_mem_write", "_unpack")
 
     READ_BUF = 4096
 
@@ -34,6 +34,7 @@ class UcGuest:
         self._mem_write = lib.trap_mem_write
         self._unpack = ffi.unpack
         self.problem_state = False
+        self.absolute = self
 
     def read(self, addr: int, size: int) -> bytes | None:
         if addr < 0 or size < 0 or addr + size > self._size:
@@ -70,14 +71,16 @@ class DatGuest(UcGuest):
     its instructions address them virtually, on vmapped stacks; the model's
     other addresses (DMA, IOTA, FMB) are absolute.  A 6.1 kernel maps all
     of memory at virtual = absolute, so translating every access with the
-    CPU's current translation serves both (docs/deviations.md: an absolute
-    address the kernel does not map would read as unmapped).
+    CPU's current translation serves the operands; the firmware's own
+    absolute accesses (the DMA tables the IOTA anchors) go through
+    ``absolute``, the machine's absolute storage.
     """
 
     __slots__ = ("_dat_t", "_vread", "_vwrite")
 
-    def __init__(self, t, size: int):
+    def __init__(self, t, size: int, absolute: UcGuest | None = None):
         super().__init__(t, size)
+        self.absolute = absolute if absolute is not None else UcGuest(t, size)
         self._dat_t = t
         self._vread = lib.trap_vmem_read
         self._vwrite = lib.trap_vmem_write

@@ -77,7 +77,7 @@ class UcMachine:
         self.max_insns = max_insns
         # absolute storage (the lowcore, SCCBs), and the model's view of the guest
         self.memory = UcGuest(self.t, memory_size)
-        self.guest = DatGuest(self.t, memory_size) if supervisor else self.memory
+        self.guest = DatGuest(self.t, memory_size, self.memory) if supervisor else self.memory
         self.zpci_handler = zpci_handler
         self.sclp = Sclp(self._bounded(console_out, max_console), memory_size, console=console,
                          pci_configure=pci_configure, pci_deconfigure=pci_deconfigure)

@@ -22,9 +22,11 @@ class ReplayGuest:
     """
 
     __slots__ = ("gprs", "known", "segs", "memsize", "problem_state", "missing", "written_regs",
-                 "writes", "fill")
+                 "writes", "fill", "absolute")
 
     def __init__(self, ev: Event | None, memsize: int, fill: bytes | None = None):
+        # the recording holds the firmware's absolute reads among the event's
+        self.absolute = self
         self.memsize = memsize
         if ev is not None:
             self.reset(ev, fill)
