@@ -71,7 +71,8 @@ class WalkResult:
 
 
 _ETT_RT, _ETT_ST, _ETT_PT = 1, 0, -1
-_RO, _RW = int(Perm.RO), int(Perm.RW)
+# Perm as plain ints on the per-access paths (IntFlag arithmetic is a call)
+_RO, _WO, _RW = int(Perm.RO), int(Perm.WO), int(Perm.RW)
 _FRAME = {_ETT_RT: 1 << ZPCI_RT_SHIFT, _ETT_ST: 1 << ZPCI_ST_SHIFT, _ETT_PT: PAGE_SIZE}
 
 
@@ -294,7 +295,7 @@ class TranslatedDma(DmaPort):
         entry = fn.iotlb.get(iova & PAGE_MASK)
         if entry is None:
             return self._fault(Pec.TPROTE, DmaErrorKind.UNMAPPED, iova)
-        if not entry.perm & (Perm.WO if write else Perm.RO):
+        if not entry.perm & (_WO if write else _RO):
             return self._fault(Pec.TPROTE, DmaErrorKind.PROTECTED, iova)
         return entry.translated_addr + (iova & (PAGE_SIZE - 1))
 
@@ -311,40 +312,55 @@ class TranslatedDma(DmaPort):
             iova = (iova + n) & MASK64
             size -= n
 
+    def _read_piece(self, mem, page_iova: int, n: int) -> bytes | DmaError:
+        """n bytes at page_iova, all within one page."""
+        if self._in_msi_page(page_iova):
+            return b"\xff" * n
+        pa = self._translate(page_iova, False)
+        if pa.__class__ is not int:
+            return pa
+        data = mem.read(pa, n) if mem is not None else None
+        return data if data is not None else DmaError(DmaErrorKind.ADDRESSING, page_iova)
+
+    def _write_piece(self, mem, page_iova: int, chunk: bytes) -> DmaError | None:
+        """chunk at page_iova, all within one page."""
+        if self._in_msi_page(page_iova):
+            msi_deliver(self.fn, int.from_bytes(chunk[:4], "little"))
+            return None
+        pa = self._translate(page_iova, True)
+        if pa.__class__ is not int:
+            return pa
+        if mem is None or not mem.write(pa, chunk):
+            return DmaError(DmaErrorKind.ADDRESSING, page_iova)
+        return None
+
     def read(self, iova: int, size: int) -> bytes | DmaError:
+        mem = self.fn.bus.memory
+        iova &= MASK64
+        if (iova & (PAGE_SIZE - 1)) + size <= PAGE_SIZE:
+            # one page: descriptors, ring fields and most buffers
+            return self._read_piece(mem, iova, size)
         out = bytearray()
         first_error = None
-        mem = self.fn.bus.memory
-        for page_iova, n in self._pages(iova & MASK64, size):
-            if self._in_msi_page(page_iova):
-                out += b"\xff" * n
-                continue
-            pa = self._translate(page_iova, False)
-            data = None
-            if isinstance(pa, DmaError):
-                first_error = first_error or pa
-            else:
-                data = mem.read(pa, n) if mem is not None else None
-                if data is None:
-                    first_error = first_error or DmaError(DmaErrorKind.ADDRESSING, page_iova)
-            out += data if data is not None else bytes(n)
+        for page_iova, n in self._pages(iova, size):
+            data = self._read_piece(mem, page_iova, n)
+            if data.__class__ is DmaError:
+                first_error = first_error or data
+                data = bytes(n)
+            out += data
         return first_error if first_error is not None else bytes(out)
 
     def write(self, iova: int, data: bytes) -> DmaError | None:
-        first_error = None
         mem = self.fn.bus.memory
+        iova &= MASK64
+        if (iova & (PAGE_SIZE - 1)) + len(data) <= PAGE_SIZE:
+            return self._write_piece(mem, iova, data)
+        first_error = None
         pos = 0
-        for page_iova, n in self._pages(iova & MASK64, len(data)):
-            chunk = data[pos:pos + n]
+        for page_iova, n in self._pages(iova, len(data)):
+            err = self._write_piece(mem, page_iova, data[pos:pos + n])
             pos += n
-            if self._in_msi_page(page_iova):
-                msi_deliver(self.fn, int.from_bytes(chunk[:4], "little"))
-                continue
-            pa = self._translate(page_iova, True)
-            if isinstance(pa, DmaError):
-                first_error = first_error or pa
-            elif mem is None or not mem.write(pa, chunk):
-                first_error = first_error or DmaError(DmaErrorKind.ADDRESSING, page_iova)
+            first_error = first_error or err
         return first_error
 
     def msi(self, address: int, data: int) -> None:
