@@ -85,6 +85,11 @@ def _read_u64(memory, addr: int) -> int:
 
 def table_walk(memory, iota: int, addr: int) -> WalkResult:
     """s390_guest_io_table_walk for one address."""
+    return WalkResult(*_walk(memory, iota, addr))
+
+
+def _walk(memory, iota: int, addr: int) -> tuple[int, int, int, int, int]:
+    """table_walk's fields as a tuple (RPCIT walks once per page: no object)."""
     # QEMU strips only the T bit and DT=RTTO; any other low bits stay in the address
     to = iota & ~ZPCI_IOTA_RTTO_FLAG & MASK64
     iova = addr & PAGE_MASK
@@ -138,7 +143,7 @@ def table_walk(memory, iota: int, addr: int) -> WalkResult:
         length = _FRAME[ett]
         to = nto
         ett -= 1
-    return WalkResult(int(error), iova, translated, length, perm)
+    return int(error), iova, translated, length, perm
 
 
 def _budget(fn) -> int:
@@ -197,18 +202,15 @@ def walk_range(memory, iota: int, start: int, end: int, map_page, unmap_range
     addr = start
     mapped = refused = False
     while addr < end:
-        w = table_walk(memory, iota, addr)
-        if w.error:
-            return w.error, addr, refused
-        addr += w.length
+        error, page, frame, length, perm = _walk(memory, iota, addr)
+        if error:
+            return error, addr, refused
+        addr += length
         stop = addr if addr < end else end
-        page = w.iova
-        perm = w.perm
         if not perm:
             if page < stop:
                 unmap_range(page, (stop + PAGE_SIZE - 1) & PAGE_MASK)
         else:
-            frame = w.translated_addr
             while page < stop:
                 if map_page(page, frame, perm):
                     refused = True
