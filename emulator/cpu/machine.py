@@ -33,17 +33,17 @@ from emulator.decode import INSN_LENGTHS, to_decoded
 from emulator.errors import UserError
 from firmware_model.insns import TABLE
 
-__all__ = ["DEFAULT_MAX_CONSOLE", "DEFAULT_MAX_INSNS", "Halt", "RunStats", "UcMachine", "REG_CR0", "REG_PC", "REG_PSWM"]
+__all__ = ["DEFAULT_MAX_CONSOLE", "DEFAULT_MAX_INSNS", "Halt", "RunStats", "UcMachine", "REG_CR0",
+           "REG_PC", "REG_PSWM"]
 
 DEFAULT_MAX_INSNS = 2_000_000_000
 # A guest that prints in a loop fills a terminal or a disk long before any
 # instruction budget ends it (a print loop writes ~40 MiB per 1e9
-# instructions); a Linux boot prints some 30 KiB.
+# instructions); a Linux boot to /init without "quiet" prints 9.5 KiB.
 DEFAULT_MAX_CONSOLE = 16 << 20
 # blocks between two calls of the poll callback (~10 ms of guest code; a power
 # of two, trap.c masks the block count with it)
 POLL_BLOCKS = 1 << 20
-# (first, second byte) of the unprivileged instructions hooked by address
 # The kernel is told of instruction-execution protection (facility 130 of
 # QEMU's list), so unicorn must enforce it: its default "qemu" model lacks
 # it, its "max" model adds it and message-security-assist 5 (whose PRNO the
@@ -51,6 +51,7 @@ POLL_BLOCKS = 1 << 20
 # unicorn leaves a store on its slow path for good whenever the page's TLB
 # entry is executable, and without IEP every page is.
 KERNEL_CPU_MODEL = UC_CPU_S390X_MAX
+# (first, second byte) of the unprivileged instructions hooked by address
 SENSITIVE = {(0xB9, 0x8D), (0xB2, 0xB0)}     # EPSW, STFLE
 
 
