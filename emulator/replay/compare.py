@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from emulator.replay.standins import ReplayGuest
-from emulator.trace.format import Event, EventFlag
+from emulator.trace.format import F_CC, F_INCOMPLETE, F_PGM_KNOWN, F_PSW, Event
 
 
 def expected_regs(ev: Event) -> dict[int, int]:
@@ -22,13 +22,13 @@ def compare(ev: Event, outcome, g: ReplayGuest, all_writes: bool = True) -> list
     out = []
     comp = outcome.completion
     f = ev.flags
-    if f & EventFlag.PGM_KNOWN:
+    if f & F_PGM_KNOWN:
         want = ev.pgm or None
         if comp.pgm != want:
             out.append(f"program exception {comp.pgm and hex(comp.pgm)} recorded {want and hex(want)}")
-    if comp.pgm is None and f & EventFlag.CC:
+    if comp.pgm is None and f & F_CC:
         if comp.cc is None:
-            if f & EventFlag.PSW and (ev.pswm_before >> 44) & 3 != ev.cc:
+            if f & F_PSW and (ev.pswm_before >> 44) & 3 != ev.cc:
                 out.append(f"cc unchanged, recorded cc {(ev.pswm_before >> 44) & 3} -> {ev.cc}")
         elif comp.cc != ev.cc:
             out.append(f"cc {comp.cc} recorded {ev.cc}")
@@ -64,10 +64,10 @@ def compare(ev: Event, outcome, g: ReplayGuest, all_writes: bool = True) -> list
 
 def unchecked_reason(ev: Event, g: ReplayGuest) -> str | None:
     """Why the event's result cannot be judged against the recording (None: it can)."""
-    if ev.flags & EventFlag.INCOMPLETE:
+    if ev.flags & F_INCOMPLETE:
         return "inputs incomplete in trace"
     if g.missing:
         return "model read unrecorded input"
-    if not ev.flags & EventFlag.PGM_KNOWN:
+    if not ev.flags & F_PGM_KNOWN:
         return "program exception not recorded"
     return None

@@ -18,7 +18,7 @@ from emulator.replay.heads import CONFIG, KEYED, KIND_KEY, HeadKinds, decoded
 from emulator.replay.machines import ASSUME, config_from_header, make_machine
 from emulator.replay.results import Mismatch, WorkloadResult
 from emulator.replay import incomplete, progress
-from emulator.trace.format import EVENT_HEAD, Event, EventFlag, RecordType
+from emulator.trace.format import EVENT_HEAD, F_CC, F_INCOMPLETE, Event, RecordType
 from emulator.trace.reader import TraceReader, parse_event
 from emulator.trace.text import block_insns
 from firmware_model.insns import TABLE
@@ -73,11 +73,11 @@ class FileReplay:
                 self.decoded.clear()
             d = self.decoded[key] = decoded(ev.insn, ev.addr)
         loaded = None
-        if (ev.mnemonic in ("PCILG", "PCILGI") and ev.flags & EventFlag.CC and ev.cc == 0
+        if (ev.mnemonic in ("PCILG", "PCILGI") and ev.flags & F_CC and ev.cc == 0
                 and not ev.pgm):
             r1 = ev.insn[3] >> 4
             loaded = expected_regs(ev).get(r1)
-        partial = ev.flags & EventFlag.INCOMPLETE
+        partial = ev.flags & F_INCOMPLETE
         routes = []
         res = self.res
         reasons = set()

@@ -7,7 +7,7 @@ so the event is never counted as checked.
 """
 from __future__ import annotations
 
-from emulator.trace.format import Event, EventFlag
+from emulator.trace.format import F_PGM_KNOWN, F_PSW, Event
 from firmware_model.guest import MASK64
 
 PGM_PRIVILEGED = 0x02
@@ -41,12 +41,12 @@ class ReplayGuest:
             self.gprs[r] = v
             self.known |= 1 << r
         self.segs: list[list] = [[a, bytearray(d)] for a, d in ev.reads]
-        if ev.flags & EventFlag.PSW:
+        if ev.flags & F_PSW:
             self.problem_state = bool((ev.pswm_before >> 48) & 1)
         else:
             # No PSW in the trace: a privileged-operation exception on a
             # privileged instruction is only recognised in problem state.
-            self.problem_state = bool(ev.flags & EventFlag.PGM_KNOWN and ev.pgm == PGM_PRIVILEGED
+            self.problem_state = bool(ev.flags & F_PGM_KNOWN and ev.pgm == PGM_PRIVILEGED
                                       and ev.info.privileged)
         self.missing: list[str] = []
         self.written_regs = 0
@@ -75,6 +75,14 @@ class ReplayGuest:
 
     def peek(self, addr: int, size: int) -> bytes | None:
         """Memory as recorded plus what this event wrote; None where any byte is unknown."""
+        end = addr + size
+        for a, d in reversed(self.segs):
+            # the latest segment that overlaps wins; if it holds the whole
+            # range (an RPCIT's table entry, a block read back), that is all
+            if a < end and addr < a + len(d):
+                if a <= addr and end <= a + len(d):
+                    return bytes(d[addr - a:end - a])
+                break
         out = bytearray(size)
         have = bytearray(size)
         for a, d in self.segs:

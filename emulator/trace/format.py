@@ -52,6 +52,14 @@ class EventFlag(enum.IntFlag):
     DMA_TABLES = 0x10      # the reads include the DMA table entries an RPCIT walked
 
 
+# The same bits as plain ints for the per-event paths: a parsed Event's flags
+# is the record's int, and IntFlag arithmetic costs a call per operation.
+F_PSW = int(EventFlag.PSW)
+F_CC = int(EventFlag.CC)
+F_PGM_KNOWN = int(EventFlag.PGM_KNOWN)
+F_INCOMPLETE = int(EventFlag.INCOMPLETE)
+
+
 # seq, addr, pswm_before, pswm_after, insn(6), ilen, flags, cc, reserved,
 # pgm, in_mask, out_mask, n_reads, n_writes
 EVENT_HEAD = struct.Struct("<QQQQ6sBBBBHHHHH")
@@ -210,7 +218,7 @@ class Event:
     seq: int
     addr: int
     insn: bytes                                  # ilen bytes
-    flags: EventFlag
+    flags: int                                   # EventFlag bits
     pswm_before: int
     pswm_after: int
     cc: int

@@ -324,7 +324,7 @@ def parse_event(rd: TraceReader, buf, start: int, n: int, off: int) -> Event:
     if p != lim:
         raise rd.error(off, f"EVENT record has {lim - p} unexplained bytes")
     rin, rout = mask_regs(in_mask), mask_regs(out_mask)
-    return Event(seq=seq, addr=addr, insn=bytes(insn6[:ilen]), flags=EventFlag(flags),
+    return Event(seq=seq, addr=addr, insn=bytes(insn6[:ilen]), flags=flags,
                  pswm_before=pb, pswm_after=pa, cc=cc, pgm=pgm,
                  regs_in=tuple(zip(rin, regs[:nin])), regs_out=tuple(zip(rout, regs[nin:])),
                  reads=tuple(mem[:nr]), writes=tuple(mem[nr:]))
