@@ -829,6 +829,8 @@ def _set_own(out: BootArgs, key: str, val: str) -> None:
             raise _usage_error(f"{key} wants a number, not {val!r}") from None
         if n > MAX_INSNS_LIMIT:
             raise _usage_error(f"{key} {val} is more than {MAX_INSNS_LIMIT}")
+        if n != int(n):                     # a count: 1.5 would silently be 1
+            raise _usage_error(f"{key} wants a whole number, not {val!r}")
         n = int(n)
         if n <= 0:
             raise _usage_error(f"{key} must be positive")

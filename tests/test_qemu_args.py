@@ -102,7 +102,11 @@ def test_own_options_and_escaped_commas():
     (["-kernel", "k", "stray"], "unexpected argument"),
     (["-kernel", "k", "-smp", "2"], "one CPU"),
     (["-kernel", "k", "--max-insns", "-3"], "positive"),
-    (["-kernel", "k", "--max-insns", "0.5"], "positive"),
+    (["-kernel", "k", "--max-insns", "0.5"], "whole number"),
+    (["-kernel", "k", "--max-console", "1.5"], "whole number"),
+    (["-kernel", "k", "--max-console", "0"], "positive"),
+    (["-kernel", "k", "--max-console", "lots"], "wants a number"),
+    (["-kernel", "k", "--max-console", "1", "--max-console", "2"], "more than once"),
     # beyond the uint64_t counter of cbits/trap.c, and a float's range
     (["-kernel", "k", "--max-insns", str(1 << 64)], "more than"),
     (["-kernel", "k", "--max-insns", "1e30"], "more than"),
