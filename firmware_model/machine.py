@@ -78,7 +78,7 @@ class Machine:
     """A host, one VM, its zPCI bus; ``execute`` serves the VM's zPCI instructions."""
 
     def __init__(self, config: MachineConfig | None = None, policy: str = "linux-6.0",
-                 assume: str = "passthrough", bus: ZpciBus | None = None, memory=None):
+                 assume: str = "passthrough", bus: ZpciBus | None = None):
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r} (choose from {', '.join(POLICY_NAMES)})")
         if assume not in ASSUMPTIONS:
@@ -89,8 +89,6 @@ class Machine:
         self.host = Host()
         self.vm = self.host.create_vm()
         self.bus = bus if bus is not None else ZpciBus.from_config(self.config, _device_factory())
-        if memory is not None:
-            self.bus.memory = memory
         self.counters = Stats()
         self.userspace = UserspaceHandler(self.bus)
         self.kvm = KvmZpci(self.host, self.vm, self.counters.kernel)

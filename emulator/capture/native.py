@@ -177,8 +177,6 @@ def run_workload(name: str, tmp: Path, out=None, extra: tuple[str, ...] = (), *,
     devices under ``zpci-emu boot`` (memory and -smp as capture; the block
     image in ``tmp``); with ``trace``, the run's zPCI events and phase marks
     are written there (``boot --trace``)."""
-    import time
-
     from emulator import qemu_args as qa
     from emulator.capture import linux
     from emulator.capture.workloads import WORKLOADS, parse_stats

@@ -78,9 +78,9 @@ class DatGuest(UcGuest):
 
     __slots__ = ("_dat_t", "_vread", "_vwrite")
 
-    def __init__(self, t, size: int, absolute: UcGuest | None = None):
+    def __init__(self, t, size: int, absolute: UcGuest):
         super().__init__(t, size)
-        self.absolute = absolute if absolute is not None else UcGuest(t, size)
+        self.absolute = absolute
         self._dat_t = t
         self._vread = lib.trap_vmem_read
         self._vwrite = lib.trap_vmem_write

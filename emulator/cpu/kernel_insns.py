@@ -23,6 +23,7 @@ from emulator._native import lib
 from emulator.cpu.native import EXCP_PGM, REG_CR0
 from emulator.cpu.privileged import KERNEL_FACILITY_DWORDS, s_addr
 from emulator.cpu.records import Halt, insn_hex
+from firmware_model.guest import MASK64
 
 DIAG_YIELD = 0x44
 DIAG_IPL = 0x308
@@ -41,7 +42,6 @@ PRNO_TRNG = 114
 PRNO_INSTALLED = (1 << 127 - PRNO_QUERY) | (1 << 127 - PRNO_TRNG)
 PRNO_CHUNK = 4096                # bytes stored per step (a fault leaves the rest undone)
 PRNO_SEED = 0x7A70_6369          # the TRNG's bytes are reproducible run to run
-MASK64 = (1 << 64) - 1
 CHANNEL_IO = {
     0x30: "CSCH", 0x31: "HSCH", 0x32: "MSCH", 0x33: "SSCH", 0x34: "STSCH", 0x35: "TSCH",
     0x36: "TPI", 0x37: "SAL", 0x38: "RSCH", 0x39: "STCRW", 0x3A: "STCPS", 0x3B: "RCHP",
